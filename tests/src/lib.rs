@@ -41,7 +41,7 @@ pub fn rel_err(actual: &[f32], expected: &[f32]) -> f32 {
 /// Assert a Burn tensor equals a reference within `tol` relative error.
 pub fn assert_close<const D: usize>(what: &str, actual: Tensor<D>, expected: &RawTensor, tol: f32) {
     assert_eq!(actual.dims().to_vec(), expected.shape, "{what}: shape");
-    let a: Vec<f32> = actual.into_data().convert::<f32>().to_vec().expect("f32 data");
+    let a: Vec<f32> = actual.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32 data");
     let e = expected.to_f32();
     let err = rel_err(&a, &e);
     assert!(err <= tol, "{what}: relative error {err:e} > {tol:e}");
