@@ -1,0 +1,148 @@
+"""Writes tiny random LLaVA checkpoints with the real transformers classes and
+records their outputs, for the Rust parity tests (tests/tests/llava.rs).
+
+    /root/.cache/pyref/bin/python tests/reference/llava.py
+
+Fixtures (tests/fixtures/):
+  llava-tiny/         current key layout (model.language_model.*), Mistral text
+                      model with GQA and a sliding window, SigLIP tower, one file.
+  llava-tiny-legacy/  legacy key layout (language_model.model.*), Llama text model,
+                      "default" feature selection, sharded with an index.
+Each holds config.json, tokenizer.json, preprocessor_config.json, weights and
+reference.safetensors (input ids, pixel values, logits, greedy ids, log-probs).
+"""
+import json
+import os
+import shutil
+
+import numpy as np
+import torch
+from PIL import Image
+from safetensors.torch import load_file, save_file
+from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers, processors
+from transformers import (
+    LlamaConfig,
+    LlavaConfig,
+    LlavaForConditionalGeneration,
+    LlavaProcessor,
+    MistralConfig,
+    PreTrainedTokenizerFast,
+    SiglipImageProcessor,
+    SiglipVisionConfig,
+)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+FIX = os.path.join(HERE, "..", "fixtures")
+CORPUS = [
+    "USER: What colour is the circle? ASSISTANT: red",
+    "USER: How many shapes are there? ASSISTANT: three",
+    "a large blue square at the top left and a small green triangle in the center",
+    "Describe the image. There is a purple circle at the bottom right.",
+    "yes no one two three left right top bottom center yellow orange",
+] * 4
+SPECIALS = ["<unk>", "<s>", "</s>", "<pad>", "<image>"]
+
+
+def make_tokenizer():
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    trainer = trainers.BpeTrainer(vocab_size=160, special_tokens=SPECIALS, show_progress=False)
+    tok.train_from_iterator(CORPUS, trainer)
+    bos = tok.token_to_id("<s>")
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", bos)])
+    return tok
+
+
+def image():
+    """A deterministic 32x32 RGB test picture: a gradient with a red square."""
+    y, x = np.mgrid[0:32, 0:32]
+    a = np.stack([x * 8, y * 8, (x + y) * 4], -1).astype(np.uint8)
+    a[8:20, 10:22] = [220, 30, 40]
+    return Image.fromarray(a)
+
+
+def build(name, text_cfg, strategy, layer, legacy):
+    torch.manual_seed(0)
+    out = os.path.join(FIX, name)
+    shutil.rmtree(out, ignore_errors=True)
+    tok = make_tokenizer()
+    vocab = tok.get_vocab_size()
+    vision = SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+                                num_attention_heads=4, image_size=32, patch_size=8)
+    text_cfg.vocab_size = vocab
+    text_cfg.bos_token_id = tok.token_to_id("<s>")
+    text_cfg.eos_token_id = tok.token_to_id("</s>")
+    cfg = LlavaConfig(vision_config=vision, text_config=text_cfg, image_token_index=tok.token_to_id("<image>"),
+                      vision_feature_select_strategy=strategy, vision_feature_layer=layer,
+                      image_seq_length=16 if strategy == "full" else 15)
+    model = LlavaForConditionalGeneration(cfg).eval()
+    with torch.no_grad():  # make the random model less flat so greedy decoding is decisive
+        for p in model.parameters():
+            p.mul_(3.0)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
+                                   unk_token="<unk>", pad_token="<pad>")
+    fast.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    proc = LlavaProcessor(image_processor=SiglipImageProcessor(size={"height": 32, "width": 32}),
+                          tokenizer=fast, patch_size=8, vision_feature_select_strategy=strategy,
+                          image_token="<image>", num_additional_image_tokens=0)
+    model.save_pretrained(out, max_shard_size="150KB" if legacy else "50MB")
+    proc.save_pretrained(out)
+    tok.save(os.path.join(out, "tokenizer.json"))
+    image().save(os.path.join(out, "image.png"))
+    if legacy:
+        relayout_legacy(out)
+
+    prompt = "USER: <image>\nWhat colour is the circle? ASSISTANT:"
+    enc = proc(text=prompt, images=image(), return_tensors="pt")
+    with torch.no_grad():
+        logits = model(**enc).logits
+        gen = model.generate(**enc, max_new_tokens=8, do_sample=False, output_logits=True,
+                             return_dict_in_generate=True)
+    new = gen.sequences[0, enc["input_ids"].shape[1]:]
+    lp = torch.stack([torch.log_softmax(l[0].float(), -1) for l in gen.logits])
+    top = lp.topk(5, -1)
+    save_file({
+        "input_ids": enc["input_ids"].to(torch.int64).contiguous(),
+        "pixel_values": enc["pixel_values"].float().contiguous(),
+        "logits": logits.float().contiguous(),
+        "greedy_ids": new.to(torch.int64).contiguous(),
+        "greedy_logprobs": lp.gather(1, new[:, None])[:, 0].contiguous(),
+        "top5_ids": top.indices.to(torch.int64).contiguous(),
+        "top5_logprobs": top.values.contiguous(),
+    }, os.path.join(out, "reference.safetensors"))
+    with open(os.path.join(out, "prompt.txt"), "w") as f:
+        f.write(prompt)
+    print(name, "ids", enc["input_ids"].shape, "greedy", new.tolist())
+
+
+def relayout_legacy(out):
+    """Rewrite keys into the legacy layout (language_model.model.*, vision_tower.*, ...)."""
+    idx_path = os.path.join(out, "model.safetensors.index.json")
+    with open(idx_path) as f:
+        idx = json.load(f)
+
+    def legacy(k):
+        for a, b in [("model.language_model.", "language_model.model."), ("lm_head.", "language_model.lm_head."),
+                     ("model.vision_tower.", "vision_tower."), ("model.multi_modal_projector.", "multi_modal_projector.")]:
+            if k.startswith(a):
+                return b + k[len(a):]
+        return k
+
+    for shard in sorted(set(idx["weight_map"].values())):
+        p = os.path.join(out, shard)
+        save_file({legacy(k): v for k, v in load_file(p).items()}, p, metadata={"format": "pt"})
+    idx["weight_map"] = {legacy(k): v for k, v in idx["weight_map"].items()}
+    with open(idx_path, "w") as f:
+        json.dump(idx, f, indent=2)
+
+
+if __name__ == "__main__":
+    build("llava-tiny", MistralConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                      num_attention_heads=4, num_key_value_heads=2, sliding_window=12,
+                                      max_position_embeddings=128, rope_theta=10000.0),
+          "full", -2, legacy=False)
+    build("llava-tiny-legacy", LlamaConfig(hidden_size=48, intermediate_size=96, num_hidden_layers=2,
+                                           num_attention_heads=4, num_key_value_heads=4,
+                                           max_position_embeddings=128, rope_theta=500000.0),
+          "default", -2, legacy=True)
