@@ -7,6 +7,7 @@ pub mod checkpoint;
 pub mod error;
 pub mod nn;
 pub mod safetensors;
+pub mod sd;
 pub mod template;
 pub mod tokenizer;
 pub mod weights;

@@ -1,0 +1,238 @@
+//! The attention side of the Stable Diffusion UNet, named as diffusers names it:
+//! `Attention` (`to_q`, `to_k`, `to_v`, `to_out.0`), the GEGLU `FeedForward`
+//! (`ff.net.0.proj`, `ff.net.2`), `BasicTransformerBlock` and the spatial
+//! `Transformer2DModel` that wraps them between a GroupNorm and two projections.
+
+use crate::error::Result;
+use crate::nn::{conv2d, group_norm, layer_norm, linear};
+use crate::weights::VarBuilder;
+use burn::module::Module;
+use burn::nn::conv::Conv2d;
+use burn::nn::{GroupNorm, LayerNorm, Linear};
+use burn::tensor::Tensor;
+use burn::tensor::activation::{gelu, softmax};
+
+/// Scaled dot-product attention, `softmax(q kᵀ / √d) v`, as plain tensor ops.
+///
+/// `q`: `[batch, heads, n_q, d]`, `k` and `v`: `[batch, heads, n_kv, d]`; returns
+/// `[batch, heads, n_q, d]`. This is the reference a fused GPU kernel replaces
+/// behind the same signature.
+pub fn scaled_dot_product_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+    let d = q.dims()[3];
+    let scores = q
+        .mul_scalar(1.0 / (d as f64).sqrt())
+        .matmul(k.swap_dims(2, 3));
+    softmax(scores, 3).matmul(v)
+}
+
+/// diffusers `Attention` without biases on q/k/v (the UNet's setting).
+#[derive(Module, Debug)]
+pub struct Attention {
+    pub to_q: Linear,
+    pub to_k: Linear,
+    pub to_v: Linear,
+    /// `to_out.0` (`to_out.1` is dropout).
+    pub to_out: Linear,
+    pub heads: usize,
+}
+
+impl Attention {
+    /// `query_dim` is the width of the queries and the output, `context_dim`
+    /// that of the keys/values (`query_dim` for self-attention).
+    pub fn load(
+        vb: &VarBuilder,
+        query_dim: usize,
+        context_dim: usize,
+        heads: usize,
+        head_dim: usize,
+    ) -> Result<Self> {
+        let inner = heads * head_dim;
+        Ok(Self {
+            to_q: linear(&vb.pp("to_q"), query_dim, inner, false)?,
+            to_k: linear(&vb.pp("to_k"), context_dim, inner, false)?,
+            to_v: linear(&vb.pp("to_v"), context_dim, inner, false)?,
+            to_out: linear(&vb.pp("to_out").pp(0), inner, query_dim, true)?,
+            heads,
+        })
+    }
+
+    /// `x`: `[batch, n, query_dim]`, `context`: `[batch, m, context_dim]`
+    /// (`None` = self-attention) → `[batch, n, query_dim]`.
+    pub fn forward(&self, x: Tensor<3>, context: Option<Tensor<3>>) -> Tensor<3> {
+        let context = context.unwrap_or_else(|| x.clone());
+        let q = self.split_heads(self.to_q.forward(x));
+        let k = self.split_heads(self.to_k.forward(context.clone()));
+        let v = self.split_heads(self.to_v.forward(context));
+        let [b, h, n, d] = q.dims();
+        let out = scaled_dot_product_attention(q, k, v)
+            .swap_dims(1, 2)
+            .reshape([b, n, h * d]);
+        self.to_out.forward(out)
+    }
+
+    /// `[b, n, heads * d]` → `[b, heads, n, d]`.
+    fn split_heads(&self, x: Tensor<3>) -> Tensor<4> {
+        let [b, n, inner] = x.dims();
+        x.reshape([b, n, self.heads, inner / self.heads])
+            .swap_dims(1, 2)
+    }
+}
+
+/// `FeedForward` with the GEGLU activation: `net.2(h * gelu(gate))` where
+/// `[h, gate] = net.0.proj(x)` split in halves.
+#[derive(Module, Debug)]
+pub struct FeedForward {
+    /// `net.0.proj`: `dim → 2 · inner`.
+    pub proj_in: Linear,
+    /// `net.2`: `inner → dim`.
+    pub proj_out: Linear,
+}
+
+impl FeedForward {
+    /// diffusers' default `mult = 4`: `inner = 4 · dim`.
+    pub fn load(vb: &VarBuilder, dim: usize) -> Result<Self> {
+        let inner = 4 * dim;
+        Ok(Self {
+            proj_in: linear(&vb.pp("net").pp(0).pp("proj"), dim, 2 * inner, true)?,
+            proj_out: linear(&vb.pp("net").pp(2), inner, dim, true)?,
+        })
+    }
+
+    /// `[b, n, dim]` → `[b, n, dim]`.
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let y = self.proj_in.forward(x);
+        let inner = y.dims()[2] / 2;
+        let (h, gate) = (y.clone().narrow(2, 0, inner), y.narrow(2, inner, inner));
+        self.proj_out.forward(h.mul(gelu(gate)))
+    }
+}
+
+/// Self-attention, cross-attention and GEGLU feed-forward, each pre-LayerNorm
+/// with a residual.
+#[derive(Module, Debug)]
+pub struct BasicTransformerBlock {
+    pub norm1: LayerNorm,
+    pub attn1: Attention,
+    pub norm2: LayerNorm,
+    pub attn2: Attention,
+    pub norm3: LayerNorm,
+    pub ff: FeedForward,
+}
+
+impl BasicTransformerBlock {
+    /// `dim = heads · head_dim`; keys/values of `attn2` come from `context_dim`.
+    pub fn load(
+        vb: &VarBuilder,
+        dim: usize,
+        heads: usize,
+        head_dim: usize,
+        context_dim: usize,
+    ) -> Result<Self> {
+        Ok(Self {
+            norm1: layer_norm(&vb.pp("norm1"), dim, 1e-5)?,
+            attn1: Attention::load(&vb.pp("attn1"), dim, dim, heads, head_dim)?,
+            norm2: layer_norm(&vb.pp("norm2"), dim, 1e-5)?,
+            attn2: Attention::load(&vb.pp("attn2"), dim, context_dim, heads, head_dim)?,
+            norm3: layer_norm(&vb.pp("norm3"), dim, 1e-5)?,
+            ff: FeedForward::load(&vb.pp("ff"), dim)?,
+        })
+    }
+
+    /// `x`: `[b, n, dim]`, `context`: `[b, m, context_dim]` → `[b, n, dim]`.
+    pub fn forward(&self, x: Tensor<3>, context: Tensor<3>) -> Tensor<3> {
+        let x = self
+            .attn1
+            .forward(self.norm1.forward(x.clone()), None)
+            .add(x);
+        let x = self
+            .attn2
+            .forward(self.norm2.forward(x.clone()), Some(context))
+            .add(x);
+        self.ff.forward(self.norm3.forward(x.clone())).add(x)
+    }
+}
+
+/// `proj_in` / `proj_out` of a [`Transformer2DModel`]: a 1×1 convolution on the
+/// feature map (SD 1.x) or a linear layer on the flattened tokens (SD 2.x,
+/// `use_linear_projection`).
+#[derive(Module, Debug)]
+pub enum Projection {
+    Conv(Conv2d),
+    Linear(Linear),
+}
+
+impl Projection {
+    fn load(vb: &VarBuilder, d_in: usize, d_out: usize, use_linear: bool) -> Result<Self> {
+        Ok(if use_linear {
+            Self::Linear(linear(vb, d_in, d_out, true)?)
+        } else {
+            Self::Conv(conv2d(vb, d_in, d_out, 1, 1, 0)?)
+        })
+    }
+}
+
+/// The spatial transformer: GroupNorm, `proj_in`, `transformer_blocks`,
+/// `proj_out`, plus the input as residual.
+#[derive(Module, Debug)]
+pub struct Transformer2DModel {
+    pub norm: GroupNorm,
+    pub proj_in: Projection,
+    pub transformer_blocks: Vec<BasicTransformerBlock>,
+    pub proj_out: Projection,
+}
+
+/// What a [`Transformer2DModel`] needs beyond its weights.
+#[derive(Debug, Clone, Copy)]
+pub struct Transformer2DConfig {
+    /// Channels in and out (`= heads · head_dim`).
+    pub channels: usize,
+    pub heads: usize,
+    pub layers: usize,
+    pub context_dim: usize,
+    pub groups: usize,
+    pub use_linear_projection: bool,
+}
+
+impl Transformer2DModel {
+    pub fn load(vb: &VarBuilder, cfg: &Transformer2DConfig) -> Result<Self> {
+        let c = cfg.channels;
+        let head_dim = c / cfg.heads;
+        let transformer_blocks = (0..cfg.layers)
+            .map(|i| {
+                BasicTransformerBlock::load(
+                    &vb.pp("transformer_blocks").pp(i),
+                    c,
+                    cfg.heads,
+                    head_dim,
+                    cfg.context_dim,
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            norm: group_norm(&vb.pp("norm"), cfg.groups, c, 1e-6)?,
+            proj_in: Projection::load(&vb.pp("proj_in"), c, c, cfg.use_linear_projection)?,
+            transformer_blocks,
+            proj_out: Projection::load(&vb.pp("proj_out"), c, c, cfg.use_linear_projection)?,
+        })
+    }
+
+    /// `x`: `[b, c, h, w]`, `context`: `[b, m, context_dim]` → `[b, c, h, w]`.
+    pub fn forward(&self, x: Tensor<4>, context: Tensor<3>) -> Tensor<4> {
+        let [b, c, h, w] = x.dims();
+        let to_tokens = |t: Tensor<4>| t.reshape([b, c, h * w]).swap_dims(1, 2);
+        let norm = self.norm.forward(x.clone());
+        let mut tokens = match &self.proj_in {
+            Projection::Conv(conv) => to_tokens(conv.forward(norm)),
+            Projection::Linear(lin) => lin.forward(to_tokens(norm)),
+        };
+        for block in &self.transformer_blocks {
+            tokens = block.forward(tokens, context.clone());
+        }
+        let to_map = |t: Tensor<3>| t.swap_dims(1, 2).reshape([b, c, h, w]);
+        let out = match &self.proj_out {
+            Projection::Conv(conv) => conv.forward(to_map(tokens)),
+            Projection::Linear(lin) => to_map(lin.forward(tokens)),
+        };
+        out.add(x)
+    }
+}
