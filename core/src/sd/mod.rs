@@ -1,0 +1,3 @@
+//! Stable Diffusion: the VAE, the UNet and their schedulers.
+
+pub mod vae;
