@@ -4,6 +4,7 @@
 //! system, network or CLI code lives here, so it builds for `wasm32`.
 
 pub mod checkpoint;
+pub mod clip_text;
 pub mod error;
 pub mod nn;
 pub mod safetensors;
