@@ -7,14 +7,14 @@
 //! (see [`AutoencoderKLConfig::scaling_factor`]).
 
 use crate::error::{Error, Result};
-use crate::nn::{conv2d, group_norm, linear, Activation};
+use crate::nn::{Activation, conv2d, group_norm, linear};
 use crate::weights::VarBuilder;
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::nn::{GroupNorm, Linear};
+use burn::tensor::Tensor;
 use burn::tensor::activation::{silu, softmax};
 use burn::tensor::ops::PadMode;
-use burn::tensor::Tensor;
 
 /// The epsilon every VAE norm uses (diffusers hard-codes `1e-6`).
 const NORM_EPS: f64 = 1e-6;
@@ -134,7 +134,10 @@ impl AutoencoderKLConfig {
         }
         let g = self.norm_num_groups;
         if g == 0 || self.block_out_channels.iter().any(|c| *c == 0 || c % g != 0) {
-            return bad(format!("block_out_channels {:?} not divisible by norm_num_groups {g}", self.block_out_channels));
+            return bad(format!(
+                "block_out_channels {:?} not divisible by norm_num_groups {g}",
+                self.block_out_channels
+            ));
         }
         if self.layers_per_block == 0 || self.latent_channels == 0 || self.in_channels == 0 || self.out_channels == 0 {
             return bad("layers_per_block, latent_channels, in_channels and out_channels must be positive".into());
@@ -192,7 +195,11 @@ impl ResnetBlock2D {
             conv1: conv2d(&vb.pp("conv1"), c_in, c_out, 3, 1, 1)?,
             norm2: group_norm(&vb.pp("norm2"), groups, c_out, NORM_EPS)?,
             conv2: conv2d(&vb.pp("conv2"), c_out, c_out, 3, 1, 1)?,
-            conv_shortcut: if c_in != c_out { Some(conv2d(&vb.pp("conv_shortcut"), c_in, c_out, 1, 1, 0)?) } else { None },
+            conv_shortcut: if c_in != c_out {
+                Some(conv2d(&vb.pp("conv_shortcut"), c_in, c_out, 1, 1, 0)?)
+            } else {
+                None
+            },
             act,
         })
     }
@@ -271,12 +278,15 @@ impl MidBlock {
 
     /// `x`: `[b, c, h, w]` → `[b, c, h, w]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let mut x = x;
-        for (i, resnet) in self.resnets.iter().enumerate() {
-            if i > 0 {
-                if let Some(attn) = self.attentions.get(i - 1) {
-                    x = attn.forward(x);
-                }
+        let mut resnets = self.resnets.iter();
+        let mut x = match resnets.next() {
+            Some(first) => first.forward(x),
+            None => x,
+        };
+        // Attention `i` sits between resnets `i` and `i + 1`.
+        for (i, resnet) in resnets.enumerate() {
+            if let Some(attn) = self.attentions.get(i) {
+                x = attn.forward(x);
             }
             x = resnet.forward(x);
         }
@@ -330,7 +340,13 @@ pub struct UpDecoderBlock2D {
     pub upsamplers: Vec<Upsample2D>,
 }
 
-fn resnets(vb: &VarBuilder, n: usize, c_in: usize, c_out: usize, cfg: &AutoencoderKLConfig) -> Result<Vec<ResnetBlock2D>> {
+fn resnets(
+    vb: &VarBuilder,
+    n: usize,
+    c_in: usize,
+    c_out: usize,
+    cfg: &AutoencoderKLConfig,
+) -> Result<Vec<ResnetBlock2D>> {
     (0..n)
         .map(|i| {
             let c = if i == 0 { c_in } else { c_out };
@@ -363,7 +379,10 @@ impl Encoder {
             } else {
                 Vec::new()
             };
-            down_blocks.push(DownEncoderBlock2D { resnets: resnets(&vb, cfg.layers_per_block, c_in, c_out, cfg)?, downsamplers });
+            down_blocks.push(DownEncoderBlock2D {
+                resnets: resnets(&vb, cfg.layers_per_block, c_in, c_out, cfg)?,
+                downsamplers,
+            });
         }
         Ok(Self {
             conv_in: conv2d(&vb.pp("conv_in"), cfg.in_channels, ch[0], 3, 1, 1)?,
@@ -414,7 +433,10 @@ impl Decoder {
             } else {
                 Vec::new()
             };
-            up_blocks.push(UpDecoderBlock2D { resnets: resnets(&vb, cfg.layers_per_block + 1, c_in, c_out, cfg)?, upsamplers });
+            up_blocks.push(UpDecoderBlock2D {
+                resnets: resnets(&vb, cfg.layers_per_block + 1, c_in, c_out, cfg)?,
+                upsamplers,
+            });
         }
         Ok(Self {
             conv_in: conv2d(&vb.pp("conv_in"), cfg.latent_channels, rev[0], 3, 1, 1)?,
@@ -461,8 +483,16 @@ impl AutoencoderKL {
         Ok(Self {
             encoder: Encoder::load(cfg, &vb.pp("encoder"))?,
             decoder: Decoder::load(cfg, &vb.pp("decoder"))?,
-            quant_conv: if cfg.use_quant_conv { Some(conv2d(&vb.pp("quant_conv"), 2 * l, 2 * l, 1, 1, 0)?) } else { None },
-            post_quant_conv: if cfg.use_post_quant_conv { Some(conv2d(&vb.pp("post_quant_conv"), l, l, 1, 1, 0)?) } else { None },
+            quant_conv: if cfg.use_quant_conv {
+                Some(conv2d(&vb.pp("quant_conv"), 2 * l, 2 * l, 1, 1, 0)?)
+            } else {
+                None
+            },
+            post_quant_conv: if cfg.use_post_quant_conv {
+                Some(conv2d(&vb.pp("post_quant_conv"), l, l, 1, 1, 0)?)
+            } else {
+                None
+            },
             in_channels: cfg.in_channels,
             latent_channels: l,
         })
