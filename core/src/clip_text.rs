@@ -4,7 +4,7 @@
 //! after `final_layer_norm`.
 
 use crate::error::{Error, Result};
-use crate::nn::{embedding, layer_norm, linear, Activation};
+use crate::nn::{Activation, embedding, layer_norm, linear};
 use crate::weights::{VarBuilder, WeightMap};
 use burn::module::Module;
 use burn::nn::{Embedding, LayerNorm, Linear};
@@ -91,7 +91,8 @@ mod defaults {
 impl ClipTextConfig {
     /// Parse and check `text_encoder/config.json`.
     pub fn from_json(json: &str) -> Result<Self> {
-        let cfg: Self = serde_json::from_str(json).map_err(|e| Error::config("text_encoder/config.json", e.to_string()))?;
+        let cfg: Self =
+            serde_json::from_str(json).map_err(|e| Error::config("text_encoder/config.json", e.to_string()))?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -143,7 +144,8 @@ impl ClipAttention {
         let k = heads(self.k_proj.forward(x.clone()));
         let v = heads(self.v_proj.forward(x));
         let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(1.0 / (hd as f64).sqrt());
-        let future: Tensor<4, Bool> = Tensor::<2, Bool>::tril_mask([l, l], 0, &scores.device()).unsqueeze::<4>().expand([b, h, l, l]);
+        let future: Tensor<4, Bool> =
+            Tensor::<2, Bool>::tril_mask([l, l], 0, &scores.device()).unsqueeze::<4>().expand([b, h, l, l]);
         let probs = softmax(scores.mask_fill(future, f32::NEG_INFINITY), 3);
         let out = probs.matmul(v).swap_dims(1, 2).reshape([b, l, d]);
         self.out_proj.forward(out)

@@ -44,7 +44,8 @@ fn vae_encode_and_decode_match_diffusers() {
 #[test]
 fn vae_rejects_wrong_input_channels() {
     let device = cpu();
-    let vae = AutoencoderKL::load(&vae_config(), &VarBuilder::from_map(Arc::new(vae_weights()), &device)).expect("load");
+    let vae =
+        AutoencoderKL::load(&vae_config(), &VarBuilder::from_map(Arc::new(vae_weights()), &device)).expect("load");
     let err = vae.encode(Tensor::zeros([1, 4, 8, 8], &device)).expect_err("4-channel image");
     assert!(matches!(err, Error::Input { .. }), "{err}");
     let err = vae.decode(Tensor::zeros([1, 3, 8, 8], &device)).expect_err("3-channel latent");
@@ -56,7 +57,8 @@ fn vae_mismatched_config_names_tensor_and_shapes() {
     let device = cpu();
     let mut cfg = vae_config();
     cfg.block_out_channels = vec![16, 64];
-    let err = AutoencoderKL::load(&cfg, &VarBuilder::from_map(Arc::new(vae_weights()), &device)).expect_err("wrong widths");
+    let err =
+        AutoencoderKL::load(&cfg, &VarBuilder::from_map(Arc::new(vae_weights()), &device)).expect_err("wrong widths");
     match err {
         Error::ShapeMismatch { name, expected, found } => {
             assert_eq!(name, "encoder.down_blocks.1.resnets.0.conv1.weight");
@@ -71,8 +73,10 @@ fn vae_mismatched_config_names_tensor_and_shapes() {
 }
 
 fn clip() -> (ClipTextConfig, Arc<WeightMap>) {
-    let cfg = ClipTextConfig::from_json(&String::from_utf8(read("clip-text-tiny/config.json")).expect("utf8")).expect("config");
-    let mut map = WeightMap::from_safetensors("clip-text-tiny", read("clip-text-tiny/model.safetensors")).expect("weights");
+    let cfg = ClipTextConfig::from_json(&String::from_utf8(read("clip-text-tiny/config.json")).expect("utf8"))
+        .expect("config");
+    let mut map =
+        WeightMap::from_safetensors("clip-text-tiny", read("clip-text-tiny/model.safetensors")).expect("weights");
     ClipTextModel::normalize_keys(&mut map);
     (cfg, Arc::new(map))
 }
@@ -108,7 +112,8 @@ fn clip_text_mismatched_config_names_tensor_and_shapes() {
     let device = cpu();
     let (mut cfg, map) = clip();
     cfg.intermediate_size = 128;
-    let err = ClipTextModel::load(&cfg, &VarBuilder::from_map(map, &device).pp("text_model")).expect_err("wrong mlp width");
+    let err =
+        ClipTextModel::load(&cfg, &VarBuilder::from_map(map, &device).pp("text_model")).expect_err("wrong mlp width");
     match err {
         Error::ShapeMismatch { name, expected, found } => {
             assert_eq!(name, "text_model.encoder.layers.0.mlp.fc1.weight");
