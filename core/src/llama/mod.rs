@@ -50,11 +50,13 @@ impl Llama {
     pub fn load(cfg: &LlamaConfig, vb: &VarBuilder, lm_head: &VarBuilder) -> Result<Self> {
         cfg.validate()?;
         let (v, h) = (cfg.vocab_size, cfg.hidden_size);
+        // Checkpoint order, so the first mismatch reported is the first tensor.
+        let embed_tokens = embedding(&vb.pp("embed_tokens"), v, h)?;
         let layers = (0..cfg.num_hidden_layers)
             .map(|i| DecoderLayer::load(cfg, &vb.pp("layers").pp(i)))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
-            embed_tokens: embedding(&vb.pp("embed_tokens"), v, h)?,
+            embed_tokens,
             layers,
             norm: RmsNorm::load(&vb.pp("norm"), h, cfg.rms_norm_eps)?,
             lm_head: if cfg.tie_word_embeddings {
