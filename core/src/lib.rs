@@ -6,8 +6,10 @@
 pub mod checkpoint;
 pub mod clip_text;
 pub mod error;
+pub mod llama;
 pub mod nn;
 pub mod safetensors;
+pub mod sampling;
 pub mod sd;
 pub mod template;
 pub mod tokenizer;
