@@ -4,8 +4,10 @@
 //! system, network or CLI code lives here, so it builds for `wasm32`.
 
 pub mod error;
+pub mod image;
 pub mod nn;
 pub mod safetensors;
+pub mod siglip;
 pub mod weights;
 
 pub use error::{Error, Result};
