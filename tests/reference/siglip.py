@@ -15,7 +15,8 @@ Writes tests/fixtures/siglip/:
     pre.clip                        CLIPImageProcessorPil without padding
     pre.bilinear_up                 SiglipImageProcessorPil, bilinear, upscaling to 48x56
     pre.nearest                     nearest, downscaling to 17x23
-    pre.lanczos                     lanczos, 13x50 (down in y, up in x)
+    pre.lanczos                     lanczos, widening to 30x52 (one axis only: see resample.rs on
+                                    Pillow 13 choosing the pass order when the height shrinks)
 
 Run: /root/.cache/pyref/bin/python tests/reference/siglip.py
 """
@@ -96,7 +97,7 @@ sig_proc = SiglipImageProcessorPil(size={"height": 32, "width": 32})
 clip_proc = CLIPImageProcessorPil(size={"shortest_edge": 24}, crop_size={"height": 20, "width": 22})
 up_proc = SiglipImageProcessorPil(size={"height": 48, "width": 56}, resample=2)
 near_proc = SiglipImageProcessorPil(size={"height": 17, "width": 23}, resample=0)
-lanczos_proc = SiglipImageProcessorPil(size={"height": 13, "width": 50}, resample=1)
+lanczos_proc = SiglipImageProcessorPil(size={"height": 30, "width": 52}, resample=1)
 sig_proc.save_pretrained(OUT)
 os.replace(os.path.join(OUT, "preprocessor_config.json"), os.path.join(OUT, "siglip_preprocessor_config.json"))
 clip_proc.save_pretrained(OUT)

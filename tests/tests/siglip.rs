@@ -9,18 +9,24 @@ use std::sync::Arc;
 
 const TOL: f32 = 1e-4;
 
-fn tower(name: &str) -> (SiglipVision, Arc<WeightMap>) {
+/// The tower of a fixture folder; `prefixed` moves every key under `vision_model.`
+/// (the layout of transformers < 5 and of full SigLIP/CLIP checkpoints).
+fn tower(name: &str, prefixed: bool) -> (SiglipVision, Arc<WeightMap>) {
     let dir = fixture(&format!("siglip/{name}"));
     let cfg = SiglipVisionConfig::from_json(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
     let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
-    let map = Arc::new(WeightMap::from_safetensors(name, bytes).unwrap());
+    let mut map = WeightMap::from_safetensors(name, bytes).unwrap();
+    if prefixed {
+        map.rename_prefix("", "vision_model.");
+    }
+    let map = Arc::new(map);
     let vb = VarBuilder::from_map(map.clone(), &cpu());
-    (SiglipVision::load(&cfg, &vb.pp("vision_model")).unwrap(), map)
+    (SiglipVision::load_checkpoint(&cfg, &vb).unwrap(), map)
 }
 
-fn check_tower(name: &str) {
+fn check_tower(name: &str, prefixed: bool) {
     let refs = load("siglip/reference.safetensors");
-    let (model, map) = tower(name);
+    let (model, map) = tower(name, prefixed);
     let pixels = tensor::<4>(&refs, "pixels", &cpu());
     let all = model.hidden_states(pixels.clone()).unwrap();
     assert_eq!(all.len(), 4);
@@ -37,17 +43,19 @@ fn check_tower(name: &str) {
     assert!(model.features(pixels.clone(), -5).is_err());
     assert!(model.forward(pixels.narrow(3, 0, 24)).is_err(), "wrong image size must be an error");
     let unused = map.unused();
-    assert!(unused.iter().all(|k| !k.starts_with("vision_model.embeddings") && !k.contains("encoder")), "{unused:?}");
+    assert!(unused.iter().all(|k| k.contains("head.")), "only SigLIP's pooling head stays unused: {unused:?}");
 }
 
 #[test]
 fn siglip_tower_matches_transformers() {
-    check_tower("siglip");
+    check_tower("siglip", false);
+    check_tower("siglip", true);
 }
 
 #[test]
 fn clip_tower_matches_transformers() {
-    check_tower("clip");
+    check_tower("clip", true);
+    check_tower("clip", false);
 }
 
 #[test]
@@ -56,7 +64,7 @@ fn shape_mismatch_names_the_tensor() {
     let mut cfg = SiglipVisionConfig::from_json(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
     cfg.intermediate_size = 48;
     let map = Arc::new(WeightMap::from_safetensors("siglip", std::fs::read(dir.join("model.safetensors")).unwrap()).unwrap());
-    let err = SiglipVision::load(&cfg, &VarBuilder::from_map(map, &cpu()).pp("vision_model")).unwrap_err().to_string();
+    let err = SiglipVision::load(&cfg, &VarBuilder::from_map(map, &cpu())).unwrap_err().to_string();
     assert!(err.contains("mlp.fc1.weight") && err.contains("48"), "{err}");
 }
 

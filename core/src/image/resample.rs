@@ -5,6 +5,13 @@
 //! affine nearest-neighbour path of `_imaging.c`. Hugging Face's image
 //! processors resize through Pillow, so matching it is what makes our pixels
 //! equal theirs.
+//!
+//! Pass order: Pillow up to 12 (and its `main` as of mid-2026) always runs the
+//! horizontal pass first, and so do we. Pillow 13.0 sometimes runs the vertical
+//! pass first when the height shrinks (an undocumented cost rule); only then,
+//! and only when *both* axes change, can a pixel differ (by up to ~20/255 with
+//! Lanczos in our probes). Resizes that change one axis, or square images
+//! (LLaVA's padded inputs) scaled to a square, are bit-exact with every version.
 
 use crate::error::{Error, Result};
 use serde::{Deserialize, Deserializer};

@@ -89,6 +89,17 @@ impl SiglipVision {
         })
     }
 
+    /// Load from the root of a `SiglipVisionModel` / `CLIPVisionModel`
+    /// checkpoint: transformers < 5 saves the keys under `vision_model.`,
+    /// transformers 5 without that prefix; both load.
+    pub fn load_checkpoint(cfg: &SiglipVisionConfig, vb: &VarBuilder) -> Result<Self> {
+        if vb.contains("vision_model.embeddings.position_embedding.weight") {
+            Self::load(cfg, &vb.pp("vision_model"))
+        } else {
+            Self::load(cfg, vb)
+        }
+    }
+
     /// The encoder input, HF's `hidden_states[0]` (for CLIP after `pre_layrnorm`).
     /// `pixels`: `[batch, channels, image_size, image_size]` → `[batch, positions, hidden]`.
     pub fn embed(&self, pixels: Tensor<4>) -> Result<Tensor<3>> {
