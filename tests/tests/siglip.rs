@@ -13,7 +13,9 @@ const TOL: f32 = 1e-4;
 /// (the layout of transformers < 5 and of full SigLIP/CLIP checkpoints).
 fn tower(name: &str, prefixed: bool) -> (SiglipVision, Arc<WeightMap>) {
     let dir = fixture(&format!("siglip/{name}"));
-    let cfg = SiglipVisionConfig::from_json(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    let cfg =
+        SiglipVisionConfig::from_json(&std::fs::read_to_string(dir.join("config.json")).unwrap())
+            .unwrap();
     let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
     let mut map = WeightMap::from_safetensors(name, bytes).unwrap();
     if prefixed {
@@ -31,19 +33,40 @@ fn check_tower(name: &str, prefixed: bool) {
     let all = model.hidden_states(pixels.clone()).unwrap();
     assert_eq!(all.len(), 4);
     for (i, h) in all.into_iter().enumerate() {
-        assert_close(&format!("{name} hidden_states[{i}]"), h, &refs[&format!("{name}.hidden_states.{i}")], TOL);
+        assert_close(
+            &format!("{name} hidden_states[{i}]"),
+            h,
+            &refs[&format!("{name}.hidden_states.{i}")],
+            TOL,
+        );
     }
     for (layer, index) in [(-2i64, 2), (-1, 3), (0, 0), (1, 1), (3, 3), (-4, 0)] {
         let f = model.features(pixels.clone(), layer).unwrap();
-        assert_close(&format!("{name} features({layer})"), f, &refs[&format!("{name}.hidden_states.{index}")], TOL);
+        assert_close(
+            &format!("{name} features({layer})"),
+            f,
+            &refs[&format!("{name}.hidden_states.{index}")],
+            TOL,
+        );
     }
     let last = model.forward(pixels.clone()).unwrap();
-    assert_close(&format!("{name} last_hidden_state"), last, &refs[&format!("{name}.last_hidden_state")], TOL);
+    assert_close(
+        &format!("{name} last_hidden_state"),
+        last,
+        &refs[&format!("{name}.last_hidden_state")],
+        TOL,
+    );
     assert!(model.features(pixels.clone(), 4).is_err());
     assert!(model.features(pixels.clone(), -5).is_err());
-    assert!(model.forward(pixels.narrow(3, 0, 24)).is_err(), "wrong image size must be an error");
+    assert!(
+        model.forward(pixels.narrow(3, 0, 24)).is_err(),
+        "wrong image size must be an error"
+    );
     let unused = map.unused();
-    assert!(unused.iter().all(|k| k.contains("head.")), "only SigLIP's pooling head stays unused: {unused:?}");
+    assert!(
+        unused.iter().all(|k| k.contains("head.")),
+        "only SigLIP's pooling head stays unused: {unused:?}"
+    );
 }
 
 #[test]
@@ -61,11 +84,24 @@ fn clip_tower_matches_transformers() {
 #[test]
 fn shape_mismatch_names_the_tensor() {
     let dir = fixture("siglip/siglip");
-    let mut cfg = SiglipVisionConfig::from_json(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    let mut cfg =
+        SiglipVisionConfig::from_json(&std::fs::read_to_string(dir.join("config.json")).unwrap())
+            .unwrap();
     cfg.intermediate_size = 48;
-    let map = Arc::new(WeightMap::from_safetensors("siglip", std::fs::read(dir.join("model.safetensors")).unwrap()).unwrap());
-    let err = SiglipVision::load(&cfg, &VarBuilder::from_map(map, &cpu())).unwrap_err().to_string();
-    assert!(err.contains("mlp.fc1.weight") && err.contains("48"), "{err}");
+    let map = Arc::new(
+        WeightMap::from_safetensors(
+            "siglip",
+            std::fs::read(dir.join("model.safetensors")).unwrap(),
+        )
+        .unwrap(),
+    );
+    let err = SiglipVision::load(&cfg, &VarBuilder::from_map(map, &cpu()))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("mlp.fc1.weight") && err.contains("48"),
+        "{err}"
+    );
 }
 
 fn preprocess(config: &str, pad: bool, reference: &str) {
@@ -95,7 +131,11 @@ fn llava_pad_to_square_matches() {
 
 #[test]
 fn bilinear_upscale_matches() {
-    preprocess("bilinear_preprocessor_config.json", false, "pre.bilinear_up");
+    preprocess(
+        "bilinear_preprocessor_config.json",
+        false,
+        "pre.bilinear_up",
+    );
 }
 
 #[test]

@@ -23,23 +23,38 @@ impl RgbImage {
     /// Wrap interleaved RGB bytes; errors when the length does not fit.
     pub fn new(width: usize, height: usize, data: Vec<u8>) -> Result<Self> {
         if width == 0 || height == 0 || data.len() != width * height * 3 {
-            return Err(Error::Image(format!("{} bytes are not a {width}x{height} RGB image", data.len())));
+            return Err(Error::Image(format!(
+                "{} bytes are not a {width}x{height} RGB image",
+                data.len()
+            )));
         }
-        Ok(Self { width, height, data })
+        Ok(Self {
+            width,
+            height,
+            data,
+        })
     }
 
     /// A `width`×`height` image of one colour.
     pub fn filled(width: usize, height: usize, colour: [u8; 3]) -> Self {
-        Self { width, height, data: colour.repeat(width * height) }
+        Self {
+            width,
+            height,
+            data: colour.repeat(width * height),
+        }
     }
 
     /// Decode PNG or JPEG bytes. Transparency is composited onto white, as
     /// transformers' `convert_to_rgb` does; grey images become RGB.
     pub fn decode(bytes: &[u8]) -> Result<Self> {
-        let img = image::load_from_memory(bytes).map_err(|e| Error::Image(format!("cannot decode: {e}")))?;
+        let img = image::load_from_memory(bytes)
+            .map_err(|e| Error::Image(format!("cannot decode: {e}")))?;
         let (w, h) = (img.width() as usize, img.height() as usize);
         let data = if img.color().has_alpha() {
-            img.to_rgba8().pixels().flat_map(|p| composite_on_white(p.0)).collect()
+            img.to_rgba8()
+                .pixels()
+                .flat_map(|p| composite_on_white(p.0))
+                .collect()
         } else {
             img.to_rgb8().into_raw()
         };
@@ -71,7 +86,8 @@ impl RgbImage {
 
     /// Resize with a Pillow filter, matching `PIL.Image.resize` exactly.
     pub fn resize(&self, width: usize, height: usize, filter: Resample) -> Result<Self> {
-        let data = resample::resize_rgb8(&self.data, self.width, self.height, width, height, filter)?;
+        let data =
+            resample::resize_rgb8(&self.data, self.width, self.height, width, height, filter)?;
         Self::new(width, height, data)
     }
 
@@ -79,7 +95,10 @@ impl RgbImage {
     /// rounded down. A crop larger than the image is an error.
     pub fn center_crop(&self, width: usize, height: usize) -> Result<Self> {
         if width > self.width || height > self.height || width == 0 || height == 0 {
-            return Err(Error::Image(format!("cannot crop {width}x{height} from {}x{}", self.width, self.height)));
+            return Err(Error::Image(format!(
+                "cannot crop {width}x{height} from {}x{}",
+                self.width, self.height
+            )));
         }
         let (left, top) = ((self.width - width) / 2, (self.height - height) / 2);
         let mut data = Vec::with_capacity(width * height * 3);
@@ -117,7 +136,10 @@ mod tests {
         assert_eq!(img.center_crop(1, 1).unwrap().data, vec![2, 2, 2]);
         assert!(img.center_crop(4, 1).is_err());
         assert!(RgbImage::new(2, 2, vec![0; 5]).is_err());
-        assert!(matches!(RgbImage::decode(&[0x89, b'P', b'N', b'G']), Err(Error::Image(_))));
+        assert!(matches!(
+            RgbImage::decode(&[0x89, b'P', b'N', b'G']),
+            Err(Error::Image(_))
+        ));
     }
 
     #[test]

@@ -78,21 +78,41 @@ impl ImageProcessorConfig {
     /// A bare integer `size` means a square for SigLIP and a shortest edge for CLIP,
     /// as transformers reads legacy configs.
     pub fn from_json(json: &str) -> Result<Self> {
-        let raw: Raw = serde_json::from_str(json).map_err(|e| Error::config(FILE, e.to_string()))?;
-        let siglip = raw.image_processor_type.as_deref().is_some_and(|t| t.contains("Siglip"));
+        let raw: Raw =
+            serde_json::from_str(json).map_err(|e| Error::config(FILE, e.to_string()))?;
+        let siglip = raw
+            .image_processor_type
+            .as_deref()
+            .is_some_and(|t| t.contains("Siglip"));
         let size = match raw.size {
-            None if siglip => ImageSize::Exact { height: 224, width: 224 },
+            None if siglip => ImageSize::Exact {
+                height: 224,
+                width: 224,
+            },
             None => ImageSize::ShortestEdge(224),
             Some(v) => parse_size(&v, siglip)?,
         };
         let crop_size = match raw.crop_size {
             None if siglip => None,
-            None => Some(CropSize { height: 224, width: 224 }),
+            None => Some(CropSize {
+                height: 224,
+                width: 224,
+            }),
             Some(Value::Null) => None,
-            Some(Value::Number(n)) => n.as_u64().map(|s| CropSize { height: s as usize, width: s as usize }),
-            Some(v) => Some(CropSize::deserialize(v).map_err(|e| Error::config(FILE, format!("crop_size: {e}")))?),
+            Some(Value::Number(n)) => n.as_u64().map(|s| CropSize {
+                height: s as usize,
+                width: s as usize,
+            }),
+            Some(v) => Some(
+                CropSize::deserialize(v)
+                    .map_err(|e| Error::config(FILE, format!("crop_size: {e}")))?,
+            ),
         };
-        let (mean, std) = if siglip { ([0.5; 3], [0.5; 3]) } else { (CLIP_MEAN, CLIP_STD) };
+        let (mean, std) = if siglip {
+            ([0.5; 3], [0.5; 3])
+        } else {
+            (CLIP_MEAN, CLIP_STD)
+        };
         let cfg = Self {
             do_resize: raw.do_resize.unwrap_or(true),
             size,
@@ -102,11 +122,18 @@ impl ImageProcessorConfig {
             do_rescale: raw.do_rescale.unwrap_or(true),
             rescale_factor: raw.rescale_factor.unwrap_or(1.0 / 255.0),
             do_normalize: raw.do_normalize.unwrap_or(true),
-            image_mean: raw.image_mean.map_or(Ok(mean), |v| per_channel(&v, "image_mean"))?,
-            image_std: raw.image_std.map_or(Ok(std), |v| per_channel(&v, "image_std"))?,
+            image_mean: raw
+                .image_mean
+                .map_or(Ok(mean), |v| per_channel(&v, "image_mean"))?,
+            image_std: raw
+                .image_std
+                .map_or(Ok(std), |v| per_channel(&v, "image_std"))?,
         };
         if cfg.do_center_crop && cfg.crop_size.is_none() {
-            return Err(Error::config(FILE, "do_center_crop is set but crop_size is missing"));
+            return Err(Error::config(
+                FILE,
+                "do_center_crop is set but crop_size is missing",
+            ));
         }
         if cfg.image_std.contains(&0.0) {
             return Err(Error::config(FILE, "image_std contains 0"));
@@ -126,7 +153,11 @@ impl ImageProcessorConfig {
             ImageSize::ShortestEdge(s) => {
                 let (short, long) = (width.min(height), width.max(height));
                 let new_long = (s as f64 * long as f64 / short as f64) as usize;
-                if width <= height { (s, new_long) } else { (new_long, s) }
+                if width <= height {
+                    (s, new_long)
+                } else {
+                    (new_long, s)
+                }
             }
         }
     }
@@ -134,7 +165,11 @@ impl ImageProcessorConfig {
     /// Run the processor on one image. `pad_to_square` applies LLaVA's
     /// `expand2square` with [`Self::pad_colour`] first (`image_aspect_ratio = "pad"`).
     pub fn preprocess(&self, image: &RgbImage, pad_to_square: bool) -> Result<Pixels> {
-        let mut img = if pad_to_square { image.expand_to_square(self.pad_colour()) } else { image.clone() };
+        let mut img = if pad_to_square {
+            image.expand_to_square(self.pad_colour())
+        } else {
+            image.clone()
+        };
         if self.do_resize {
             let (w, h) = self.resized(img.width, img.height);
             img = img.resize(w, h, self.resample)?;
@@ -149,14 +184,21 @@ impl ImageProcessorConfig {
         for (i, px) in img.data.chunks_exact(3).enumerate() {
             for c in 0..3 {
                 // transformers rescales in f64, casts to f32, then normalises in f32.
-                let mut v = if self.do_rescale { (f64::from(px[c]) * self.rescale_factor) as f32 } else { f32::from(px[c]) };
+                let mut v = if self.do_rescale {
+                    (f64::from(px[c]) * self.rescale_factor) as f32
+                } else {
+                    f32::from(px[c])
+                };
                 if self.do_normalize {
                     v = (v - self.image_mean[c] as f32) / self.image_std[c] as f32;
                 }
                 data[c * h * w + i] = v;
             }
         }
-        Ok(Pixels { data, shape: [1, 3, h, w] })
+        Ok(Pixels {
+            data,
+            shape: [1, 3, h, w],
+        })
     }
 }
 
@@ -164,21 +206,47 @@ fn parse_size(v: &Value, siglip: bool) -> Result<ImageSize> {
     let get = |k: &str| v.get(k).and_then(Value::as_u64).map(|x| x as usize);
     if let Some(s) = v.as_u64() {
         let s = s as usize;
-        return Ok(if siglip { ImageSize::Exact { height: s, width: s } } else { ImageSize::ShortestEdge(s) });
+        return Ok(if siglip {
+            ImageSize::Exact {
+                height: s,
+                width: s,
+            }
+        } else {
+            ImageSize::ShortestEdge(s)
+        });
     }
-    match (get("height"), get("width"), get("shortest_edge"), get("longest_edge")) {
+    match (
+        get("height"),
+        get("width"),
+        get("shortest_edge"),
+        get("longest_edge"),
+    ) {
         (Some(height), Some(width), _, _) => Ok(ImageSize::Exact { height, width }),
         (_, _, Some(s), None) => Ok(ImageSize::ShortestEdge(s)),
-        _ => Err(Error::config(FILE, format!("size {v}: expected {{height, width}} or {{shortest_edge}}"))),
+        _ => Err(Error::config(
+            FILE,
+            format!("size {v}: expected {{height, width}} or {{shortest_edge}}"),
+        )),
     }
 }
 
 fn per_channel(v: &Value, name: &str) -> Result<[f64; 3]> {
-    let bad = || Error::config(FILE, format!("{name}: expected a number or 3 numbers, found {v}"));
+    let bad = || {
+        Error::config(
+            FILE,
+            format!("{name}: expected a number or 3 numbers, found {v}"),
+        )
+    };
     if let Some(x) = v.as_f64() {
         return Ok([x; 3]);
     }
-    let xs: Vec<f64> = v.as_array().ok_or_else(bad)?.iter().map(Value::as_f64).collect::<Option<_>>().ok_or_else(bad)?;
+    let xs: Vec<f64> = v
+        .as_array()
+        .ok_or_else(bad)?
+        .iter()
+        .map(Value::as_f64)
+        .collect::<Option<_>>()
+        .ok_or_else(bad)?;
     xs.try_into().map_err(|_| bad())
 }
 
@@ -207,7 +275,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(cfg.size, ImageSize::ShortestEdge(336));
-        assert_eq!(cfg.crop_size, Some(CropSize { height: 336, width: 336 }));
+        assert_eq!(
+            cfg.crop_size,
+            Some(CropSize {
+                height: 336,
+                width: 336
+            })
+        );
         assert_eq!(cfg.pad_colour(), [122, 116, 104]);
         assert_eq!(cfg.resized(400, 300), (448, 336));
     }
@@ -217,8 +291,17 @@ mod tests {
         assert!(ImageProcessorConfig::from_json(r#"{"resample":9}"#).is_err());
         assert!(ImageProcessorConfig::from_json(r#"{"image_mean":[1,2]}"#).is_err());
         assert!(ImageProcessorConfig::from_json(r#"{"size":{"longest_edge":3}}"#).is_err());
-        let sig = ImageProcessorConfig::from_json(r#"{"image_processor_type":"SiglipImageProcessor","size":384}"#).unwrap();
-        assert_eq!(sig.size, ImageSize::Exact { height: 384, width: 384 });
+        let sig = ImageProcessorConfig::from_json(
+            r#"{"image_processor_type":"SiglipImageProcessor","size":384}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            sig.size,
+            ImageSize::Exact {
+                height: 384,
+                width: 384
+            }
+        );
         assert!(!sig.do_center_crop);
     }
 }

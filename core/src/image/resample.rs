@@ -8,7 +8,8 @@
 //!
 //! Pass order: Pillow up to 12 (and its `main` as of mid-2026) always runs the
 //! horizontal pass first, and so do we. Pillow 13.0 sometimes runs the vertical
-//! pass first when the height shrinks (an undocumented cost rule); only then,
+//! pass first when the height shrinks (by a rule not in the sources we could
+//! read); only then,
 //! and only when *both* axes change, can a pixel differ (by up to ~20/255 with
 //! Lanczos in our probes). Resizes that change one axis, or square images
 //! (LLaVA's padded inputs) scaled to a square, are bit-exact with every version.
@@ -38,7 +39,12 @@ impl TryFrom<u64> for Resample {
             3 => Resample::Bicubic,
             4 => Resample::Box,
             5 => Resample::Hamming,
-            _ => return Err(Error::config("preprocessor_config.json", format!("resample {v} is not a PIL filter (0-5)"))),
+            _ => {
+                return Err(Error::config(
+                    "preprocessor_config.json",
+                    format!("resample {v} is not a PIL filter (0-5)"),
+                ));
+            }
         })
     }
 }
@@ -62,7 +68,13 @@ impl Resample {
 
     fn weight(self, x: f64) -> f64 {
         use std::f64::consts::PI;
-        let sinc = |x: f64| if x == 0.0 { 1.0 } else { (x * PI).sin() / (x * PI) };
+        let sinc = |x: f64| {
+            if x == 0.0 {
+                1.0
+            } else {
+                (x * PI).sin() / (x * PI)
+            }
+        };
         match self {
             Resample::Nearest | Resample::Box => f64::from(u8::from(x > -0.5 && x <= 0.5)),
             Resample::Bilinear => (1.0 - x.abs()).max(0.0),
@@ -112,8 +124,9 @@ fn coefficients(in_size: usize, out_size: usize, filter: Resample) -> Vec<(usize
             let ss = 1.0 / filterscale;
             let xmin = ((center - support + 0.5) as i64).max(0) as usize;
             let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
-            let w: Vec<f64> =
-                (xmin..xmax.max(xmin)).map(|x| filter.weight((x as f64 - center + 0.5) * ss)).collect();
+            let w: Vec<f64> = (xmin..xmax.max(xmin))
+                .map(|x| filter.weight((x as f64 - center + 0.5) * ss))
+                .collect();
             let total: f64 = w.iter().sum();
             let fixed = w
                 .iter()
@@ -134,8 +147,19 @@ fn clip8(v: i64) -> u8 {
 
 /// Convolve along one axis of an interleaved RGB buffer.
 /// `horizontal`: along x (rows stay), else along y.
-fn pass(src: &[u8], w: usize, h: usize, out_len: usize, horizontal: bool, filter: Resample) -> Vec<u8> {
-    let (ow, oh) = if horizontal { (out_len, h) } else { (w, out_len) };
+fn pass(
+    src: &[u8],
+    w: usize,
+    h: usize,
+    out_len: usize,
+    horizontal: bool,
+    filter: Resample,
+) -> Vec<u8> {
+    let (ow, oh) = if horizontal {
+        (out_len, h)
+    } else {
+        (w, out_len)
+    };
     let coeffs = coefficients(if horizontal { w } else { h }, out_len, filter);
     let mut out = vec![0u8; ow * oh * 3];
     for y in 0..oh {
@@ -144,7 +168,11 @@ fn pass(src: &[u8], w: usize, h: usize, out_len: usize, horizontal: bool, filter
             for c in 0..3 {
                 let mut ss: i64 = 1 << (PRECISION_BITS - 1);
                 for (i, &kk) in k.iter().enumerate() {
-                    let (sx, sy) = if horizontal { (start + i, y) } else { (x, start + i) };
+                    let (sx, sy) = if horizontal {
+                        (start + i, y)
+                    } else {
+                        (x, start + i)
+                    };
                     ss += i64::from(src[(sy * w + sx) * 3 + c]) * kk;
                 }
                 out[(y * ow + x) * 3 + c] = clip8(ss);
@@ -179,7 +207,14 @@ fn nearest(src: &[u8], w: usize, h: usize, ow: usize, oh: usize) -> Vec<u8> {
 }
 
 /// Resize interleaved 8-bit RGB `w`×`h` to `ow`×`oh` as Pillow does.
-pub(crate) fn resize_rgb8(src: &[u8], w: usize, h: usize, ow: usize, oh: usize, filter: Resample) -> Result<Vec<u8>> {
+pub(crate) fn resize_rgb8(
+    src: &[u8],
+    w: usize,
+    h: usize,
+    ow: usize,
+    oh: usize,
+    filter: Resample,
+) -> Result<Vec<u8>> {
     if w == 0 || h == 0 || ow == 0 || oh == 0 {
         return Err(Error::Image(format!("cannot resize {w}x{h} to {ow}x{oh}")));
     }
@@ -207,11 +242,20 @@ mod tests {
 
     #[test]
     fn weights_sum_to_one_in_fixed_point() {
-        for filter in [Resample::Bilinear, Resample::Bicubic, Resample::Lanczos, Resample::Box, Resample::Hamming] {
+        for filter in [
+            Resample::Bilinear,
+            Resample::Bicubic,
+            Resample::Lanczos,
+            Resample::Box,
+            Resample::Hamming,
+        ] {
             for (i, o) in [(40, 32), (30, 48), (7, 3)] {
                 for (_, k) in coefficients(i, o, filter) {
                     let s: i64 = k.iter().sum();
-                    assert!((s - (1 << PRECISION_BITS)).abs() <= k.len() as i64, "{filter:?} {i}->{o}");
+                    assert!(
+                        (s - (1 << PRECISION_BITS)).abs() <= k.len() as i64,
+                        "{filter:?} {i}->{o}"
+                    );
                 }
             }
         }
@@ -220,8 +264,18 @@ mod tests {
     #[test]
     fn constant_image_stays_constant() {
         let src = vec![77u8; 9 * 5 * 3];
-        for filter in [Resample::Nearest, Resample::Bilinear, Resample::Bicubic, Resample::Lanczos] {
-            assert!(resize_rgb8(&src, 9, 5, 4, 11, filter).unwrap().iter().all(|&v| v == 77));
+        for filter in [
+            Resample::Nearest,
+            Resample::Bilinear,
+            Resample::Bicubic,
+            Resample::Lanczos,
+        ] {
+            assert!(
+                resize_rgb8(&src, 9, 5, 4, 11, filter)
+                    .unwrap()
+                    .iter()
+                    .all(|&v| v == 77)
+            );
         }
     }
 }

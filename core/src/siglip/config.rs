@@ -40,7 +40,8 @@ pub struct SiglipVisionConfig {
     pub num_channels: usize,
     /// Side of the square input image in pixels.
     pub image_size: usize,
-    /// Side of a square patch in pixels; must divide `image_size`.
+    /// Side of a square patch in pixels (`image_size / patch_size` patches per
+    /// side, rounded down).
     pub patch_size: usize,
     /// MLP activation (`gelu_pytorch_tanh` for SigLIP, `quick_gelu` for CLIP).
     pub hidden_act: Activation,
@@ -79,7 +80,8 @@ impl SiglipVisionConfig {
     /// Parse a `config.json`: a standalone `SiglipVisionModel`/`CLIPVisionModel`
     /// config, or any config with a nested `vision_config` (LLaVA, SigLIP, CLIP).
     pub fn from_json(json: &str) -> Result<Self> {
-        let value: Value = serde_json::from_str(json).map_err(|e| Error::config("vision config", e.to_string()))?;
+        let value: Value = serde_json::from_str(json)
+            .map_err(|e| Error::config("vision config", e.to_string()))?;
         Self::from_value(value)
     }
 
@@ -95,7 +97,10 @@ impl SiglipVisionConfig {
         let tower = match obj.get("model_type") {
             None => VisionTower::Siglip,
             Some(v) => VisionTower::deserialize(v).map_err(|e| {
-                Error::config("vision config", format!("model_type: {e} (expected siglip_vision_model or clip_vision_model)"))
+                Error::config(
+                    "vision config",
+                    format!("model_type: {e} (expected siglip_vision_model or clip_vision_model)"),
+                )
             })?,
         };
         let defaults = match tower {
@@ -110,20 +115,34 @@ impl SiglipVisionConfig {
                 *slot = v;
             }
         }
-        merged.insert("model_type".into(), serde_json::to_value(tower).unwrap_or(Value::Null));
-        let cfg: Self = serde_json::from_value(Value::Object(merged)).map_err(|e| Error::config("vision config", e.to_string()))?;
+        merged.insert(
+            "model_type".into(),
+            serde_json::to_value(tower).unwrap_or(Value::Null),
+        );
+        let cfg: Self = serde_json::from_value(Value::Object(merged))
+            .map_err(|e| Error::config("vision config", e.to_string()))?;
         cfg.validate()?;
         Ok(cfg)
     }
 
-    /// Check the divisibility rules the model relies on.
+    /// Check the sizes the model relies on.
     pub fn validate(&self) -> Result<()> {
         let bad = |why: String| Err(Error::config("vision config", why));
-        if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
-            return bad(format!("hidden_size {} is not divisible by num_attention_heads {}", self.hidden_size, self.num_attention_heads));
+        if self.num_attention_heads == 0
+            || !self.hidden_size.is_multiple_of(self.num_attention_heads)
+        {
+            return bad(format!(
+                "hidden_size {} is not divisible by num_attention_heads {}",
+                self.hidden_size, self.num_attention_heads
+            ));
         }
-        if self.patch_size == 0 || self.image_size % self.patch_size != 0 {
-            return bad(format!("image_size {} is not divisible by patch_size {}", self.image_size, self.patch_size));
+        // Not a divisibility rule: so400m-patch14-384 has 27 patches per side and
+        // the conv drops the last 6 pixel rows and columns, as PyTorch's does.
+        if self.patch_size == 0 || self.patch_size > self.image_size {
+            return bad(format!(
+                "patch_size {} does not fit image_size {}",
+                self.patch_size, self.image_size
+            ));
         }
         Ok(())
     }
@@ -166,10 +185,15 @@ mod tests {
 
     #[test]
     fn standalone_siglip_and_errors() {
-        let cfg = SiglipVisionConfig::from_json(r#"{"model_type":"siglip_vision_model","patch_size":14,"image_size":384}"#).unwrap();
+        let cfg = SiglipVisionConfig::from_json(
+            r#"{"model_type":"siglip_vision_model","patch_size":14,"image_size":384}"#,
+        )
+        .unwrap();
         assert_eq!(cfg.hidden_act, Activation::GeluTanh);
         assert_eq!(cfg.layer_norm_eps, 1e-6);
-        assert!(SiglipVisionConfig::from_json(r#"{"patch_size":15}"#).is_err());
+        assert_eq!(cfg.num_patches(), 729);
+        assert!(SiglipVisionConfig::from_json(r#"{"patch_size":300}"#).is_err());
+        assert!(SiglipVisionConfig::from_json(r#"{"num_attention_heads":5}"#).is_err());
         assert!(SiglipVisionConfig::from_json(r#"{"model_type":"vit"}"#).is_err());
         assert!(SiglipVisionConfig::from_json("[1]").is_err());
     }

@@ -42,9 +42,12 @@ impl VisionAttention {
         let k = heads(self.k_proj.forward(x.clone()));
         let v = heads(self.v_proj.forward(x));
         // [b, heads, s, s]
-        let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar((hd as f64).powf(-0.5));
+        let scores = q
+            .matmul(k.swap_dims(2, 3))
+            .mul_scalar((hd as f64).powf(-0.5));
         let out = softmax(scores, 3).matmul(v); // [b, heads, s, hd]
-        self.out_proj.forward(out.swap_dims(1, 2).reshape([b, s, d]))
+        self.out_proj
+            .forward(out.swap_dims(1, 2).reshape([b, s, d]))
     }
 }
 
@@ -86,9 +89,17 @@ impl VisionEncoderLayer {
     /// Load `{prefix}.{layer_norm1,self_attn,layer_norm2,mlp}`.
     pub fn load(cfg: &SiglipVisionConfig, vb: &VarBuilder) -> Result<Self> {
         Ok(Self {
-            layer_norm1: nn::layer_norm(&vb.pp("layer_norm1"), cfg.hidden_size, cfg.layer_norm_eps)?,
+            layer_norm1: nn::layer_norm(
+                &vb.pp("layer_norm1"),
+                cfg.hidden_size,
+                cfg.layer_norm_eps,
+            )?,
             self_attn: VisionAttention::load(cfg, &vb.pp("self_attn"))?,
-            layer_norm2: nn::layer_norm(&vb.pp("layer_norm2"), cfg.hidden_size, cfg.layer_norm_eps)?,
+            layer_norm2: nn::layer_norm(
+                &vb.pp("layer_norm2"),
+                cfg.hidden_size,
+                cfg.layer_norm_eps,
+            )?,
             mlp: VisionMlp::load(cfg, &vb.pp("mlp"))?,
         })
     }
@@ -110,7 +121,9 @@ impl VisionEncoder {
     /// Load `{prefix}.layers.0 … layers.{num_hidden_layers-1}`.
     pub fn load(cfg: &SiglipVisionConfig, vb: &VarBuilder) -> Result<Self> {
         let vb = vb.pp("layers");
-        let layers = (0..cfg.num_hidden_layers).map(|i| VisionEncoderLayer::load(cfg, &vb.pp(i))).collect::<Result<_>>()?;
+        let layers = (0..cfg.num_hidden_layers)
+            .map(|i| VisionEncoderLayer::load(cfg, &vb.pp(i)))
+            .collect::<Result<_>>()?;
         Ok(Self { layers })
     }
 

@@ -29,16 +29,29 @@ impl VisionEmbeddings {
         let pe = vb.pp("patch_embedding");
         let patch_embedding = Conv2d {
             weight: pe.param("weight", [d, c, p, p], Fill::Normal)?,
-            bias: if clip { None } else { Some(pe.param("bias", [d], Fill::Zeros)?) },
+            bias: if clip {
+                None
+            } else {
+                Some(pe.param("bias", [d], Fill::Zeros)?)
+            },
             stride: [p, p],
             kernel_size: [p, p],
             dilation: [1, 1],
             groups: 1,
             padding: PaddingConfig2d::Valid,
         };
-        let class_embedding = if clip { Some(vb.param("class_embedding", [d], Fill::Normal)?) } else { None };
-        let position_embedding = nn::embedding(&vb.pp("position_embedding"), cfg.num_positions(), d)?;
-        Ok(Self { patch_embedding, class_embedding, position_embedding })
+        let class_embedding = if clip {
+            Some(vb.param("class_embedding", [d], Fill::Normal)?)
+        } else {
+            None
+        };
+        let position_embedding =
+            nn::embedding(&vb.pp("position_embedding"), cfg.num_positions(), d)?;
+        Ok(Self {
+            patch_embedding,
+            class_embedding,
+            position_embedding,
+        })
     }
 
     /// `pixels`: `[batch, channels, H, W]` → `[batch, positions, hidden]`
@@ -77,7 +90,11 @@ impl SiglipVision {
         cfg.validate()?;
         let d = cfg.hidden_size;
         let pre_layrnorm = match cfg.model_type {
-            VisionTower::Clip => Some(nn::layer_norm(&vb.pp("pre_layrnorm"), d, cfg.layer_norm_eps)?),
+            VisionTower::Clip => Some(nn::layer_norm(
+                &vb.pp("pre_layrnorm"),
+                d,
+                cfg.layer_norm_eps,
+            )?),
             VisionTower::Siglip => None,
         };
         Ok(Self {
@@ -108,7 +125,11 @@ impl SiglipVision {
         if c != cfg.num_channels || h != cfg.image_size || w != cfg.image_size {
             return Err(Error::input(
                 "pixels",
-                format!("expected [batch, {}, {s}, {s}], found [_, {c}, {h}, {w}]", cfg.num_channels, s = cfg.image_size),
+                format!(
+                    "expected [batch, {}, {s}, {s}], found [_, {c}, {h}, {w}]",
+                    cfg.num_channels,
+                    s = cfg.image_size
+                ),
             ));
         }
         let x = self.embeddings.forward(pixels);
@@ -129,9 +150,14 @@ impl SiglipVision {
         let n = self.encoder.layers.len() as i64;
         let index = if layer < 0 { n + 1 + layer } else { layer };
         if !(0..=n).contains(&index) {
-            return Err(Error::input("layer", format!("{layer} is out of range for {} hidden states", n + 1)));
+            return Err(Error::input(
+                "layer",
+                format!("{layer} is out of range for {} hidden states", n + 1),
+            ));
         }
-        Ok(self.encoder.forward_first(self.embed(pixels)?, index as usize))
+        Ok(self
+            .encoder
+            .forward_first(self.embed(pixels)?, index as usize))
     }
 
     /// HF's `last_hidden_state`: for SigLIP the last layer's output after
