@@ -6,11 +6,13 @@
 pub mod checkpoint;
 pub mod clip_text;
 pub mod error;
+pub mod image;
 pub mod llama;
 pub mod nn;
 pub mod safetensors;
 pub mod sampling;
 pub mod sd;
+pub mod siglip;
 pub mod template;
 pub mod tokenizer;
 pub mod weights;
