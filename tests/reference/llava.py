@@ -90,8 +90,11 @@ def build(name, text_cfg, strategy, layer, legacy):
     proc.save_pretrained(out)
     tok.save(os.path.join(out, "tokenizer.json"))
     image().save(os.path.join(out, "image.png"))
-    if legacy:
-        relayout_legacy(out)
+    relayout(out, "legacy" if legacy else "current")
+    reloaded = LlavaForConditionalGeneration.from_pretrained(out).eval()
+    for (k, a), b in zip(model.state_dict().items(), reloaded.state_dict().values()):
+        assert torch.equal(a, b), f"{k} did not survive the relayout"
+    model = reloaded
 
     prompt = "USER: <image>\nWhat colour is the circle? ASSISTANT:"
     enc = proc(text=prompt, images=image(), return_tensors="pt")
@@ -116,25 +119,39 @@ def build(name, text_cfg, strategy, layer, legacy):
     print(name, "ids", enc["input_ids"].shape, "greedy", new.tolist())
 
 
-def relayout_legacy(out):
-    """Rewrite keys into the legacy layout (language_model.model.*, vision_tower.*, ...)."""
-    idx_path = os.path.join(out, "model.safetensors.index.json")
-    with open(idx_path) as f:
-        idx = json.load(f)
+# transformers 5 writes `language_model.model.*`, `language_model.lm_head.*`,
+# `vision_tower.*` (no `vision_model.`), `multi_modal_projector.*`. Checkpoints in the
+# wild come in two layouts; rewrite into the one asked for. Both load back into
+# transformers (the reference outputs are computed from the reloaded model).
+LAYOUTS = {
+    "current": [("language_model.model.", "model.language_model."), ("language_model.lm_head.", "lm_head."),
+                ("vision_tower.", "model.vision_tower.vision_model."),
+                ("multi_modal_projector.", "model.multi_modal_projector.")],
+    "legacy": [("vision_tower.", "vision_tower.vision_model.")],
+}
 
-    def legacy(k):
-        for a, b in [("model.language_model.", "language_model.model."), ("lm_head.", "language_model.lm_head."),
-                     ("model.vision_tower.", "vision_tower."), ("model.multi_modal_projector.", "multi_modal_projector.")]:
+
+def relayout(out, layout):
+    def rename(k):
+        for a, b in LAYOUTS[layout]:
             if k.startswith(a):
                 return b + k[len(a):]
         return k
 
-    for shard in sorted(set(idx["weight_map"].values())):
+    idx_path = os.path.join(out, "model.safetensors.index.json")
+    if os.path.exists(idx_path):
+        with open(idx_path) as f:
+            idx = json.load(f)
+        shards = sorted(set(idx["weight_map"].values()))
+    else:
+        idx, shards = None, ["model.safetensors"]
+    for shard in shards:
         p = os.path.join(out, shard)
-        save_file({legacy(k): v for k, v in load_file(p).items()}, p, metadata={"format": "pt"})
-    idx["weight_map"] = {legacy(k): v for k, v in idx["weight_map"].items()}
-    with open(idx_path, "w") as f:
-        json.dump(idx, f, indent=2)
+        save_file({rename(k): v for k, v in load_file(p).items()}, p, metadata={"format": "pt"})
+    if idx:
+        idx["weight_map"] = {rename(k): v for k, v in idx["weight_map"].items()}
+        with open(idx_path, "w") as f:
+            json.dump(idx, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,6 @@
+//! The user-facing tasks, shared by the CLI and the browser: understand (image
+//! + prompt → streamed text); generation and editing build on it.
+
+mod understand;
+
+pub use understand::{understand, Answer, UnderstandRequest};

@@ -1,0 +1,97 @@
+//! Understanding: tokenize the prompt as written, expand `<image>` to the
+//! tower's feature count, splice the projected features, and decode.
+
+use crate::error::{Error, Result};
+use crate::image::{ImageProcessorConfig, RgbImage};
+use crate::llama::{self, Token};
+use crate::llava::{expand_image_tokens, LlavaCheckpoint};
+use crate::sampling::SamplingConfig;
+use crate::tokenizer::{StreamDecoder, TextTokenizer};
+use burn::tensor::Device;
+
+/// What to answer.
+pub struct UnderstandRequest<'a> {
+    /// The prompt, template included; `<image>` marks the image.
+    pub prompt: &'a str,
+    pub image: Option<&'a RgbImage>,
+    /// Pad the image to a square with the mean colour first (original LLaVA's `pad`).
+    pub pad_to_square: bool,
+    pub sampling: &'a SamplingConfig,
+    /// Stop once the text contains any of these (the stop string is cut off).
+    pub stop: &'a [String],
+}
+
+/// The generated answer.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub tokens: Vec<Token>,
+    pub text: String,
+    /// Whether decoding ended on an end-of-sequence token.
+    pub hit_eos: bool,
+}
+
+impl Answer {
+    /// The generated ids.
+    pub fn ids(&self) -> Vec<u32> {
+        self.tokens.iter().map(|t| t.id).collect()
+    }
+}
+
+/// Run the model; `on_text` receives text deltas as they become printable and
+/// may return `false` to stop (abort).
+pub fn understand(
+    ckpt: &LlavaCheckpoint,
+    tokenizer: &TextTokenizer,
+    processor: Option<&ImageProcessorConfig>,
+    req: &UnderstandRequest,
+    device: &Device,
+    on_text: &mut dyn FnMut(&str) -> bool,
+) -> Result<Answer> {
+    let cfg = &ckpt.config;
+    let ids = tokenizer.encode(req.prompt, true)?;
+    let has_image_token = ids.contains(&cfg.image_token_index);
+    let features = match (req.image, has_image_token) {
+        (Some(img), true) => {
+            let processor = processor.ok_or_else(|| Error::input("image", "the model folder has no image processor config"))?;
+            let pixels = processor.preprocess(img, req.pad_to_square)?.to_tensor(device);
+            Some(ckpt.model.image_features(cfg, pixels)?)
+        }
+        (Some(_), false) => return Err(Error::input("prompt", "an image was given but the prompt has no `<image>`")),
+        (None, true) => return Err(Error::input("prompt", "the prompt has `<image>` but no image was given")),
+        (None, false) => None,
+    };
+    let ids = expand_image_tokens(&ids, cfg.image_token_index, cfg.image_seq_len());
+    let embeds = ckpt.model.embed(cfg, &ids, features, device)?;
+    let text_ids: Vec<u32> = ids.iter().copied().filter(|&i| i != cfg.image_token_index).collect();
+    let mut cache = ckpt.model.new_cache(cfg, device);
+    let eos = cfg.text_config.eos_token_ids();
+    let mut stream = StreamDecoder::default();
+    let mut text = String::new();
+    let mut failure = None;
+    let generated = llama::generate(&ckpt.model.language_model, &mut cache, embeds, &text_ids, &eos, req.sampling, |tok, _| {
+        if eos.contains(&tok.id) {
+            return false;
+        }
+        match stream.push(tokenizer, tok.id) {
+            Ok(Some(delta)) => {
+                text.push_str(&delta);
+                if let Some(cut) = req.stop.iter().filter_map(|s| text.find(s.as_str())).min() {
+                    let keep = delta.len().saturating_sub(text.len() - cut);
+                    on_text(&delta[..keep]);
+                    text.truncate(cut);
+                    return false;
+                }
+                on_text(&delta)
+            }
+            Ok(None) => true,
+            Err(e) => {
+                failure = Some(e);
+                false
+            }
+        }
+    })?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    Ok(Answer { text, hit_eos: generated.hit_eos, tokens: generated.tokens })
+}
