@@ -3,9 +3,11 @@
 //! This crate holds only models: bytes in, tensors and tokens out. No file
 //! system, network or CLI code lives here, so it builds for `wasm32`.
 
+pub mod diffusion;
 pub mod error;
 pub mod nn;
 pub mod safetensors;
+pub mod scheduler;
 pub mod weights;
 
 pub use error::{Error, Result};
