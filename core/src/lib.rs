@@ -5,6 +5,7 @@
 
 pub mod diffusion;
 pub mod error;
+pub mod head;
 pub mod nn;
 pub mod safetensors;
 pub mod scheduler;
