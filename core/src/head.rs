@@ -119,7 +119,7 @@ impl GenHeadConfig {
     pub fn from_json(json: &str) -> Result<Self> {
         let cfg: Self =
             serde_json::from_str(json).map_err(|e| Error::config("config.json", e.to_string()))?;
-        if cfg.heads == 0 || cfg.d_model % cfg.heads != 0 {
+        if cfg.heads == 0 || !cfg.d_model.is_multiple_of(cfg.heads) {
             return Err(Error::config(
                 "config.json",
                 format!(

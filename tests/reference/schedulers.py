@@ -109,7 +109,9 @@ for name in CLASSES:
 
 
 def fake_eps(x, t):
-    return 0.1 * x + (float(t) / 1000.0) * offset[: x.shape[0]] if x.shape[0] == 2 else 0.1 * x + (float(t) / 1000.0) * offset[1:2]
+    """Batch [uncond; cond] with CFG, the conditional entry alone without."""
+    off = offset if x.shape[0] == 2 else offset[1:2]
+    return 0.1 * x + (float(t) / 1000.0) * off
 
 
 def sd_loop(s, guidance):
