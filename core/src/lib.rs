@@ -5,7 +5,9 @@
 
 pub mod checkpoint;
 pub mod clip_text;
+pub mod diffusion;
 pub mod error;
+pub mod head;
 pub mod image;
 pub mod llama;
 pub mod llava;
@@ -13,6 +15,7 @@ pub mod nn;
 pub mod pipeline;
 pub mod safetensors;
 pub mod sampling;
+pub mod scheduler;
 pub mod sd;
 pub mod siglip;
 pub mod template;

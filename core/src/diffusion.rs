@@ -1,0 +1,157 @@
+//! The denoising loops of diffusers' Stable Diffusion pipelines, generic over
+//! the noise predictor (a UNet, or anything with its signature), so the CLI
+//! and the browser share them.
+
+use crate::error::{Error, Result};
+use crate::scheduler::Scheduler;
+use burn::tensor::Tensor;
+
+/// Initial latents for text-to-image: standard-normal `noise` scaled by the
+/// scheduler's `init_noise_sigma` (diffusers `prepare_latents`).
+pub fn initial_latents(scheduler: &dyn Scheduler, noise: Tensor<4>) -> Tensor<4> {
+    noise.mul_scalar(scheduler.init_noise_sigma())
+}
+
+/// `StableDiffusionPipeline`'s loop over all of `scheduler.timesteps()`.
+///
+/// - `latents`: `[b, c, h, w]`, already scaled by `init_noise_sigma`.
+/// - `guidance`: classifier-free guidance scale; at most 1 turns CFG off.
+/// - `predict(x, t)`: noise prediction for `x` at timestep `t`. With CFG, `x`
+///   is `[2b, c, h, w]` = `[uncond; cond]` (the caller pairs it with
+///   `[uncond_embeds; cond_embeds]`) and it must return `[2b, c, h, w]`;
+///   without, `[b, c, h, w]`.
+/// - `on_step(i, latents)`: called after step `i` with the new latents.
+///
+/// Returns the final latents `[b, c, h, w]`.
+pub fn denoise(
+    scheduler: &mut dyn Scheduler,
+    latents: Tensor<4>,
+    guidance: f32,
+    predict: impl FnMut(Tensor<4>, f64) -> Result<Tensor<4>>,
+    on_step: impl FnMut(usize, &Tensor<4>),
+) -> Result<Tensor<4>> {
+    let timesteps = scheduler.timesteps().to_vec();
+    denoise_over(scheduler, &timesteps, latents, guidance, predict, on_step)
+}
+
+/// [`denoise`] over the given `timesteps` (img2img passes the truncated ones
+/// from [`crate::scheduler::img2img_timesteps`]).
+pub fn denoise_over(
+    scheduler: &mut dyn Scheduler,
+    timesteps: &[f64],
+    mut latents: Tensor<4>,
+    guidance: f32,
+    mut predict: impl FnMut(Tensor<4>, f64) -> Result<Tensor<4>>,
+    mut on_step: impl FnMut(usize, &Tensor<4>),
+) -> Result<Tensor<4>> {
+    let cfg = guidance > 1.0;
+    let b = latents.dims()[0];
+    for (i, &t) in timesteps.iter().enumerate() {
+        let input = if cfg {
+            Tensor::cat(vec![latents.clone(), latents.clone()], 0)
+        } else {
+            latents.clone()
+        };
+        let input = scheduler.scale_model_input(input, t)?;
+        let pred = predict(input, t)?;
+        check_batch("predict", &pred, if cfg { 2 * b } else { b })?;
+        let eps = if cfg {
+            let mut parts = pred.chunk(2, 0).into_iter();
+            let (uncond, cond) = (parts.next(), parts.next());
+            let (uncond, cond) = uncond
+                .zip(cond)
+                .ok_or_else(|| Error::input("predict", "cannot split CFG batch"))?;
+            uncond.clone().add(cond.sub(uncond).mul_scalar(guidance))
+        } else {
+            pred
+        };
+        latents = scheduler.step(eps, t, latents)?;
+        on_step(i, &latents);
+    }
+    Ok(latents)
+}
+
+/// `StableDiffusionInstructPix2PixPipeline`'s loop with text and image guidance.
+///
+/// - `latents`: `[b, c, h, w]`, already scaled by `init_noise_sigma`.
+/// - `image_latents`: `[b, c_img, h, w]`, the VAE mode of the input image
+///   (unscaled, as the pipeline uses it), concatenated on channels after the
+///   scaled model input.
+/// - Guidance is on when `text_guidance > 1` and `image_guidance >= 1`. Then
+///   `predict` gets `[3b, c + c_img, h, w]` = `[latents ⧺ image; latents ⧺
+///   image; latents ⧺ 0]` and the caller pairs it with text embeddings
+///   `[cond; uncond; uncond]`; it returns `[3b, c, h, w]` =
+///   `[text, image, uncond]` and the guided noise is
+///   `uncond + text_g (text - image) + image_g (image - uncond)`.
+///   Otherwise `predict` gets `[b, c + c_img, h, w]` with the conditional text.
+pub fn denoise_pix2pix(
+    scheduler: &mut dyn Scheduler,
+    mut latents: Tensor<4>,
+    image_latents: Tensor<4>,
+    text_guidance: f32,
+    image_guidance: f32,
+    mut predict: impl FnMut(Tensor<4>, f64) -> Result<Tensor<4>>,
+    mut on_step: impl FnMut(usize, &Tensor<4>),
+) -> Result<Tensor<4>> {
+    let cfg = text_guidance > 1.0 && image_guidance >= 1.0;
+    let [b, _, h, w] = latents.dims();
+    let [bi, _, hi, wi] = image_latents.dims();
+    if (bi, hi, wi) != (b, h, w) {
+        return Err(Error::input(
+            "image_latents",
+            format!(
+                "{:?} does not match latents {:?}",
+                image_latents.dims(),
+                latents.dims()
+            ),
+        ));
+    }
+    let image = if cfg {
+        Tensor::cat(
+            vec![
+                image_latents.clone(),
+                image_latents.clone(),
+                image_latents.zeros_like(),
+            ],
+            0,
+        )
+    } else {
+        image_latents
+    };
+    let timesteps = scheduler.timesteps().to_vec();
+    for (i, &t) in timesteps.iter().enumerate() {
+        let input = if cfg {
+            Tensor::cat(vec![latents.clone(); 3], 0)
+        } else {
+            latents.clone()
+        };
+        let input = scheduler.scale_model_input(input, t)?;
+        let pred = predict(Tensor::cat(vec![input, image.clone()], 1), t)?;
+        check_batch("predict", &pred, if cfg { 3 * b } else { b })?;
+        let eps = if cfg {
+            let parts = pred.chunk(3, 0);
+            let [text, img, uncond]: [Tensor<4>; 3] = parts
+                .try_into()
+                .map_err(|_| Error::input("predict", "cannot split the 3-way guidance batch"))?;
+            let text_term = text.sub(img.clone()).mul_scalar(text_guidance);
+            let image_term = img.sub(uncond.clone()).mul_scalar(image_guidance);
+            uncond.add(text_term).add(image_term)
+        } else {
+            pred
+        };
+        latents = scheduler.step(eps, t, latents)?;
+        on_step(i, &latents);
+    }
+    Ok(latents)
+}
+
+fn check_batch(what: &str, x: &Tensor<4>, batch: usize) -> Result<()> {
+    if x.dims()[0] == batch {
+        Ok(())
+    } else {
+        Err(Error::input(
+            what,
+            format!("returned batch {} where {batch} was expected", x.dims()[0]),
+        ))
+    }
+}
