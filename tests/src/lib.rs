@@ -65,3 +65,23 @@ pub fn assert_close<const D: usize>(what: &str, actual: Tensor<D>, expected: &Ra
     let err = rel_err(&a, &e);
     assert!(err <= tol, "{what}: relative error {err:e} > {tol:e}");
 }
+
+/// Every file of a fixture folder (recursively), as an in-memory checkpoint source.
+pub fn memory_source(rel: &str) -> genllava::checkpoint::MemorySource {
+    fn walk(dir: &std::path::Path, prefix: &str, out: &mut BTreeMap<String, Vec<u8>>) {
+        let mut entries: Vec<_> = std::fs::read_dir(dir).expect("fixture dir").flatten().collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let name = format!("{prefix}{}", e.file_name().to_string_lossy());
+            if e.path().is_dir() {
+                walk(&e.path(), &format!("{name}/"), out);
+            } else {
+                out.insert(name, std::fs::read(e.path()).expect("fixture file"));
+            }
+        }
+    }
+    let root = fixture(rel);
+    let mut files = BTreeMap::new();
+    walk(&root, "", &mut files);
+    genllava::checkpoint::MemorySource { files, label: root.display().to_string() }
+}
