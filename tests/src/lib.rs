@@ -8,7 +8,9 @@ use std::path::PathBuf;
 
 /// `tests/fixtures/<rel>`.
 pub fn fixture(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(rel)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(rel)
 }
 
 /// Every tensor of a fixture safetensors file.
@@ -19,9 +21,19 @@ pub fn load(rel: &str) -> BTreeMap<String, RawTensor> {
 }
 
 /// A reference tensor as a Burn tensor on `device`.
-pub fn tensor<const D: usize>(refs: &BTreeMap<String, RawTensor>, name: &str, device: &Device) -> Tensor<D> {
-    let raw = refs.get(name).unwrap_or_else(|| panic!("reference `{name}` missing"));
-    let shape: [usize; D] = raw.shape.clone().try_into().unwrap_or_else(|_| panic!("`{name}` is not {D}-d"));
+pub fn tensor<const D: usize>(
+    refs: &BTreeMap<String, RawTensor>,
+    name: &str,
+    device: &Device,
+) -> Tensor<D> {
+    let raw = refs
+        .get(name)
+        .unwrap_or_else(|| panic!("reference `{name}` missing"));
+    let shape: [usize; D] = raw
+        .shape
+        .clone()
+        .try_into()
+        .unwrap_or_else(|_| panic!("`{name}` is not {D}-d"));
     Tensor::from_data(TensorData::new(raw.to_f32(), shape), device)
 }
 
@@ -34,14 +46,21 @@ pub fn cpu() -> Device {
 pub fn rel_err(actual: &[f32], expected: &[f32]) -> f32 {
     assert_eq!(actual.len(), expected.len(), "length differs");
     let scale = expected.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
-    let diff = actual.iter().zip(expected).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    let diff = actual
+        .iter()
+        .zip(expected)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
     diff / scale
 }
 
 /// Assert a Burn tensor equals a reference within `tol` relative error.
 pub fn assert_close<const D: usize>(what: &str, actual: Tensor<D>, expected: &RawTensor, tol: f32) {
     assert_eq!(actual.dims().to_vec(), expected.shape, "{what}: shape");
-    let a: Vec<f32> = actual.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32 data");
+    let a: Vec<f32> = actual
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .expect("f32 data");
     let e = expected.to_f32();
     let err = rel_err(&a, &e);
     assert!(err <= tol, "{what}: relative error {err:e} > {tol:e}");

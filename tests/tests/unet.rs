@@ -111,3 +111,13 @@ fn wrong_input_shapes_are_errors() {
         unet.forward(Tensor::zeros([1, 4, 8, 8], &device), Tensor::zeros([3], &device), states).expect_err("timesteps");
     assert!(err.to_string().contains("timesteps"), "{err}");
 }
+
+#[test]
+fn fresh_initialisation_runs_through_the_same_constructor() {
+    let device = cpu();
+    let cfg = UNet2DConditionConfig::from_json(&config("unet-tiny-ip2p")).expect("config");
+    let unet = UNet2DConditionModel::load(&cfg, &VarBuilder::init(0.02, &device)).expect("init");
+    let noise =
+        unet.forward_at(Tensor::ones([1, 8, 6, 6], &device), 10.0, Tensor::ones([1, 3, 32], &device)).expect("forward");
+    assert_eq!(noise.dims(), [1, 4, 6, 6]);
+}
