@@ -473,13 +473,13 @@ mod tests {
         let device = Device::flex();
         let t = Tensor::<1>::from_data(TensorData::new(vec![0.0f32, 2.0], [2]), &device);
         // dim 4: freqs [1, 10000^(-1/2)] with freq_shift 0.
-        let emb: Vec<f32> = timestep_embedding(t.clone(), 4, false, 0.0).into_data().to_vec().expect("f32");
+        let emb: Vec<f32> = timestep_embedding(t.clone(), 4, false, 0.0).into_data().try_to_vec::<f32>().expect("f32");
         let f1 = 0.01f32;
         let want = [0.0, 0.0, 1.0, 1.0, 2f32.sin(), (2.0 * f1).sin(), 2f32.cos(), (2.0 * f1).cos()];
         for (a, b) in emb.iter().zip(want) {
             assert!((a - b).abs() < 1e-6, "{emb:?} vs {want:?}");
         }
-        let flipped: Vec<f32> = timestep_embedding(t, 5, true, 0.0).into_data().to_vec().expect("f32");
+        let flipped: Vec<f32> = timestep_embedding(t, 5, true, 0.0).into_data().try_to_vec::<f32>().expect("f32");
         assert_eq!(flipped.len(), 10);
         assert!((flipped[0] - 1.0).abs() < 1e-6 && flipped[2].abs() < 1e-6 && flipped[4] == 0.0, "{flipped:?}");
     }
