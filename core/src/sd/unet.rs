@@ -32,10 +32,9 @@ impl<T: Copy> PerBlock<T> {
         match self {
             PerBlock::All(v) => Ok(vec![*v; blocks]),
             PerBlock::Each(v) if v.len() == blocks => Ok(v.clone()),
-            PerBlock::Each(v) => Err(Error::config(
-                CONFIG_FILE,
-                format!("`{field}` has {} entries for {blocks} blocks", v.len()),
-            )),
+            PerBlock::Each(v) => {
+                Err(Error::config(CONFIG_FILE, format!("`{field}` has {} entries for {blocks} blocks", v.len())))
+            }
         }
     }
 }
@@ -44,172 +43,120 @@ impl<T: Copy> PerBlock<T> {
 /// defaults are diffusers'; fields this model does not need are ignored, and
 /// features it does not implement are rejected by [`validate`](Self::validate).
 #[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
 pub struct UNet2DConditionConfig {
     /// Latent channels in (4; 8 for InstructPix2Pix).
-    #[serde(default = "d_4")]
     pub in_channels: usize,
     /// Channels of the noise prediction.
-    #[serde(default = "d_4")]
     pub out_channels: usize,
     /// Map the input from [0, 1] to [-1, 1] first.
-    #[serde(default)]
     pub center_input_sample: bool,
     /// Put the cosine half of the sinusoidal time embedding first.
-    #[serde(default = "d_true")]
     pub flip_sin_to_cos: bool,
     /// `downscale_freq_shift` of the sinusoidal time embedding.
-    #[serde(default)]
     pub freq_shift: f64,
     /// `CrossAttnDownBlock2D` or `DownBlock2D`, one per resolution.
-    #[serde(default = "d_down")]
     pub down_block_types: Vec<String>,
     /// Only `UNetMidBlock2DCrossAttn` is supported.
-    #[serde(default = "d_mid")]
     pub mid_block_type: Option<String>,
     /// `UpBlock2D` or `CrossAttnUpBlock2D`, one per resolution (lowest first).
-    #[serde(default = "d_up")]
     pub up_block_types: Vec<String>,
     /// Width of each resolution level.
-    #[serde(default = "d_channels")]
     pub block_out_channels: Vec<usize>,
     /// Resnets per down block (up blocks have one more).
-    #[serde(default = "d_layers")]
     pub layers_per_block: PerBlock<usize>,
     /// Padding of the stride-2 downsampling convolutions (only 1 is supported).
-    #[serde(default = "d_1")]
     pub downsample_padding: usize,
     /// Output scale of the mid-block resnets (only 1 is supported).
-    #[serde(default = "d_one")]
     pub mid_block_scale_factor: f64,
     /// Activation of resnets and time embedding (only `silu` is supported).
-    #[serde(default = "d_silu")]
     pub act_fn: String,
     /// GroupNorm groups.
-    #[serde(default = "d_groups")]
     pub norm_num_groups: usize,
     /// GroupNorm epsilon of resnets and the output norm.
-    #[serde(default = "d_eps")]
     pub norm_eps: f64,
     /// Width of the encoder hidden states (768 for SD 1.x).
-    #[serde(default = "d_cross")]
     pub cross_attention_dim: usize,
     /// Transformer blocks per spatial transformer.
-    #[serde(default = "d_layers_1")]
     pub transformer_layers_per_block: PerBlock<usize>,
     /// Despite its name, the number of attention HEADS per block in SD 1.x/2.x
     /// configs (a diffusers naming quirk kept for compatibility).
-    #[serde(default = "d_heads")]
     pub attention_head_dim: PerBlock<usize>,
     /// Heads per block; when present it wins over `attention_head_dim`.
-    #[serde(default)]
     pub num_attention_heads: Option<PerBlock<usize>>,
     /// Linear (SD 2.x) instead of 1×1-conv (SD 1.x) transformer projections.
-    #[serde(default)]
     pub use_linear_projection: bool,
     /// Must be false (cross-attention-only transformers are not supported).
-    #[serde(default = "d_false")]
     pub only_cross_attention: PerBlock<bool>,
     /// Latent size the model was trained at (informational).
-    #[serde(default)]
     pub sample_size: Option<usize>,
-    /// Kernel of `conv_in` / `conv_out` (only 3 is supported).
-    #[serde(default = "d_3")]
+    /// Kernel of `conv_in` (only 3 is supported).
     pub conv_in_kernel: usize,
-    #[serde(default = "d_3")]
+    /// Kernel of `conv_out` (only 3 is supported).
     pub conv_out_kernel: usize,
     /// Only `positional` time embeddings are supported.
-    #[serde(default = "d_positional")]
     pub time_embedding_type: String,
     /// Only `default` (additive) time conditioning is supported.
-    #[serde(default = "d_default")]
     pub resnet_time_scale_shift: String,
-    /// Class / addition / extra embeddings: must be absent.
-    #[serde(default)]
+    /// Must be absent (class-conditional UNets).
     pub class_embed_type: Option<String>,
-    #[serde(default)]
+    /// Must be absent (class embeddings).
     pub num_class_embeds: Option<usize>,
-    #[serde(default)]
+    /// Must be absent (SDXL-style added conditioning).
     pub addition_embed_type: Option<String>,
-    #[serde(default)]
+    /// Must be absent (projection of the encoder states).
     pub encoder_hid_dim: Option<usize>,
-    #[serde(default)]
+    /// Must be absent (LCM-style guidance embedding).
     pub time_cond_proj_dim: Option<usize>,
-    #[serde(default)]
+    /// Must be absent (custom time-embedding width).
     pub time_embedding_dim: Option<usize>,
-    #[serde(default)]
+    /// Must be false.
     pub dual_cross_attention: bool,
 }
 
-fn d_1() -> usize {
-    1
-}
-fn d_3() -> usize {
-    3
-}
-fn d_4() -> usize {
-    4
-}
-fn d_one() -> f64 {
-    1.0
-}
-fn d_true() -> bool {
-    true
-}
-fn d_false() -> PerBlock<bool> {
-    PerBlock::All(false)
-}
-fn d_groups() -> usize {
-    32
-}
-fn d_eps() -> f64 {
-    1e-5
-}
-fn d_cross() -> usize {
-    1280
-}
-fn d_layers() -> PerBlock<usize> {
-    PerBlock::All(2)
-}
-fn d_layers_1() -> PerBlock<usize> {
-    PerBlock::All(1)
-}
-fn d_heads() -> PerBlock<usize> {
-    PerBlock::All(8)
-}
-fn d_channels() -> Vec<usize> {
-    vec![320, 640, 1280, 1280]
-}
-fn d_silu() -> String {
-    "silu".into()
-}
-fn d_positional() -> String {
-    "positional".into()
-}
-fn d_default() -> String {
-    "default".into()
-}
-fn d_mid() -> Option<String> {
-    Some("UNetMidBlock2DCrossAttn".into())
-}
-fn d_down() -> Vec<String> {
-    [
-        "CrossAttnDownBlock2D",
-        "CrossAttnDownBlock2D",
-        "CrossAttnDownBlock2D",
-        "DownBlock2D",
-    ]
-    .map(String::from)
-    .to_vec()
-}
-fn d_up() -> Vec<String> {
-    [
-        "UpBlock2D",
-        "CrossAttnUpBlock2D",
-        "CrossAttnUpBlock2D",
-        "CrossAttnUpBlock2D",
-    ]
-    .map(String::from)
-    .to_vec()
+/// diffusers' defaults (the SD 1.x sizes, except `cross_attention_dim` 1280).
+impl Default for UNet2DConditionConfig {
+    fn default() -> Self {
+        Self {
+            in_channels: 4,
+            out_channels: 4,
+            center_input_sample: false,
+            flip_sin_to_cos: true,
+            freq_shift: 0.0,
+            down_block_types: ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"]
+                .map(String::from)
+                .to_vec(),
+            mid_block_type: Some("UNetMidBlock2DCrossAttn".into()),
+            up_block_types: ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"]
+                .map(String::from)
+                .to_vec(),
+            block_out_channels: vec![320, 640, 1280, 1280],
+            layers_per_block: PerBlock::All(2),
+            downsample_padding: 1,
+            mid_block_scale_factor: 1.0,
+            act_fn: "silu".into(),
+            norm_num_groups: 32,
+            norm_eps: 1e-5,
+            cross_attention_dim: 1280,
+            transformer_layers_per_block: PerBlock::All(1),
+            attention_head_dim: PerBlock::All(8),
+            num_attention_heads: None,
+            use_linear_projection: false,
+            only_cross_attention: PerBlock::All(false),
+            sample_size: None,
+            conv_in_kernel: 3,
+            conv_out_kernel: 3,
+            time_embedding_type: "positional".into(),
+            resnet_time_scale_shift: "default".into(),
+            class_embed_type: None,
+            num_class_embeds: None,
+            addition_embed_type: None,
+            encoder_hid_dim: None,
+            time_cond_proj_dim: None,
+            time_embedding_dim: None,
+            dual_cross_attention: false,
+        }
+    }
 }
 
 /// The per-block numbers a config resolves to.
@@ -225,8 +172,7 @@ struct Resolved {
 impl UNet2DConditionConfig {
     /// Parse and validate `unet/config.json`.
     pub fn from_json(json: &str) -> Result<Self> {
-        let cfg: Self =
-            serde_json::from_str(json).map_err(|e| Error::config(CONFIG_FILE, e.to_string()))?;
+        let cfg: Self = serde_json::from_str(json).map_err(|e| Error::config(CONFIG_FILE, e.to_string()))?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -281,41 +227,19 @@ impl UNet2DConditionConfig {
             .map(|t| kind(t, "CrossAttnUpBlock2D", "UpBlock2D"))
             .collect::<Result<Vec<_>>>()?;
         if self.mid_block_type.as_deref() != Some("UNetMidBlock2DCrossAttn") {
-            return bad(format!(
-                "unsupported mid_block_type {:?}",
-                self.mid_block_type
-            ));
+            return bad(format!("unsupported mid_block_type {:?}", self.mid_block_type));
         }
-        if self
-            .only_cross_attention
-            .resolve(n, "only_cross_attention")?
-            .contains(&true)
-        {
+        if self.only_cross_attention.resolve(n, "only_cross_attention")?.contains(&true) {
             return bad("only_cross_attention = true is not supported".into());
         }
         let checks = [
             (self.act_fn == "silu", "act_fn must be silu"),
             (self.downsample_padding == 1, "downsample_padding must be 1"),
-            (
-                self.mid_block_scale_factor == 1.0,
-                "mid_block_scale_factor must be 1",
-            ),
-            (
-                self.conv_in_kernel == 3 && self.conv_out_kernel == 3,
-                "conv_in_kernel and conv_out_kernel must be 3",
-            ),
-            (
-                self.time_embedding_type == "positional",
-                "time_embedding_type must be positional",
-            ),
-            (
-                self.resnet_time_scale_shift == "default",
-                "resnet_time_scale_shift must be default",
-            ),
-            (
-                self.class_embed_type.is_none() && self.num_class_embeds.is_none(),
-                "class embeddings are not supported",
-            ),
+            (self.mid_block_scale_factor == 1.0, "mid_block_scale_factor must be 1"),
+            (self.conv_in_kernel == 3 && self.conv_out_kernel == 3, "conv_in_kernel and conv_out_kernel must be 3"),
+            (self.time_embedding_type == "positional", "time_embedding_type must be positional"),
+            (self.resnet_time_scale_shift == "default", "resnet_time_scale_shift must be default"),
+            (self.class_embed_type.is_none() && self.num_class_embeds.is_none(), "class embeddings are not supported"),
             (
                 self.addition_embed_type.is_none() && self.encoder_hid_dim.is_none(),
                 "addition / encoder_hid embeddings are not supported",
@@ -324,10 +248,7 @@ impl UNet2DConditionConfig {
                 self.time_cond_proj_dim.is_none() && self.time_embedding_dim.is_none(),
                 "custom time embeddings are not supported",
             ),
-            (
-                !self.dual_cross_attention,
-                "dual_cross_attention is not supported",
-            ),
+            (!self.dual_cross_attention, "dual_cross_attention is not supported"),
             (self.norm_num_groups > 0, "norm_num_groups must be positive"),
         ];
         if let Some((_, why)) = checks.iter().find(|(ok, _)| !ok) {
@@ -345,9 +266,7 @@ impl UNet2DConditionConfig {
         Ok(Resolved {
             layers: self.layers_per_block.resolve(n, "layers_per_block")?,
             heads,
-            transformer_layers: self
-                .transformer_layers_per_block
-                .resolve(n, "transformer_layers_per_block")?,
+            transformer_layers: self.transformer_layers_per_block.resolve(n, "transformer_layers_per_block")?,
             down_cross,
             up_cross,
         })
@@ -371,28 +290,17 @@ impl TimestepEmbedding {
 /// diffusers' `get_timestep_embedding`: `timesteps` `[b]` → `[b, dim]`, sines then
 /// cosines of `t · exp(-ln(10000) · i / (dim/2 − freq_shift))` (cosines first
 /// when `flip_sin_to_cos`), zero-padded when `dim` is odd.
-pub fn timestep_embedding(
-    timesteps: Tensor<1>,
-    dim: usize,
-    flip_sin_to_cos: bool,
-    freq_shift: f64,
-) -> Tensor<2> {
+pub fn timestep_embedding(timesteps: Tensor<1>, dim: usize, flip_sin_to_cos: bool, freq_shift: f64) -> Tensor<2> {
     let half = dim / 2;
     let denom = (half as f64 - freq_shift) as f32;
     // Same f32 arithmetic order as PyTorch: exp(-ln(10000) · i / denom).
-    let freqs: Vec<f32> = (0..half)
-        .map(|i| ((-(10000f64.ln() as f32) * i as f32) / denom).exp())
-        .collect();
+    let freqs: Vec<f32> = (0..half).map(|i| ((-(10000f64.ln() as f32) * i as f32) / denom).exp()).collect();
     let device = timesteps.device();
     let freqs = Tensor::<2>::from_data(TensorData::new(freqs, [1, half]), &device);
     let b = timesteps.dims()[0];
     let args = timesteps.reshape([b, 1]).mul(freqs);
     let (sin, cos) = (args.clone().sin(), args.cos());
-    let mut emb = if flip_sin_to_cos {
-        Tensor::cat(vec![cos, sin], 1)
-    } else {
-        Tensor::cat(vec![sin, cos], 1)
-    };
+    let mut emb = if flip_sin_to_cos { Tensor::cat(vec![cos, sin], 1) } else { Tensor::cat(vec![sin, cos], 1) };
     if dim % 2 == 1 {
         emb = Tensor::cat(vec![emb, Tensor::zeros([b, 1], &device)], 1);
     }
@@ -449,21 +357,10 @@ impl UNet2DConditionModel {
                 resample: i + 1 < n,
             };
             let c_in = if i == 0 { c0 } else { ch[i - 1] };
-            down_blocks.push(DownBlock::load(
-                &vb.pp("down_blocks").pp(i),
-                c_in,
-                ch[i],
-                &layout,
-                &bc,
-            )?);
+            down_blocks.push(DownBlock::load(&vb.pp("down_blocks").pp(i), c_in, ch[i], &layout, &bc)?);
         }
-        let mid_block = MidBlock::load(
-            &vb.pp("mid_block"),
-            ch[n - 1],
-            r.heads[n - 1],
-            r.transformer_layers[n - 1],
-            &bc,
-        )?;
+        let mid_block =
+            MidBlock::load(&vb.pp("mid_block"), ch[n - 1], r.heads[n - 1], r.transformer_layers[n - 1], &bc)?;
 
         let mut up_blocks = Vec::with_capacity(n);
         for i in 0..n {
@@ -477,14 +374,7 @@ impl UNet2DConditionModel {
             };
             let c_prev = ch[(level + 1).min(n - 1)];
             let c_skip_last = ch[level.saturating_sub(1)];
-            up_blocks.push(UpBlock::load(
-                &vb.pp("up_blocks").pp(i),
-                c_prev,
-                c_skip_last,
-                ch[level],
-                &layout,
-                &bc,
-            )?);
+            up_blocks.push(UpBlock::load(&vb.pp("up_blocks").pp(i), c_prev, c_skip_last, ch[level], &layout, &bc)?);
         }
 
         Ok(Self {
@@ -493,12 +383,7 @@ impl UNet2DConditionModel {
             down_blocks,
             mid_block,
             up_blocks,
-            conv_norm_out: group_norm(
-                &vb.pp("conv_norm_out"),
-                cfg.norm_num_groups,
-                c0,
-                cfg.norm_eps,
-            )?,
+            conv_norm_out: group_norm(&vb.pp("conv_norm_out"), cfg.norm_num_groups, c0, cfg.norm_eps)?,
             conv_out: conv2d(&vb.pp("conv_out"), c0, cfg.out_channels, 3, 1, 1)?,
             in_channels: cfg.in_channels,
             cross_attention_dim: cfg.cross_attention_dim,
@@ -527,39 +412,24 @@ impl UNet2DConditionModel {
         if c != self.in_channels || h == 0 || w == 0 {
             return Err(Error::input(
                 "sample",
-                format!(
-                    "shape {:?}, expected [batch, {}, height, width]",
-                    sample.dims(),
-                    self.in_channels
-                ),
+                format!("shape {:?}, expected [batch, {}, height, width]", sample.dims(), self.in_channels),
             ));
         }
         let [be, seq, d] = encoder_hidden_states.dims();
         if be != b || d != self.cross_attention_dim || seq == 0 {
             return Err(Error::input(
                 "encoder_hidden_states",
-                format!(
-                    "shape {:?}, expected [{b}, seq, {}]",
-                    encoder_hidden_states.dims(),
-                    self.cross_attention_dim
-                ),
+                format!("shape {:?}, expected [{b}, seq, {}]", encoder_hidden_states.dims(), self.cross_attention_dim),
             ));
         }
         let timesteps = match timesteps.dims()[0] {
             n if n == b => timesteps,
             1 => timesteps.expand([b]),
             n => {
-                return Err(Error::input(
-                    "timesteps",
-                    format!("{n} timesteps for a batch of {b}"),
-                ));
+                return Err(Error::input("timesteps", format!("{n} timesteps for a batch of {b}")));
             }
         };
-        let sample = if self.center_input_sample {
-            sample.mul_scalar(2.0).sub_scalar(1.0)
-        } else {
-            sample
-        };
+        let sample = if self.center_input_sample { sample.mul_scalar(2.0).sub_scalar(1.0) } else { sample };
 
         let temb = self.time_embedding.forward(timestep_embedding(
             timesteps,
@@ -572,39 +442,51 @@ impl UNet2DConditionModel {
         for block in &self.down_blocks {
             x = block.forward(x, temb.clone(), encoder_hidden_states.clone(), &mut skips);
         }
-        x = self
-            .mid_block
-            .forward(x, temb.clone(), encoder_hidden_states.clone());
+        x = self.mid_block.forward(x, temb.clone(), encoder_hidden_states.clone());
         for block in &self.up_blocks {
             // The upsampler targets the size of the skip the next block starts with,
             // which is 2× except for odd latent sizes.
-            let next = skips
-                .len()
-                .checked_sub(block.resnets.len() + 1)
-                .and_then(|i| skips.get(i));
+            let next = skips.len().checked_sub(block.resnets.len() + 1).and_then(|i| skips.get(i));
             let up_size = next.map(|s| {
                 let [_, _, sh, sw] = s.dims();
                 [sh, sw]
             });
-            x = block.forward(
-                x,
-                temb.clone(),
-                encoder_hidden_states.clone(),
-                &mut skips,
-                up_size,
-            );
+            x = block.forward(x, temb.clone(), encoder_hidden_states.clone(), &mut skips, up_size);
         }
         Ok(self.conv_out.forward(silu(self.conv_norm_out.forward(x))))
     }
 
     /// [`forward`](Self::forward) with one scalar timestep for the whole batch.
-    pub fn forward_at(
-        &self,
-        sample: Tensor<4>,
-        timestep: f32,
-        encoder_hidden_states: Tensor<3>,
-    ) -> Result<Tensor<4>> {
+    pub fn forward_at(&self, sample: Tensor<4>, timestep: f32, encoder_hidden_states: Tensor<3>) -> Result<Tensor<4>> {
         let t = Tensor::from_data(TensorData::new(vec![timestep], [1]), &sample.device());
         self.forward(sample, t, encoder_hidden_states)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Device;
+
+    #[test]
+    fn timestep_embedding_layout() {
+        let device = Device::flex();
+        let t = Tensor::<1>::from_data(TensorData::new(vec![0.0f32, 2.0], [2]), &device);
+        // dim 4: freqs [1, 10000^(-1/2)] with freq_shift 0.
+        let emb: Vec<f32> = timestep_embedding(t.clone(), 4, false, 0.0).into_data().try_to_vec::<f32>().expect("f32");
+        let f1 = 0.01f32;
+        let want = [0.0, 0.0, 1.0, 1.0, 2f32.sin(), (2.0 * f1).sin(), 2f32.cos(), (2.0 * f1).cos()];
+        for (a, b) in emb.iter().zip(want) {
+            assert!((a - b).abs() < 1e-6, "{emb:?} vs {want:?}");
+        }
+        let flipped: Vec<f32> = timestep_embedding(t, 5, true, 0.0).into_data().try_to_vec::<f32>().expect("f32");
+        assert_eq!(flipped.len(), 10);
+        assert!((flipped[0] - 1.0).abs() < 1e-6 && flipped[2].abs() < 1e-6 && flipped[4] == 0.0, "{flipped:?}");
+    }
+
+    #[test]
+    fn per_block_lists_must_match_the_block_count() {
+        let err = UNet2DConditionConfig::from_json(r#"{"attention_head_dim": [8, 8]}"#).expect_err("length");
+        assert!(err.to_string().contains("attention_head_dim"), "{err}");
     }
 }
