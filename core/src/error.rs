@@ -9,10 +9,20 @@ pub enum Error {
     Safetensors { source_name: String, reason: String },
     /// A tensor the model needs is absent from the checkpoint.
     #[error("missing tensor `{name}` (expected shape {expected:?}) in {source_name}")]
-    MissingTensor { name: String, expected: Vec<usize>, source_name: String },
+    MissingTensor {
+        name: String,
+        expected: Vec<usize>,
+        source_name: String,
+    },
     /// A tensor is present with a shape the config does not allow.
-    #[error("tensor `{name}`: expected shape {expected:?}, found {found:?} (does the config match the weights?)")]
-    ShapeMismatch { name: String, expected: Vec<usize>, found: Vec<usize> },
+    #[error(
+        "tensor `{name}`: expected shape {expected:?}, found {found:?} (does the config match the weights?)"
+    )]
+    ShapeMismatch {
+        name: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
     /// A tensor stored in a dtype this crate cannot read.
     #[error("tensor `{name}`: unsupported dtype {dtype}")]
     Dtype { name: String, dtype: String },
@@ -39,10 +49,16 @@ pub type Result<T> = std::result::Result<T, Error>;
 impl Error {
     /// Shorthand for a config error.
     pub fn config(file: impl Into<String>, reason: impl Into<String>) -> Self {
-        Error::Config { file: file.into(), reason: reason.into() }
+        Error::Config {
+            file: file.into(),
+            reason: reason.into(),
+        }
     }
     /// Shorthand for an input error.
     pub fn input(name: impl Into<String>, reason: impl Into<String>) -> Self {
-        Error::Input { name: name.into(), reason: reason.into() }
+        Error::Input {
+            name: name.into(),
+            reason: reason.into(),
+        }
     }
 }

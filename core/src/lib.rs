@@ -6,6 +6,7 @@
 pub mod error;
 pub mod nn;
 pub mod safetensors;
+pub mod shapes;
 pub mod weights;
 
 pub use error::{Error, Result};

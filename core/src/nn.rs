@@ -12,8 +12,15 @@ use burn::tensor::Tensor;
 /// `nn.Linear(d_in, d_out, bias)` from `{prefix}.weight` `[d_out, d_in]` and `{prefix}.bias`.
 pub fn linear(vb: &VarBuilder, d_in: usize, d_out: usize, bias: bool) -> Result<Linear> {
     let weight = vb.get("weight", [d_out, d_in])?.transpose();
-    let bias = if bias { Some(vb.param("bias", [d_out], Fill::Zeros)?) } else { None };
-    Ok(Linear { weight: Param::from_tensor(weight), bias })
+    let bias = if bias {
+        Some(vb.param("bias", [d_out], Fill::Zeros)?)
+    } else {
+        None
+    };
+    Ok(Linear {
+        weight: Param::from_tensor(weight),
+        bias,
+    })
 }
 
 /// `nn.LayerNorm(d, eps)` from `{prefix}.weight` and `{prefix}.bias`.
@@ -38,11 +45,20 @@ pub fn group_norm(vb: &VarBuilder, groups: usize, channels: usize, eps: f64) -> 
 
 /// `nn.Embedding(n, d)` from `{prefix}.weight` `[n, d]`.
 pub fn embedding(vb: &VarBuilder, n: usize, d: usize) -> Result<Embedding> {
-    Ok(Embedding { weight: vb.param("weight", [n, d], Fill::Normal)? })
+    Ok(Embedding {
+        weight: vb.param("weight", [n, d], Fill::Normal)?,
+    })
 }
 
 /// `nn.Conv2d(c_in, c_out, k, stride, padding)` with bias.
-pub fn conv2d(vb: &VarBuilder, c_in: usize, c_out: usize, k: usize, stride: usize, padding: usize) -> Result<Conv2d> {
+pub fn conv2d(
+    vb: &VarBuilder,
+    c_in: usize,
+    c_out: usize,
+    k: usize,
+    stride: usize,
+    padding: usize,
+) -> Result<Conv2d> {
     Ok(Conv2d {
         weight: vb.param("weight", [c_out, c_in, k, k], Fill::Normal)?,
         bias: Some(vb.param("bias", [c_out], Fill::Zeros)?),
@@ -64,7 +80,10 @@ pub struct RmsNorm {
 impl RmsNorm {
     /// Load `{prefix}.weight` `[d]`.
     pub fn load(vb: &VarBuilder, d: usize, eps: f64) -> Result<Self> {
-        Ok(Self { weight: vb.param("weight", [d], Fill::Ones)?, eps })
+        Ok(Self {
+            weight: vb.param("weight", [d], Fill::Ones)?,
+            eps,
+        })
     }
 
     /// `x`: `[..., d]`.

@@ -25,7 +25,11 @@ pub struct WeightMap {
 impl WeightMap {
     /// Parse one safetensors blob.
     pub fn from_safetensors(source: &str, bytes: Vec<u8>) -> Result<Self> {
-        Ok(Self { tensors: safetensors::parse(source, bytes)?, used: Default::default(), source: source.to_string() })
+        Ok(Self {
+            tensors: safetensors::parse(source, bytes)?,
+            used: Default::default(),
+            source: source.to_string(),
+        })
     }
 
     /// Add the tensors of another map (e.g. the next shard).
@@ -39,7 +43,12 @@ impl WeightMap {
     /// Rename every key starting with `from` so that it starts with `to` instead.
     /// This is how checkpoint key layouts are normalised before loading.
     pub fn rename_prefix(&mut self, from: &str, to: &str) {
-        let keys: Vec<String> = self.tensors.keys().filter(|k| k.starts_with(from)).cloned().collect();
+        let keys: Vec<String> = self
+            .tensors
+            .keys()
+            .filter(|k| k.starts_with(from))
+            .cloned()
+            .collect();
         for k in keys {
             if let Some(t) = self.tensors.remove(&k) {
                 self.tensors.insert(format!("{to}{}", &k[from.len()..]), t);
@@ -65,7 +74,11 @@ impl WeightMap {
     /// Names that no module asked for, sorted.
     pub fn unused(&self) -> Vec<String> {
         let used = self.used.lock().map(|u| u.clone()).unwrap_or_default();
-        self.tensors.keys().filter(|k| !used.contains(*k)).cloned().collect()
+        self.tensors
+            .keys()
+            .filter(|k| !used.contains(*k))
+            .cloned()
+            .collect()
     }
 
     fn mark(&self, name: &str) {
@@ -80,7 +93,9 @@ impl WeightMap {
 enum Source {
     Map(Arc<WeightMap>),
     /// Fresh weights: normal with this standard deviation (norm weights are ones, biases zeros).
-    Init { std: f64 },
+    Init {
+        std: f64,
+    },
 }
 
 /// A prefix into a weight source plus the device to create tensors on.
@@ -94,18 +109,34 @@ pub struct VarBuilder {
 impl VarBuilder {
     /// Load from a weight map.
     pub fn from_map(map: Arc<WeightMap>, device: &Device) -> Self {
-        Self { source: Source::Map(map), prefix: String::new(), device: device.clone() }
+        Self {
+            source: Source::Map(map),
+            prefix: String::new(),
+            device: device.clone(),
+        }
     }
 
     /// Initialise fresh random weights (normal, `std`), ones for norm scales, zeros for biases.
     pub fn init(std: f64, device: &Device) -> Self {
-        Self { source: Source::Init { std }, prefix: String::new(), device: device.clone() }
+        Self {
+            source: Source::Init { std },
+            prefix: String::new(),
+            device: device.clone(),
+        }
     }
 
     /// Descend into a sub-module.
     pub fn pp(&self, name: impl std::fmt::Display) -> Self {
-        let prefix = if self.prefix.is_empty() { name.to_string() } else { format!("{}.{name}", self.prefix) };
-        Self { source: self.source.clone(), prefix, device: self.device.clone() }
+        let prefix = if self.prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}.{name}", self.prefix)
+        };
+        Self {
+            source: self.source.clone(),
+            prefix,
+            device: self.device.clone(),
+        }
     }
 
     /// The device tensors are created on.
@@ -115,7 +146,11 @@ impl VarBuilder {
 
     /// The full name of a tensor under this prefix.
     pub fn path(&self, name: &str) -> String {
-        if self.prefix.is_empty() { name.to_string() } else { format!("{}.{name}", self.prefix) }
+        if self.prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}.{name}", self.prefix)
+        }
     }
 
     /// Whether the source has this tensor (always true when initialising).
@@ -147,16 +182,28 @@ impl VarBuilder {
     }
 
     /// The same, wrapped as a trainable parameter.
-    pub fn param<const D: usize>(&self, name: &str, shape: [usize; D], fill: Fill) -> Result<Param<Tensor<D>>> {
+    pub fn param<const D: usize>(
+        &self,
+        name: &str,
+        shape: [usize; D],
+        fill: Fill,
+    ) -> Result<Param<Tensor<D>>> {
         Ok(Param::from_tensor(self.get_with(name, shape, fill)?))
     }
 
     /// A tensor with its initial fill given explicitly.
-    pub fn get_with<const D: usize>(&self, name: &str, shape: [usize; D], fill: Fill) -> Result<Tensor<D>> {
+    pub fn get_with<const D: usize>(
+        &self,
+        name: &str,
+        shape: [usize; D],
+        fill: Fill,
+    ) -> Result<Tensor<D>> {
         let full = self.path(name);
         match &self.source {
             Source::Init { std } => Ok(match fill {
-                Fill::Normal => Tensor::random(shape, Distribution::Normal(0.0, *std), &self.device),
+                Fill::Normal => {
+                    Tensor::random(shape, Distribution::Normal(0.0, *std), &self.device)
+                }
                 Fill::Ones => Tensor::ones(shape, &self.device),
                 Fill::Zeros => Tensor::zeros(shape, &self.device),
             }),
@@ -167,10 +214,17 @@ impl VarBuilder {
                     source_name: map.source.clone(),
                 })?;
                 if raw.shape != shape {
-                    return Err(Error::ShapeMismatch { name: full, expected: shape.to_vec(), found: raw.shape.clone() });
+                    return Err(Error::ShapeMismatch {
+                        name: full,
+                        expected: shape.to_vec(),
+                        found: raw.shape.clone(),
+                    });
                 }
                 map.mark(&full);
-                Ok(Tensor::from_data(TensorData::new(raw.to_f32(), shape), &self.device))
+                Ok(Tensor::from_data(
+                    TensorData::new(raw.to_f32(), shape),
+                    &self.device,
+                ))
             }
         }
     }
