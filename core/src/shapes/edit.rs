@@ -141,12 +141,12 @@ impl Edit {
     }
 
     /// A random edit that fits `scene`, keeping at least one and at most `max_shapes` shapes.
-    /// `allowed` filters new shapes (used to keep held-out combinations out of training).
+    /// `allowed` filters the edited scene (used to keep held-out scenes out of training).
     pub fn random(
         rng: &mut SplitMix64,
         scene: &Scene,
         max_shapes: usize,
-        allowed: impl Fn(&Shape) -> bool,
+        allowed: impl Fn(&Scene) -> bool,
     ) -> Option<Edit> {
         let free = scene.free_cells();
         for _ in 0..32 {
@@ -178,7 +178,7 @@ impl Edit {
             };
             if let Some(e) = edit {
                 if let Ok(after) = e.apply(scene) {
-                    if after.shapes.iter().all(&allowed) {
+                    if allowed(&after) {
                         return Some(e);
                     }
                 }

@@ -12,14 +12,15 @@
 //! Everything is produced in memory (bytes and `serde_json::Value`s); writing files is the
 //! caller's job. Randomness comes from [`SplitMix64`] only, so a seed fixes every byte.
 
-//pub mod dataset;
+pub mod dataset;
 pub mod edit;
 pub mod eval;
+pub mod questions;
 pub mod render;
 pub mod scene;
 pub mod text;
 
-//pub use dataset::{DatasetConfig, Sample, Split, HELD_OUT_PAIRS};
+pub use dataset::{DatasetConfig, HELD_OUT_PAIRS, ImageOut, Sample, Split};
 pub use edit::Edit;
 pub use eval::{parse_image, score_answer, score_edit, score_generation};
 pub use render::{Background, RenderOptions, render};
