@@ -62,7 +62,7 @@ impl Split {
     /// Whether `scene` belongs to this split.
     pub fn admits(self, scene: &Scene) -> bool {
         let novel = scene.shapes.iter().any(is_held_out);
-        let test_bucket = scene.fingerprint() % TEST_BUCKETS == 0;
+        let test_bucket = scene.fingerprint().is_multiple_of(TEST_BUCKETS);
         match self {
             Split::Train => !novel && !test_bucket,
             Split::Test => !novel && test_bucket,

@@ -176,12 +176,10 @@ impl Edit {
                     to,
                 }),
             };
-            if let Some(e) = edit {
-                if let Ok(after) = e.apply(scene) {
-                    if allowed(&after) {
-                        return Some(e);
-                    }
-                }
+            if let Some(e) = edit
+                && e.apply(scene).is_ok_and(|after| allowed(&after))
+            {
+                return Some(e);
             }
         }
         None

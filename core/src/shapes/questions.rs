@@ -60,11 +60,11 @@ pub fn ask(rng: &mut SplitMix64, scene: &Scene, split: Split) -> Qa {
             s.colour.name(),
         ),
         1 => {
-            if rng.chance(0.2) {
-                if let Some(&cell) = rng.pick(&scene.free_cells()) {
-                    let q = format!("What shape is {}?", cell.phrase());
-                    return qa("shape", q, "nothing");
-                }
+            if rng.chance(0.2)
+                && let Some(&cell) = rng.pick(&scene.free_cells())
+            {
+                let q = format!("What shape is {}?", cell.phrase());
+                return qa("shape", q, "nothing");
             }
             qa(
                 "shape",
