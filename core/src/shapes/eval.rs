@@ -350,6 +350,33 @@ mod tests {
         check(64, 300, 7, |i, r| add_noise(&box_blur(i, 64), 8.0, r));
     }
 
+    /// Shifts the image by (dx, dy) pixels (edges replicated) and scales each channel by
+    /// a factor in [0.92, 1.08]: the kind of drift a generated image shows.
+    fn drift(rgb: &[u8], n: usize, rng: &mut SplitMix64) -> Vec<u8> {
+        let (dx, dy) = (rng.below(3) as i32 - 1, rng.below(3) as i32 - 1);
+        let gain: Vec<f32> = (0..3).map(|_| 0.92 + 0.16 * rng.unit()).collect();
+        let mut out = vec![0u8; rgb.len()];
+        for y in 0..n {
+            for x in 0..n {
+                let xx = (x as i32 - dx).clamp(0, n as i32 - 1) as usize;
+                let yy = (y as i32 - dy).clamp(0, n as i32 - 1) as usize;
+                for c in 0..3 {
+                    let v = rgb[3 * (yy * n + xx) + c] as f32 * gain[c];
+                    out[3 * (y * n + x) + c] = v.round().clamp(0.0, 255.0) as u8;
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn parses_drifted_renders() {
+        check(32, 300, 10, |i, r| drift(i, 32, r));
+        check(64, 300, 11, |i, r| {
+            add_noise(&box_blur(&drift(i, 64, r), 64), 6.0, r)
+        });
+    }
+
     #[test]
     fn parses_dense_scenes() {
         let mut rng = SplitMix64::new(8);
