@@ -5,6 +5,7 @@
 //! - [`render`]: scene → RGB bytes (lightly anti-aliased, optional textured background).
 //! - [`text`]: canonical captions, their parser, and short-answer normalisation.
 //! - [`edit`]: edits (recolour, resize, remove, add, move), their instructions and semantics.
+//! - [`questions`]: questions about a scene with short answers, and text-only questions.
 //! - [`eval`]: the exact evaluator, image → scene, and the three scoring functions.
 //! - [`dataset`]: understanding / generation / editing / text-only records, splits with
 //!   held-out (colour, kind) combinations.
