@@ -264,6 +264,55 @@ pub fn score_edit(source: &Scene, instruction: &str, rgb: &[u8], w: usize, h: us
     }
 }
 
+/// Per-attribute agreement of a parsed scene with a wanted one, for partial-credit reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct SceneMatch {
+    /// Shapes wanted.
+    pub wanted: usize,
+    /// Wanted cells that hold a shape in the parsed scene.
+    pub placed: usize,
+    /// ... of those, with the right kind.
+    pub kinds: usize,
+    /// ... with the right colour.
+    pub colours: usize,
+    /// ... with the right size.
+    pub sizes: usize,
+    /// Parsed shapes in cells where none was wanted.
+    pub extra: usize,
+}
+
+impl SceneMatch {
+    /// Compares `got` (parsed from an image) with `want`.
+    pub fn of(got: &Scene, want: &Scene) -> SceneMatch {
+        let mut m = SceneMatch {
+            wanted: want.shapes.len(),
+            ..Default::default()
+        };
+        for w in &want.shapes {
+            if let Some(g) = got.at(w.cell) {
+                m.placed += 1;
+                m.kinds += usize::from(g.kind == w.kind);
+                m.colours += usize::from(g.colour == w.colour);
+                m.sizes += usize::from(g.size == w.size);
+            }
+        }
+        m.extra = got
+            .shapes
+            .iter()
+            .filter(|g| want.at(g.cell).is_none())
+            .count();
+        m
+    }
+
+    /// Whether the scenes agree exactly.
+    pub fn exact(&self) -> bool {
+        self.extra == 0
+            && [self.placed, self.kinds, self.colours, self.sizes]
+                .iter()
+                .all(|&n| n == self.wanted)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -394,6 +443,24 @@ mod tests {
         assert!(parse_image(&[0; 10], 32, 32).is_err());
         let blank = render(&Scene::default(), &RenderOptions::small());
         assert_eq!(parse_image(&blank, 32, 32).unwrap(), Scene::default());
+    }
+
+    #[test]
+    fn scene_match_counts() {
+        let want = parse_caption(
+            "a large red circle at the top left and a small blue square in the center",
+        )
+        .unwrap();
+        let got = parse_caption(
+            "a large red square at the top left and a small green circle at the bottom right",
+        )
+        .unwrap();
+        let m = SceneMatch::of(&got, &want);
+        assert_eq!(
+            (m.wanted, m.placed, m.kinds, m.colours, m.sizes, m.extra),
+            (2, 1, 0, 1, 1, 1)
+        );
+        assert!(!m.exact() && SceneMatch::of(&want, &want).exact());
     }
 
     #[test]

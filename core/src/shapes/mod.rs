@@ -23,7 +23,7 @@ pub mod text;
 
 pub use dataset::{DatasetConfig, HELD_OUT_PAIRS, ImageOut, Sample, Split};
 pub use edit::Edit;
-pub use eval::{parse_image, score_answer, score_edit, score_generation};
+pub use eval::{SceneMatch, parse_image, score_answer, score_edit, score_generation};
 pub use render::{Background, RenderOptions, render};
 pub use scene::{Cell, Colour, Kind, Scene, Shape, Size};
 pub use text::{caption, parse_caption};
