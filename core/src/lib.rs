@@ -17,6 +17,7 @@ pub mod safetensors;
 pub mod sampling;
 pub mod scheduler;
 pub mod sd;
+pub mod shapes;
 pub mod siglip;
 pub mod template;
 pub mod tokenizer;

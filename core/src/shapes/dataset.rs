@@ -1,0 +1,423 @@
+//! Training and evaluation records of the shapes world, built in memory one sample at a
+//! time (sample `i` depends only on the seed, split, task and `i`).
+//!
+//! Layouts (the writer in train-native stores `images` under their `file` names):
+//! - understanding: LLaVA conversation `{"id", "image", "conversations": [human "<image>\n{q}",
+//!   gpt "{short answer}", ...]}`;
+//! - generation: LLaVA-Pretrain layout `{"id", "image", "conversations": [human
+//!   "<image>\n{prompt}", gpt "{caption}"]}`, used inverted (caption → image) as in the paper;
+//! - editing: InstructPix2Pix layout `{"id", "input_image", "edit_prompt", "edited_image"}`;
+//! - text-only: ShareGPT layout `{"id", "conversations": [...]}`.
+//!
+//! Splits: [`Split::Train`] never contains a (colour, kind) pair of [`HELD_OUT_PAIRS`] (not in
+//! images, captions, questions or edit targets) and never a scene of the test bucket;
+//! [`Split::Test`] holds ordinary scenes that never occur in train (the scene fingerprint
+//! decides the bucket); [`Split::Novel`] holds scenes with at least one held-out pair.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::edit::Edit;
+use super::render::{Background, RenderOptions, render};
+use super::scene::{Colour, Kind, Scene, Shape};
+use super::{SplitMix64, questions};
+
+/// (colour, kind) combinations that never appear in the train split.
+pub const HELD_OUT_PAIRS: [(Colour, Kind); 3] = [
+    (Colour::Blue, Kind::Triangle),
+    (Colour::Yellow, Kind::Circle),
+    (Colour::Purple, Kind::Square),
+];
+
+/// One scene in `TEST_BUCKETS` belongs to the test split.
+const TEST_BUCKETS: u64 = 10;
+
+/// Whether `shape` shows a held-out (colour, kind) pair.
+pub fn is_held_out(shape: &Shape) -> bool {
+    HELD_OUT_PAIRS.contains(&(shape.colour, shape.kind))
+}
+
+/// Which part of the world a sample comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Split {
+    /// Training scenes: no held-out pair, not in the test bucket.
+    Train,
+    /// Ordinary held-out scenes: no held-out pair, in the test bucket.
+    Test,
+    /// Compositional held-out scenes: at least one held-out pair.
+    Novel,
+}
+
+impl Split {
+    /// "train", "test" or "novel".
+    pub fn name(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Test => "test",
+            Split::Novel => "novel",
+        }
+    }
+
+    /// Whether `scene` belongs to this split.
+    pub fn admits(self, scene: &Scene) -> bool {
+        let novel = scene.shapes.iter().any(is_held_out);
+        let test_bucket = scene.fingerprint().is_multiple_of(TEST_BUCKETS);
+        match self {
+            Split::Train => !novel && !test_bucket,
+            Split::Test => !novel && test_bucket,
+            Split::Novel => novel,
+        }
+    }
+
+    /// Whether a single shape may be mentioned in this split (train excludes held-out pairs).
+    pub fn allows(self, shape: &Shape) -> bool {
+        self != Split::Train || !is_held_out(shape)
+    }
+}
+
+/// Generation settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatasetConfig {
+    /// Master seed: the same seed gives the same bytes.
+    pub seed: u64,
+    /// Image side in pixels (64 by default; 32 for tiny diffusion models).
+    pub image_size: usize,
+    /// At most this many shapes per scene (1..=9; the world uses 3).
+    pub max_shapes: usize,
+    /// Question/answer turns per understanding record (1 gives one question per image).
+    pub turns: usize,
+    /// Random light backgrounds (grey levels, texture) instead of plain white.
+    pub textured: bool,
+}
+
+impl Default for DatasetConfig {
+    fn default() -> Self {
+        DatasetConfig {
+            seed: 0,
+            image_size: 64,
+            max_shapes: 3,
+            turns: 1,
+            textured: true,
+        }
+    }
+}
+
+/// A rendered image of a sample.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageOut {
+    /// File name the record refers to (".png"; the writer encodes).
+    pub file: String,
+    /// The scene shown.
+    pub scene: Scene,
+    /// Row-major RGB bytes, `3 * size * size`.
+    pub rgb: Vec<u8>,
+    /// Side in pixels.
+    pub size: usize,
+}
+
+/// One record plus the images it refers to and metadata for evaluation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// The JSON record (layout depends on the task, see the module docs).
+    pub record: Value,
+    /// Images referenced by the record.
+    pub images: Vec<ImageOut>,
+    /// Question category of the first turn ("colour", "count", "caption", "edit", ...).
+    pub category: String,
+}
+
+/// The tasks, used to derive independent random streams.
+#[derive(Debug, Clone, Copy)]
+enum Task {
+    Understanding = 1,
+    Generation = 2,
+    Editing = 3,
+    Text = 4,
+}
+
+fn rng_for(cfg: &DatasetConfig, split: Split, task: Task, index: usize) -> SplitMix64 {
+    SplitMix64::derive(cfg.seed, &[split as u64, task as u64, index as u64])
+}
+
+fn stem(split: Split, task: &str, index: usize) -> String {
+    format!("shapes_{}_{}_{:06}", split.name(), task, index)
+}
+
+/// A random scene of `split` (rejection sampling; novel scenes get one held-out shape).
+pub fn random_scene(rng: &mut SplitMix64, split: Split, max_shapes: usize) -> Scene {
+    loop {
+        let mut scene = Scene::random(rng, max_shapes);
+        if split == Split::Novel {
+            let (colour, kind) = HELD_OUT_PAIRS[rng.below(HELD_OUT_PAIRS.len())];
+            let i = rng.below(scene.shapes.len());
+            let shape = Shape {
+                colour,
+                kind,
+                ..scene.shapes[i]
+            };
+            scene.put(shape);
+        }
+        if split.admits(&scene) {
+            return scene;
+        }
+    }
+}
+
+fn options(cfg: &DatasetConfig, rng: &mut SplitMix64) -> RenderOptions {
+    let background = if cfg.textured {
+        Background::random(rng)
+    } else {
+        Background::WHITE
+    };
+    RenderOptions {
+        size: cfg.image_size,
+        background,
+    }
+}
+
+fn image(file: String, scene: &Scene, opts: &RenderOptions) -> ImageOut {
+    ImageOut {
+        file,
+        scene: scene.clone(),
+        rgb: render(scene, opts),
+        size: opts.size,
+    }
+}
+
+/// Understanding sample `index`: an image and `cfg.turns` questions with short answers.
+pub fn understanding(cfg: &DatasetConfig, split: Split, index: usize) -> Sample {
+    let mut rng = rng_for(cfg, split, Task::Understanding, index);
+    let scene = random_scene(&mut rng, split, cfg.max_shapes);
+    let opts = options(cfg, &mut rng);
+    let id = stem(split, "understanding", index);
+    let file = format!("{id}.png");
+    let mut conversations = Vec::new();
+    let mut category = String::new();
+    for turn in 0..cfg.turns.max(1) {
+        let qa = questions::ask(&mut rng, &scene, split);
+        let prefix = if turn == 0 { "<image>\n" } else { "" };
+        conversations.push(json!({"from": "human", "value": format!("{prefix}{}", qa.question)}));
+        conversations.push(json!({"from": "gpt", "value": qa.answer}));
+        if turn == 0 {
+            category = qa.category.to_string();
+        }
+    }
+    Sample {
+        record: json!({"id": id, "image": file, "conversations": conversations}),
+        images: vec![image(file, &scene, &opts)],
+        category,
+    }
+}
+
+const CAPTION_PROMPTS: [&str; 4] = [
+    "Describe the image briefly.",
+    "Give a short caption of the picture.",
+    "What does this image show?",
+    "Write a caption for this image.",
+];
+
+/// Generation sample `index`: an image and its canonical caption (LLaVA-Pretrain layout).
+pub fn generation(cfg: &DatasetConfig, split: Split, index: usize) -> Sample {
+    let mut rng = rng_for(cfg, split, Task::Generation, index);
+    let scene = random_scene(&mut rng, split, cfg.max_shapes);
+    let opts = options(cfg, &mut rng);
+    let id = stem(split, "generation", index);
+    let file = format!("{id}.png");
+    let prompt = CAPTION_PROMPTS[rng.below(CAPTION_PROMPTS.len())];
+    let record = json!({"id": id, "image": file, "conversations": [
+        {"from": "human", "value": format!("<image>\n{prompt}")},
+        {"from": "gpt", "value": super::text::caption(&scene)},
+    ]});
+    Sample {
+        record,
+        images: vec![image(file, &scene, &opts)],
+        category: "caption".into(),
+    }
+}
+
+/// Editing sample `index`: source image, instruction, edited image (InstructPix2Pix layout).
+/// In train both scenes belong to train; in test neither shows a held-out pair.
+pub fn editing(cfg: &DatasetConfig, split: Split, index: usize) -> Sample {
+    let mut rng = rng_for(cfg, split, Task::Editing, index);
+    let (source, edit) = loop {
+        let source = random_scene(&mut rng, split, cfg.max_shapes);
+        // Train targets stay in train; test targets avoid held-out pairs; novel: anything.
+        let allowed = |after: &Scene| match split {
+            Split::Train => Split::Train.admits(after),
+            Split::Test => !after.shapes.iter().any(is_held_out),
+            Split::Novel => true,
+        };
+        if let Some(edit) = Edit::random(&mut rng, &source, cfg.max_shapes, allowed) {
+            break (source, edit);
+        }
+    };
+    // Both scenes exist, so neither `apply` nor `instruction` can fail here.
+    let target = edit.apply(&source).unwrap_or_else(|_| source.clone());
+    let instruction = edit.instruction(&source).unwrap_or_default();
+    let opts = options(cfg, &mut rng);
+    let id = stem(split, "editing", index);
+    let (src, dst) = (format!("{id}_input.png"), format!("{id}_edited.png"));
+    let category = match edit {
+        Edit::Recolour { .. } => "recolour",
+        Edit::Resize { .. } => "resize",
+        Edit::Remove { .. } => "remove",
+        Edit::Add { .. } => "add",
+        Edit::Move { .. } => "move",
+    };
+    Sample {
+        record: json!({"id": id, "input_image": src, "edit_prompt": instruction, "edited_image": dst}),
+        images: vec![image(src, &source, &opts), image(dst, &target, &opts)],
+        category: category.into(),
+    }
+}
+
+/// Text-only sample `index` (ShareGPT layout): vocabulary, definitions, counting, arithmetic.
+pub fn text_only(cfg: &DatasetConfig, split: Split, index: usize) -> Sample {
+    let mut rng = rng_for(cfg, split, Task::Text, index);
+    let qa = questions::text_only(&mut rng, split);
+    let record = json!({"id": stem(split, "text", index), "conversations": [
+        {"from": "human", "value": qa.question},
+        {"from": "gpt", "value": qa.answer},
+    ]});
+    Sample {
+        record,
+        images: Vec::new(),
+        category: qa.category.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shapes::eval::{parse_image, score_edit, score_generation};
+    use crate::shapes::text::parse_caption;
+
+    const SPLITS: [Split; 3] = [Split::Train, Split::Test, Split::Novel];
+
+    fn mentions_held_out(text: &str) -> bool {
+        let t = text.to_lowercase();
+        HELD_OUT_PAIRS
+            .iter()
+            .any(|(c, k)| t.contains(&format!("{} {}", c.name(), k.name())))
+    }
+
+    #[test]
+    fn same_seed_same_bytes() {
+        let cfg = DatasetConfig {
+            seed: 42,
+            ..Default::default()
+        };
+        for split in SPLITS {
+            for i in 0..20 {
+                assert_eq!(understanding(&cfg, split, i), understanding(&cfg, split, i));
+                assert_eq!(generation(&cfg, split, i), generation(&cfg, split, i));
+                assert_eq!(editing(&cfg, split, i), editing(&cfg, split, i));
+                assert_eq!(text_only(&cfg, split, i), text_only(&cfg, split, i));
+            }
+        }
+        let other = DatasetConfig { seed: 43, ..cfg };
+        assert_ne!(
+            generation(&cfg, Split::Train, 0).images,
+            generation(&other, Split::Train, 0).images
+        );
+    }
+
+    #[test]
+    fn train_never_shows_held_out_pairs_or_test_scenes() {
+        let cfg = DatasetConfig {
+            image_size: 32,
+            turns: 3,
+            ..Default::default()
+        };
+        for i in 0..400 {
+            for s in [
+                understanding(&cfg, Split::Train, i),
+                generation(&cfg, Split::Train, i),
+                editing(&cfg, Split::Train, i),
+                text_only(&cfg, Split::Train, i),
+            ] {
+                assert!(!mentions_held_out(&s.record.to_string()), "{}", s.record);
+                for img in &s.images {
+                    assert!(!img.scene.shapes.iter().any(is_held_out));
+                    assert!(Split::Train.admits(&img.scene));
+                }
+            }
+        }
+        for i in 0..100 {
+            let t = generation(&cfg, Split::Test, i);
+            assert!(
+                Split::Test.admits(&t.images[0].scene) && !Split::Train.admits(&t.images[0].scene)
+            );
+            let n = generation(&cfg, Split::Novel, i);
+            assert!(n.images[0].scene.shapes.iter().any(is_held_out));
+        }
+    }
+
+    #[test]
+    fn records_are_consistent_with_images() {
+        let cfg = DatasetConfig::default();
+        for split in SPLITS {
+            for i in 0..60 {
+                let g = generation(&cfg, split, i);
+                let img = &g.images[0];
+                assert_eq!(g.record["image"], img.file.as_str());
+                let cap = g.record["conversations"][1]["value"].as_str().unwrap();
+                assert_eq!(parse_caption(cap).unwrap(), img.scene);
+                assert!(score_generation(&img.rgb, img.size, img.size, cap));
+
+                let e = editing(&cfg, split, i);
+                let (src, dst) = (&e.images[0], &e.images[1]);
+                assert_eq!(e.record["input_image"], src.file.as_str());
+                assert_eq!(e.record["edited_image"], dst.file.as_str());
+                let prompt = e.record["edit_prompt"].as_str().unwrap();
+                assert!(
+                    score_edit(&src.scene, prompt, &dst.rgb, dst.size, dst.size),
+                    "{prompt}"
+                );
+                assert!(
+                    !score_edit(&src.scene, prompt, &src.rgb, src.size, src.size),
+                    "{prompt}"
+                );
+
+                let u = understanding(&cfg, split, i);
+                let conv = u.record["conversations"].as_array().unwrap();
+                assert!(conv[0]["value"].as_str().unwrap().starts_with("<image>\n"));
+                assert_eq!(conv[0]["from"], "human");
+                assert_eq!(conv[1]["from"], "gpt");
+                let img = &u.images[0];
+                assert_eq!(
+                    parse_image(&img.rgb, img.size, img.size).unwrap(),
+                    img.scene
+                );
+
+                let t = text_only(&cfg, split, i);
+                assert!(
+                    t.images.is_empty() && t.record["conversations"].as_array().unwrap().len() == 2
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_question_category_occurs() {
+        let cfg = DatasetConfig::default();
+        let mut seen: Vec<String> = (0..400)
+            .map(|i| understanding(&cfg, Split::Train, i).category)
+            .collect();
+        seen.sort();
+        seen.dedup();
+        for c in [
+            "caption",
+            "colour",
+            "count",
+            "existence",
+            "position",
+            "relation",
+            "shape",
+            "size",
+        ] {
+            assert!(seen.iter().any(|s| s == c), "{c} missing from {seen:?}");
+        }
+    }
+}
