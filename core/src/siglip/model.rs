@@ -185,3 +185,27 @@ impl SiglipVision {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Device;
+
+    #[test]
+    fn fresh_weights_give_documented_shapes() {
+        let device = Device::flex();
+        for tower in ["siglip_vision_model", "clip_vision_model"] {
+            let json = format!(
+                r#"{{"model_type":"{tower}","hidden_size":16,"intermediate_size":32,"num_hidden_layers":2,
+                "num_attention_heads":2,"image_size":18,"patch_size":4}}"#
+            );
+            let cfg = SiglipVisionConfig::from_json(&json).unwrap();
+            let model = SiglipVision::load(&cfg, &VarBuilder::init(0.02, &device)).unwrap();
+            let pixels = Tensor::zeros([2, 3, 18, 18], &device);
+            let feats = model.features(pixels.clone(), -2).unwrap();
+            assert_eq!(feats.dims(), [2, cfg.num_positions(), 16]);
+            assert_eq!(cfg.num_patches(), 16);
+            assert_eq!(model.hidden_states(pixels).unwrap().len(), 3);
+        }
+    }
+}
