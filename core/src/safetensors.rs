@@ -223,7 +223,7 @@ pub fn serialize(tensors: &[TensorOut<'_>]) -> Vec<u8> {
         offset += n;
     }
     let mut h = serde_json::to_vec(&header).unwrap_or_default();
-    while (h.len() + 8) % 8 != 0 {
+    while !(h.len() + 8).is_multiple_of(8) {
         h.push(b' ');
     }
     let mut out = Vec::with_capacity(8 + h.len() + offset);

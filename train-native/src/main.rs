@@ -21,6 +21,10 @@ enum Command {
 }
 
 fn main() {
+    // A bug must still end in one line, not a trace.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("internal error (please report): {info}");
+    }));
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Chat(args)) => chat::run(args),
