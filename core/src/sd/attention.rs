@@ -19,9 +19,7 @@ use burn::tensor::activation::{gelu, softmax};
 /// behind the same signature.
 pub fn scaled_dot_product_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
     let d = q.dims()[3];
-    let scores = q
-        .mul_scalar(1.0 / (d as f64).sqrt())
-        .matmul(k.swap_dims(2, 3));
+    let scores = q.mul_scalar(1.0 / (d as f64).sqrt()).matmul(k.swap_dims(2, 3));
     softmax(scores, 3).matmul(v)
 }
 
@@ -39,13 +37,7 @@ pub struct Attention {
 impl Attention {
     /// `query_dim` is the width of the queries and the output, `context_dim`
     /// that of the keys/values (`query_dim` for self-attention).
-    pub fn load(
-        vb: &VarBuilder,
-        query_dim: usize,
-        context_dim: usize,
-        heads: usize,
-        head_dim: usize,
-    ) -> Result<Self> {
+    pub fn load(vb: &VarBuilder, query_dim: usize, context_dim: usize, heads: usize, head_dim: usize) -> Result<Self> {
         let inner = heads * head_dim;
         Ok(Self {
             to_q: linear(&vb.pp("to_q"), query_dim, inner, false)?,
@@ -64,17 +56,14 @@ impl Attention {
         let k = self.split_heads(self.to_k.forward(context.clone()));
         let v = self.split_heads(self.to_v.forward(context));
         let [b, h, n, d] = q.dims();
-        let out = scaled_dot_product_attention(q, k, v)
-            .swap_dims(1, 2)
-            .reshape([b, n, h * d]);
+        let out = scaled_dot_product_attention(q, k, v).swap_dims(1, 2).reshape([b, n, h * d]);
         self.to_out.forward(out)
     }
 
     /// `[b, n, heads * d]` → `[b, heads, n, d]`.
     fn split_heads(&self, x: Tensor<3>) -> Tensor<4> {
         let [b, n, inner] = x.dims();
-        x.reshape([b, n, self.heads, inner / self.heads])
-            .swap_dims(1, 2)
+        x.reshape([b, n, self.heads, inner / self.heads]).swap_dims(1, 2)
     }
 }
 
@@ -121,13 +110,7 @@ pub struct BasicTransformerBlock {
 
 impl BasicTransformerBlock {
     /// `dim = heads · head_dim`; keys/values of `attn2` come from `context_dim`.
-    pub fn load(
-        vb: &VarBuilder,
-        dim: usize,
-        heads: usize,
-        head_dim: usize,
-        context_dim: usize,
-    ) -> Result<Self> {
+    pub fn load(vb: &VarBuilder, dim: usize, heads: usize, head_dim: usize, context_dim: usize) -> Result<Self> {
         Ok(Self {
             norm1: layer_norm(&vb.pp("norm1"), dim, 1e-5)?,
             attn1: Attention::load(&vb.pp("attn1"), dim, dim, heads, head_dim)?,
@@ -140,14 +123,8 @@ impl BasicTransformerBlock {
 
     /// `x`: `[b, n, dim]`, `context`: `[b, m, context_dim]` → `[b, n, dim]`.
     pub fn forward(&self, x: Tensor<3>, context: Tensor<3>) -> Tensor<3> {
-        let x = self
-            .attn1
-            .forward(self.norm1.forward(x.clone()), None)
-            .add(x);
-        let x = self
-            .attn2
-            .forward(self.norm2.forward(x.clone()), Some(context))
-            .add(x);
+        let x = self.attn1.forward(self.norm1.forward(x.clone()), None).add(x);
+        let x = self.attn2.forward(self.norm2.forward(x.clone()), Some(context)).add(x);
         self.ff.forward(self.norm3.forward(x.clone())).add(x)
     }
 }
@@ -199,13 +176,7 @@ impl Transformer2DModel {
         let head_dim = c / cfg.heads;
         let transformer_blocks = (0..cfg.layers)
             .map(|i| {
-                BasicTransformerBlock::load(
-                    &vb.pp("transformer_blocks").pp(i),
-                    c,
-                    cfg.heads,
-                    head_dim,
-                    cfg.context_dim,
-                )
+                BasicTransformerBlock::load(&vb.pp("transformer_blocks").pp(i), c, cfg.heads, head_dim, cfg.context_dim)
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {

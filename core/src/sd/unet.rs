@@ -32,10 +32,9 @@ impl<T: Copy> PerBlock<T> {
         match self {
             PerBlock::All(v) => Ok(vec![*v; blocks]),
             PerBlock::Each(v) if v.len() == blocks => Ok(v.clone()),
-            PerBlock::Each(v) => Err(Error::config(
-                CONFIG_FILE,
-                format!("`{field}` has {} entries for {blocks} blocks", v.len()),
-            )),
+            PerBlock::Each(v) => {
+                Err(Error::config(CONFIG_FILE, format!("`{field}` has {} entries for {blocks} blocks", v.len())))
+            }
         }
     }
 }
@@ -192,24 +191,10 @@ fn d_mid() -> Option<String> {
     Some("UNetMidBlock2DCrossAttn".into())
 }
 fn d_down() -> Vec<String> {
-    [
-        "CrossAttnDownBlock2D",
-        "CrossAttnDownBlock2D",
-        "CrossAttnDownBlock2D",
-        "DownBlock2D",
-    ]
-    .map(String::from)
-    .to_vec()
+    ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"].map(String::from).to_vec()
 }
 fn d_up() -> Vec<String> {
-    [
-        "UpBlock2D",
-        "CrossAttnUpBlock2D",
-        "CrossAttnUpBlock2D",
-        "CrossAttnUpBlock2D",
-    ]
-    .map(String::from)
-    .to_vec()
+    ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"].map(String::from).to_vec()
 }
 
 /// The per-block numbers a config resolves to.
@@ -225,8 +210,7 @@ struct Resolved {
 impl UNet2DConditionConfig {
     /// Parse and validate `unet/config.json`.
     pub fn from_json(json: &str) -> Result<Self> {
-        let cfg: Self =
-            serde_json::from_str(json).map_err(|e| Error::config(CONFIG_FILE, e.to_string()))?;
+        let cfg: Self = serde_json::from_str(json).map_err(|e| Error::config(CONFIG_FILE, e.to_string()))?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -281,41 +265,19 @@ impl UNet2DConditionConfig {
             .map(|t| kind(t, "CrossAttnUpBlock2D", "UpBlock2D"))
             .collect::<Result<Vec<_>>>()?;
         if self.mid_block_type.as_deref() != Some("UNetMidBlock2DCrossAttn") {
-            return bad(format!(
-                "unsupported mid_block_type {:?}",
-                self.mid_block_type
-            ));
+            return bad(format!("unsupported mid_block_type {:?}", self.mid_block_type));
         }
-        if self
-            .only_cross_attention
-            .resolve(n, "only_cross_attention")?
-            .contains(&true)
-        {
+        if self.only_cross_attention.resolve(n, "only_cross_attention")?.contains(&true) {
             return bad("only_cross_attention = true is not supported".into());
         }
         let checks = [
             (self.act_fn == "silu", "act_fn must be silu"),
             (self.downsample_padding == 1, "downsample_padding must be 1"),
-            (
-                self.mid_block_scale_factor == 1.0,
-                "mid_block_scale_factor must be 1",
-            ),
-            (
-                self.conv_in_kernel == 3 && self.conv_out_kernel == 3,
-                "conv_in_kernel and conv_out_kernel must be 3",
-            ),
-            (
-                self.time_embedding_type == "positional",
-                "time_embedding_type must be positional",
-            ),
-            (
-                self.resnet_time_scale_shift == "default",
-                "resnet_time_scale_shift must be default",
-            ),
-            (
-                self.class_embed_type.is_none() && self.num_class_embeds.is_none(),
-                "class embeddings are not supported",
-            ),
+            (self.mid_block_scale_factor == 1.0, "mid_block_scale_factor must be 1"),
+            (self.conv_in_kernel == 3 && self.conv_out_kernel == 3, "conv_in_kernel and conv_out_kernel must be 3"),
+            (self.time_embedding_type == "positional", "time_embedding_type must be positional"),
+            (self.resnet_time_scale_shift == "default", "resnet_time_scale_shift must be default"),
+            (self.class_embed_type.is_none() && self.num_class_embeds.is_none(), "class embeddings are not supported"),
             (
                 self.addition_embed_type.is_none() && self.encoder_hid_dim.is_none(),
                 "addition / encoder_hid embeddings are not supported",
@@ -324,10 +286,7 @@ impl UNet2DConditionConfig {
                 self.time_cond_proj_dim.is_none() && self.time_embedding_dim.is_none(),
                 "custom time embeddings are not supported",
             ),
-            (
-                !self.dual_cross_attention,
-                "dual_cross_attention is not supported",
-            ),
+            (!self.dual_cross_attention, "dual_cross_attention is not supported"),
             (self.norm_num_groups > 0, "norm_num_groups must be positive"),
         ];
         if let Some((_, why)) = checks.iter().find(|(ok, _)| !ok) {
@@ -345,9 +304,7 @@ impl UNet2DConditionConfig {
         Ok(Resolved {
             layers: self.layers_per_block.resolve(n, "layers_per_block")?,
             heads,
-            transformer_layers: self
-                .transformer_layers_per_block
-                .resolve(n, "transformer_layers_per_block")?,
+            transformer_layers: self.transformer_layers_per_block.resolve(n, "transformer_layers_per_block")?,
             down_cross,
             up_cross,
         })
@@ -371,28 +328,17 @@ impl TimestepEmbedding {
 /// diffusers' `get_timestep_embedding`: `timesteps` `[b]` → `[b, dim]`, sines then
 /// cosines of `t · exp(-ln(10000) · i / (dim/2 − freq_shift))` (cosines first
 /// when `flip_sin_to_cos`), zero-padded when `dim` is odd.
-pub fn timestep_embedding(
-    timesteps: Tensor<1>,
-    dim: usize,
-    flip_sin_to_cos: bool,
-    freq_shift: f64,
-) -> Tensor<2> {
+pub fn timestep_embedding(timesteps: Tensor<1>, dim: usize, flip_sin_to_cos: bool, freq_shift: f64) -> Tensor<2> {
     let half = dim / 2;
     let denom = (half as f64 - freq_shift) as f32;
     // Same f32 arithmetic order as PyTorch: exp(-ln(10000) · i / denom).
-    let freqs: Vec<f32> = (0..half)
-        .map(|i| ((-(10000f64.ln() as f32) * i as f32) / denom).exp())
-        .collect();
+    let freqs: Vec<f32> = (0..half).map(|i| ((-(10000f64.ln() as f32) * i as f32) / denom).exp()).collect();
     let device = timesteps.device();
     let freqs = Tensor::<2>::from_data(TensorData::new(freqs, [1, half]), &device);
     let b = timesteps.dims()[0];
     let args = timesteps.reshape([b, 1]).mul(freqs);
     let (sin, cos) = (args.clone().sin(), args.cos());
-    let mut emb = if flip_sin_to_cos {
-        Tensor::cat(vec![cos, sin], 1)
-    } else {
-        Tensor::cat(vec![sin, cos], 1)
-    };
+    let mut emb = if flip_sin_to_cos { Tensor::cat(vec![cos, sin], 1) } else { Tensor::cat(vec![sin, cos], 1) };
     if dim % 2 == 1 {
         emb = Tensor::cat(vec![emb, Tensor::zeros([b, 1], &device)], 1);
     }
@@ -449,21 +395,10 @@ impl UNet2DConditionModel {
                 resample: i + 1 < n,
             };
             let c_in = if i == 0 { c0 } else { ch[i - 1] };
-            down_blocks.push(DownBlock::load(
-                &vb.pp("down_blocks").pp(i),
-                c_in,
-                ch[i],
-                &layout,
-                &bc,
-            )?);
+            down_blocks.push(DownBlock::load(&vb.pp("down_blocks").pp(i), c_in, ch[i], &layout, &bc)?);
         }
-        let mid_block = MidBlock::load(
-            &vb.pp("mid_block"),
-            ch[n - 1],
-            r.heads[n - 1],
-            r.transformer_layers[n - 1],
-            &bc,
-        )?;
+        let mid_block =
+            MidBlock::load(&vb.pp("mid_block"), ch[n - 1], r.heads[n - 1], r.transformer_layers[n - 1], &bc)?;
 
         let mut up_blocks = Vec::with_capacity(n);
         for i in 0..n {
@@ -477,14 +412,7 @@ impl UNet2DConditionModel {
             };
             let c_prev = ch[(level + 1).min(n - 1)];
             let c_skip_last = ch[level.saturating_sub(1)];
-            up_blocks.push(UpBlock::load(
-                &vb.pp("up_blocks").pp(i),
-                c_prev,
-                c_skip_last,
-                ch[level],
-                &layout,
-                &bc,
-            )?);
+            up_blocks.push(UpBlock::load(&vb.pp("up_blocks").pp(i), c_prev, c_skip_last, ch[level], &layout, &bc)?);
         }
 
         Ok(Self {
@@ -493,12 +421,7 @@ impl UNet2DConditionModel {
             down_blocks,
             mid_block,
             up_blocks,
-            conv_norm_out: group_norm(
-                &vb.pp("conv_norm_out"),
-                cfg.norm_num_groups,
-                c0,
-                cfg.norm_eps,
-            )?,
+            conv_norm_out: group_norm(&vb.pp("conv_norm_out"), cfg.norm_num_groups, c0, cfg.norm_eps)?,
             conv_out: conv2d(&vb.pp("conv_out"), c0, cfg.out_channels, 3, 1, 1)?,
             in_channels: cfg.in_channels,
             cross_attention_dim: cfg.cross_attention_dim,
@@ -527,39 +450,24 @@ impl UNet2DConditionModel {
         if c != self.in_channels || h == 0 || w == 0 {
             return Err(Error::input(
                 "sample",
-                format!(
-                    "shape {:?}, expected [batch, {}, height, width]",
-                    sample.dims(),
-                    self.in_channels
-                ),
+                format!("shape {:?}, expected [batch, {}, height, width]", sample.dims(), self.in_channels),
             ));
         }
         let [be, seq, d] = encoder_hidden_states.dims();
         if be != b || d != self.cross_attention_dim || seq == 0 {
             return Err(Error::input(
                 "encoder_hidden_states",
-                format!(
-                    "shape {:?}, expected [{b}, seq, {}]",
-                    encoder_hidden_states.dims(),
-                    self.cross_attention_dim
-                ),
+                format!("shape {:?}, expected [{b}, seq, {}]", encoder_hidden_states.dims(), self.cross_attention_dim),
             ));
         }
         let timesteps = match timesteps.dims()[0] {
             n if n == b => timesteps,
             1 => timesteps.expand([b]),
             n => {
-                return Err(Error::input(
-                    "timesteps",
-                    format!("{n} timesteps for a batch of {b}"),
-                ));
+                return Err(Error::input("timesteps", format!("{n} timesteps for a batch of {b}")));
             }
         };
-        let sample = if self.center_input_sample {
-            sample.mul_scalar(2.0).sub_scalar(1.0)
-        } else {
-            sample
-        };
+        let sample = if self.center_input_sample { sample.mul_scalar(2.0).sub_scalar(1.0) } else { sample };
 
         let temb = self.time_embedding.forward(timestep_embedding(
             timesteps,
@@ -572,38 +480,22 @@ impl UNet2DConditionModel {
         for block in &self.down_blocks {
             x = block.forward(x, temb.clone(), encoder_hidden_states.clone(), &mut skips);
         }
-        x = self
-            .mid_block
-            .forward(x, temb.clone(), encoder_hidden_states.clone());
+        x = self.mid_block.forward(x, temb.clone(), encoder_hidden_states.clone());
         for block in &self.up_blocks {
             // The upsampler targets the size of the skip the next block starts with,
             // which is 2× except for odd latent sizes.
-            let next = skips
-                .len()
-                .checked_sub(block.resnets.len() + 1)
-                .and_then(|i| skips.get(i));
+            let next = skips.len().checked_sub(block.resnets.len() + 1).and_then(|i| skips.get(i));
             let up_size = next.map(|s| {
                 let [_, _, sh, sw] = s.dims();
                 [sh, sw]
             });
-            x = block.forward(
-                x,
-                temb.clone(),
-                encoder_hidden_states.clone(),
-                &mut skips,
-                up_size,
-            );
+            x = block.forward(x, temb.clone(), encoder_hidden_states.clone(), &mut skips, up_size);
         }
         Ok(self.conv_out.forward(silu(self.conv_norm_out.forward(x))))
     }
 
     /// [`forward`](Self::forward) with one scalar timestep for the whole batch.
-    pub fn forward_at(
-        &self,
-        sample: Tensor<4>,
-        timestep: f32,
-        encoder_hidden_states: Tensor<3>,
-    ) -> Result<Tensor<4>> {
+    pub fn forward_at(&self, sample: Tensor<4>, timestep: f32, encoder_hidden_states: Tensor<3>) -> Result<Tensor<4>> {
         let t = Tensor::from_data(TensorData::new(vec![timestep], [1]), &sample.device());
         self.forward(sample, t, encoder_hidden_states)
     }

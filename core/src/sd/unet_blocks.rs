@@ -43,11 +43,8 @@ pub struct ResnetBlock2D {
 
 impl ResnetBlock2D {
     pub fn load(vb: &VarBuilder, c_in: usize, c_out: usize, cfg: &BlockConfig) -> Result<Self> {
-        let conv_shortcut = if c_in != c_out {
-            Some(conv2d(&vb.pp("conv_shortcut"), c_in, c_out, 1, 1, 0)?)
-        } else {
-            None
-        };
+        let conv_shortcut =
+            if c_in != c_out { Some(conv2d(&vb.pp("conv_shortcut"), c_in, c_out, 1, 1, 0)?) } else { None };
         Ok(Self {
             norm1: group_norm(&vb.pp("norm1"), cfg.groups, c_in, cfg.eps)?,
             conv1: conv2d(&vb.pp("conv1"), c_in, c_out, 3, 1, 1)?,
@@ -80,9 +77,7 @@ pub struct Downsample2D {
 
 impl Downsample2D {
     pub fn load(vb: &VarBuilder, c: usize) -> Result<Self> {
-        Ok(Self {
-            conv: conv2d(&vb.pp("conv"), c, c, 3, 2, 1)?,
-        })
+        Ok(Self { conv: conv2d(&vb.pp("conv"), c, c, 3, 2, 1)? })
     }
 
     /// `[b, c, h, w]` → `[b, c, ⌈h/2⌉, ⌈w/2⌉]`.
@@ -99,9 +94,7 @@ pub struct Upsample2D {
 
 impl Upsample2D {
     pub fn load(vb: &VarBuilder, c: usize) -> Result<Self> {
-        Ok(Self {
-            conv: conv2d(&vb.pp("conv"), c, c, 3, 1, 1)?,
-        })
+        Ok(Self { conv: conv2d(&vb.pp("conv"), c, c, 3, 1, 1)? })
     }
 
     /// `[b, c, h, w]` → `[b, c, size[0], size[1]]`; `size` is twice the input except
@@ -110,14 +103,9 @@ impl Upsample2D {
         let [b, c, h, w] = x.dims();
         let up = if size == [2 * h, 2 * w] {
             // Exact 2× nearest: repeat every pixel into a 2×2 patch.
-            x.reshape([b, c, h, 1, w, 1])
-                .expand([b, c, h, 2, w, 2])
-                .reshape([b, c, 2 * h, 2 * w])
+            x.reshape([b, c, h, 1, w, 1]).expand([b, c, h, 2, w, 2]).reshape([b, c, 2 * h, 2 * w])
         } else {
-            interpolate(
-                x,
-                InterpolateOptions::new(InterpolateMode::Nearest).with_output_size(size),
-            )
+            interpolate(x, InterpolateOptions::new(InterpolateMode::Nearest).with_output_size(size))
         };
         self.conv.forward(up)
     }
@@ -158,22 +146,9 @@ fn transformer_config(c: usize, layout: &BlockLayout, cfg: &BlockConfig) -> Tran
 }
 
 impl DownBlock {
-    pub fn load(
-        vb: &VarBuilder,
-        c_in: usize,
-        c_out: usize,
-        layout: &BlockLayout,
-        cfg: &BlockConfig,
-    ) -> Result<Self> {
+    pub fn load(vb: &VarBuilder, c_in: usize, c_out: usize, layout: &BlockLayout, cfg: &BlockConfig) -> Result<Self> {
         let resnets = (0..layout.layers)
-            .map(|i| {
-                ResnetBlock2D::load(
-                    &vb.pp("resnets").pp(i),
-                    if i == 0 { c_in } else { c_out },
-                    c_out,
-                    cfg,
-                )
-            })
+            .map(|i| ResnetBlock2D::load(&vb.pp("resnets").pp(i), if i == 0 { c_in } else { c_out }, c_out, cfg))
             .collect::<Result<Vec<_>>>()?;
         let attentions = if layout.cross_attention {
             let tcfg = transformer_config(c_out, layout, cfg);
@@ -183,16 +158,9 @@ impl DownBlock {
         } else {
             Vec::new()
         };
-        let downsampler = if layout.resample {
-            Some(Downsample2D::load(&vb.pp("downsamplers").pp(0), c_out)?)
-        } else {
-            None
-        };
-        Ok(Self {
-            resnets,
-            attentions,
-            downsampler,
-        })
+        let downsampler =
+            if layout.resample { Some(Downsample2D::load(&vb.pp("downsamplers").pp(0), c_out)?) } else { None };
+        Ok(Self { resnets, attentions, downsampler })
     }
 
     /// `x`: `[b, c_in, h, w]` → the block output and every intermediate state the
@@ -228,29 +196,13 @@ pub struct MidBlock {
 
 impl MidBlock {
     /// One transformer (`layers = 1`, as in every SD UNet).
-    pub fn load(
-        vb: &VarBuilder,
-        c: usize,
-        heads: usize,
-        transformer_layers: usize,
-        cfg: &BlockConfig,
-    ) -> Result<Self> {
-        let layout = BlockLayout {
-            layers: 1,
-            cross_attention: true,
-            heads,
-            transformer_layers,
-            resample: false,
-        };
+    pub fn load(vb: &VarBuilder, c: usize, heads: usize, transformer_layers: usize, cfg: &BlockConfig) -> Result<Self> {
+        let layout = BlockLayout { layers: 1, cross_attention: true, heads, transformer_layers, resample: false };
         let tcfg = transformer_config(c, &layout, cfg);
-        let resnets = (0..2)
-            .map(|i| ResnetBlock2D::load(&vb.pp("resnets").pp(i), c, c, cfg))
-            .collect::<Result<Vec<_>>>()?;
+        let resnets =
+            (0..2).map(|i| ResnetBlock2D::load(&vb.pp("resnets").pp(i), c, c, cfg)).collect::<Result<Vec<_>>>()?;
         let attentions = vec![Transformer2DModel::load(&vb.pp("attentions").pp(0), &tcfg)?];
-        Ok(Self {
-            resnets,
-            attentions,
-        })
+        Ok(Self { resnets, attentions })
     }
 
     /// `[b, c, h, w]` → `[b, c, h, w]`.
@@ -294,22 +246,12 @@ impl UpBlock {
             .collect::<Result<Vec<_>>>()?;
         let attentions = if layout.cross_attention {
             let tcfg = transformer_config(c_out, layout, cfg);
-            (0..n)
-                .map(|i| Transformer2DModel::load(&vb.pp("attentions").pp(i), &tcfg))
-                .collect::<Result<Vec<_>>>()?
+            (0..n).map(|i| Transformer2DModel::load(&vb.pp("attentions").pp(i), &tcfg)).collect::<Result<Vec<_>>>()?
         } else {
             Vec::new()
         };
-        let upsampler = if layout.resample {
-            Some(Upsample2D::load(&vb.pp("upsamplers").pp(0), c_out)?)
-        } else {
-            None
-        };
-        Ok(Self {
-            resnets,
-            attentions,
-            upsampler,
-        })
+        let upsampler = if layout.resample { Some(Upsample2D::load(&vb.pp("upsamplers").pp(0), c_out)?) } else { None };
+        Ok(Self { resnets, attentions, upsampler })
     }
 
     /// `x`: `[b, c_prev, h, w]`; pops one skip per resnet from `skips`, then
