@@ -201,16 +201,21 @@ def main():
     schedulers = {"ddim": DDIMScheduler, "pndm": PNDMScheduler, "euler": EulerDiscreteScheduler}
     with torch.no_grad():
         for name, cls in schedulers.items():
-            pipe.scheduler = cls.from_config(pipe.scheduler.config)
-            args = dict(
-                prompt_embeds=cond,
-                negative_prompt_embeds=uncond,
-                latents=noise.clone(),
-                num_inference_steps=6,
-                guidance_scale=5.0,
-            )
-            refs[f"{name}_latents"] = pipe(**args, output_type="latent").images.contiguous()
-            refs[f"{name}_image"] = torch.from_numpy(pipe(**args, output_type="np").images).permute(0, 3, 1, 2).contiguous()
+            # From SD v1.4's file, which leaves timestep_spacing to each class
+            # (Euler: linspace); save_pretrained would write PNDM's "leading".
+            pipe.scheduler = cls.from_config(SD_V14_SCHEDULER)
+            def run(output_type):
+                return pipe(
+                    prompt_embeds=cond.clone(),
+                    negative_prompt_embeds=uncond.clone(),
+                    latents=noise.clone(),
+                    num_inference_steps=6,
+                    guidance_scale=5.0,
+                    output_type=output_type,
+                ).images
+
+            refs[f"{name}_latents"] = run("latent").clone().contiguous()
+            refs[f"{name}_image"] = torch.from_numpy(run("np")).permute(0, 3, 1, 2).contiguous()
 
         # img2img: init latents handed in directly (4 channels are taken as
         # latents) and the noise fixed by patching the pipeline's randn_tensor.
@@ -219,7 +224,7 @@ def main():
         img2img_mod.randn_tensor = lambda shape, **kw: i2i_noise.clone()
         i2i = StableDiffusionImg2ImgPipeline(**pipe.components, requires_safety_checker=False)
         i2i.set_progress_bar_config(disable=True)
-        i2i.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+        i2i.scheduler = DDIMScheduler.from_config(SD_V14_SCHEDULER)
         refs["i2i_init"] = init
         refs["i2i_noise"] = i2i_noise
         refs["i2i_latents"] = i2i(
@@ -242,6 +247,9 @@ def main():
     # SD v1.4 ships vocab.json + merges.txt; keep both beside tokenizer.json.
     (tok / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
     (tok / "merges.txt").write_text("#version: 0.2\n" + "\n".join(f"{a} {b}" for a, b in merges) + "\n")
+    # SD v1.4's scheduler_config.json as shipped (no timestep_spacing).
+    sched = {"_class_name": "PNDMScheduler", "_diffusers_version": "0.7.0.dev0", **SD_V14_SCHEDULER, "trained_betas": None}
+    (OUT / "scheduler" / "scheduler_config.json").write_text(json.dumps(sched, indent=2) + "\n")
     save_file(refs, str(OUT / "reference.safetensors"))
     for k, v in refs.items():
         print(k, tuple(v.shape), float(v.float().abs().max()))
