@@ -19,8 +19,10 @@ use burn::tensor::{Int, Tensor, TensorData};
 #[serde(rename_all = "snake_case")]
 pub enum EditMode {
     /// img2img from the source latents with this strength (a 4-channel UNet).
+    #[serde(rename = "img2img")]
     Img2Img { strength: f32 },
     /// InstructPix2Pix dual guidance (an 8-channel UNet).
+    #[serde(rename = "pix2pix")]
     Pix2Pix { image_guidance: f32 },
 }
 

@@ -42,20 +42,25 @@ class GenHead(nn.Module):
         return self.out_proj(self.transformer(src, tgt))
 
 
-torch.manual_seed(0)
-model = GenHead(CFG).eval()
-# Non-trivial LayerNorm affine parameters so their loading is tested.
-with torch.no_grad():
-    for name, p in model.named_parameters():
-        if "norm" in name:
-            p.add_(0.1 * torch.randn_like(p))
-x = torch.randn(2, CFG["num_img_tokens"], CFG["d_llm"])
-with torch.no_grad():
-    y = model(x)
+def main():
+    torch.manual_seed(0)
+    model = GenHead(CFG).eval()
+    # Non-trivial LayerNorm affine parameters so their loading is tested.
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.add_(0.1 * torch.randn_like(p))
+    x = torch.randn(2, CFG["num_img_tokens"], CFG["d_llm"])
+    with torch.no_grad():
+        y = model(x)
 
-OUT.mkdir(parents=True, exist_ok=True)
-save_file({k: v.contiguous() for k, v in model.state_dict().items()}, OUT / "model.safetensors")
-(OUT / "config.json").write_text(json.dumps(CFG, indent=2) + "\n")
-save_file({"input": x.contiguous(), "output": y.contiguous()}, OUT / "reference.safetensors")
-print("keys:", list(model.state_dict().keys())[:12], "...", len(model.state_dict()))
-print("output", tuple(y.shape))
+    OUT.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, OUT / "model.safetensors")
+    (OUT / "config.json").write_text(json.dumps(CFG, indent=2) + "\n")
+    save_file({"input": x.contiguous(), "output": y.contiguous()}, OUT / "reference.safetensors")
+    print("keys:", list(model.state_dict().keys())[:12], "...", len(model.state_dict()))
+    print("output", tuple(y.shape))
+
+
+if __name__ == "__main__":
+    main()

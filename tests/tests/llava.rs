@@ -3,13 +3,13 @@
 //! and the greedy continuation with log-probabilities, for both key layouts.
 
 use burn::tensor::{Int, Tensor, TensorData};
+use genllava::Error;
 use genllava::checkpoint::{FileSource, MemorySource};
 use genllava::image::RgbImage;
-use genllava::llava::{expand_image_tokens, load_image_processor, LlavaCheckpoint};
-use genllava::pipeline::{understand, UnderstandRequest};
+use genllava::llava::{LlavaCheckpoint, expand_image_tokens, load_image_processor};
+use genllava::pipeline::{UnderstandRequest, understand};
 use genllava::sampling::SamplingConfig;
 use genllava::tokenizer::TextTokenizer;
-use genllava::Error;
 use genllava_tests::{assert_close, cpu, load, memory_source, rel_err};
 
 fn ids_of(refs: &std::collections::BTreeMap<String, genllava::safetensors::RawTensor>, name: &str) -> Vec<u32> {
@@ -27,7 +27,8 @@ fn check(name: &str) {
     let tok = TextTokenizer::from_bytes(&src.files["tokenizer.json"]).expect("tokenizer");
     let prompt = String::from_utf8(src.files["prompt.txt"].clone()).expect("utf8");
     let cfg = &ckpt.config;
-    let ids = expand_image_tokens(&tok.encode(&prompt, true).expect("encode"), cfg.image_token_index, cfg.image_seq_len());
+    let ids =
+        expand_image_tokens(&tok.encode(&prompt, true).expect("encode"), cfg.image_token_index, cfg.image_seq_len());
     assert_eq!(ids, ids_of(&refs, "input_ids"), "{name}: input ids");
 
     let processor = load_image_processor(&src).expect("processor").expect("has a processor");
@@ -42,7 +43,14 @@ fn check(name: &str) {
     assert_close(&format!("{name} logits"), ckpt.model.language_model.logits(hidden), &refs["logits"], 1e-4);
 
     let sampling = SamplingConfig { max_new_tokens: 8, logprobs: 5, ..SamplingConfig::default() };
-    let req = UnderstandRequest { prompt: &prompt, image: Some(&image), pad_to_square: false, sampling: &sampling, stop: &[] };
+    let req = UnderstandRequest {
+        prompt: &prompt,
+        image: Some(&image),
+        pad_to_square: false,
+        sampling: &sampling,
+        stop: &[],
+        stop_ids: &[],
+    };
     let mut streamed = String::new();
     let answer = understand(&ckpt, &tok, Some(&processor), &req, &device, &mut |d| {
         streamed.push_str(d);
@@ -101,10 +109,14 @@ fn reencode(map: &std::collections::BTreeMap<String, genllava::safetensors::RawT
     for (name, t) in map {
         let start = data.len();
         for v in t.to_f32() {
-            let bits = if dtype == "F16" { half::f16::from_f32(v).to_bits() } else { half::bf16::from_f32(v).to_bits() };
+            let bits =
+                if dtype == "F16" { half::f16::from_f32(v).to_bits() } else { half::bf16::from_f32(v).to_bits() };
             data.extend_from_slice(&bits.to_le_bytes());
         }
-        header.insert(name.clone(), serde_json::json!({"dtype": dtype, "shape": t.shape, "data_offsets": [start, data.len()]}));
+        header.insert(
+            name.clone(),
+            serde_json::json!({"dtype": dtype, "shape": t.shape, "data_offsets": [start, data.len()]}),
+        );
     }
     let h = serde_json::to_vec(&header).expect("json");
     let mut out = (h.len() as u64).to_le_bytes().to_vec();

@@ -1,6 +1,9 @@
 //! The user-facing tasks, shared by the CLI and the browser: understand (image
-//! + prompt → streamed text); generation and editing build on it.
+//! + prompt → streamed text), generate, edit, and chat that may draw.
 
+mod imagine;
 mod understand;
+
+pub use imagine::{gaussian, GenLlava, ImageOptions, Reply};
 
 pub use understand::{understand, Answer, UnderstandRequest};

@@ -4,7 +4,7 @@
 use crate::error::{Error, Result};
 use crate::image::{ImageProcessorConfig, RgbImage};
 use crate::llama::{self, Token};
-use crate::llava::{expand_image_tokens, LlavaCheckpoint};
+use crate::llava::{LlavaCheckpoint, expand_image_tokens};
 use crate::sampling::SamplingConfig;
 use crate::tokenizer::{StreamDecoder, TextTokenizer};
 use burn::tensor::Device;
@@ -19,6 +19,8 @@ pub struct UnderstandRequest<'a> {
     pub sampling: &'a SamplingConfig,
     /// Stop once the text contains any of these (the stop string is cut off).
     pub stop: &'a [String],
+    /// Stop after any of these ids (kept as the last token, not printed): e.g. `[SOI]`.
+    pub stop_ids: &'a [u32],
 }
 
 /// The generated answer.
@@ -52,7 +54,8 @@ pub fn understand(
     let has_image_token = ids.contains(&cfg.image_token_index);
     let features = match (req.image, has_image_token) {
         (Some(img), true) => {
-            let processor = processor.ok_or_else(|| Error::input("image", "the model folder has no image processor config"))?;
+            let processor =
+                processor.ok_or_else(|| Error::input("image", "the model folder has no image processor config"))?;
             let pixels = processor.preprocess(img, req.pad_to_square)?.to_tensor(device);
             Some(ckpt.model.image_features(cfg, pixels)?)
         }
@@ -68,28 +71,29 @@ pub fn understand(
     let mut stream = StreamDecoder::default();
     let mut text = String::new();
     let mut failure = None;
-    let generated = llama::generate(&ckpt.model.language_model, &mut cache, embeds, &text_ids, &eos, req.sampling, |tok, _| {
-        if eos.contains(&tok.id) {
-            return false;
-        }
-        match stream.push(tokenizer, tok.id) {
-            Ok(Some(delta)) => {
-                text.push_str(&delta);
-                if let Some(cut) = req.stop.iter().filter_map(|s| text.find(s.as_str())).min() {
-                    let keep = delta.len().saturating_sub(text.len() - cut);
-                    on_text(&delta[..keep]);
-                    text.truncate(cut);
-                    return false;
+    let generated =
+        llama::generate(&ckpt.model.language_model, &mut cache, embeds, &text_ids, &eos, req.sampling, |tok, _| {
+            if eos.contains(&tok.id) || req.stop_ids.contains(&tok.id) {
+                return false;
+            }
+            match stream.push(tokenizer, tok.id) {
+                Ok(Some(delta)) => {
+                    text.push_str(&delta);
+                    if let Some(cut) = req.stop.iter().filter_map(|s| text.find(s.as_str())).min() {
+                        let keep = delta.len().saturating_sub(text.len() - cut);
+                        on_text(&delta[..keep]);
+                        text.truncate(cut);
+                        return false;
+                    }
+                    on_text(&delta)
                 }
-                on_text(&delta)
+                Ok(None) => true,
+                Err(e) => {
+                    failure = Some(e);
+                    false
+                }
             }
-            Ok(None) => true,
-            Err(e) => {
-                failure = Some(e);
-                false
-            }
-        }
-    })?;
+        })?;
     if let Some(e) = failure {
         return Err(e);
     }
