@@ -3,6 +3,7 @@
 
 mod chat;
 mod device;
+mod diffuse;
 mod files;
 
 use clap::{Parser, Subcommand};
@@ -18,6 +19,10 @@ struct Cli {
 enum Command {
     /// Answer a prompt (optionally about an image), streaming the text.
     Chat(chat::ChatArgs),
+    /// Stable Diffusion text-to-image from given embeddings and noise (safetensors files).
+    Diffuse(diffuse::DiffuseArgs),
+    /// Stable Diffusion text-to-image from a prompt with the folder's CLIP text encoder.
+    GenerateSd(diffuse::GenerateSdArgs),
 }
 
 fn main() {
@@ -28,6 +33,8 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Chat(args)) => chat::run(args),
+        Some(Command::Diffuse(args)) => diffuse::run(args),
+        Some(Command::GenerateSd(args)) => diffuse::run_generate(args),
         None => chat::run_default(),
     };
     if let Err(e) = result {
