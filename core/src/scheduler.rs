@@ -63,11 +63,7 @@ pub enum TimestepSpacing {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct SchedulerConfig {
     /// The diffusers class the file names (`PNDMScheduler`, ...).
-    #[serde(
-        rename = "_class_name",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "_class_name", default, skip_serializing_if = "Option::is_none")]
     pub class_name: Option<String>,
     /// Number of training diffusion steps T.
     #[serde(default = "default_train_steps")]
@@ -143,8 +139,7 @@ impl Default for SchedulerConfig {
 impl SchedulerConfig {
     /// Parse `scheduler_config.json`; unknown fields are ignored.
     pub fn from_json(json: &str) -> Result<Self> {
-        serde_json::from_str(json)
-            .map_err(|e| Error::config("scheduler_config.json", e.to_string()))
+        serde_json::from_str(json).map_err(|e| Error::config("scheduler_config.json", e.to_string()))
     }
 
     /// Stable Diffusion v1.4's own scheduler config (PNDM, scaled linear
@@ -167,10 +162,7 @@ impl SchedulerConfig {
     pub fn betas(&self) -> Result<Vec<f64>> {
         let t = self.num_train_timesteps;
         if t < 2 {
-            return Err(Error::config(
-                "scheduler_config.json",
-                "num_train_timesteps must be at least 2",
-            ));
+            return Err(Error::config("scheduler_config.json", "num_train_timesteps must be at least 2"));
         }
         if let Some(b) = &self.trained_betas {
             if b.len() != t {
@@ -184,15 +176,9 @@ impl SchedulerConfig {
         let lin = |a: f64, b: f64| (0..t).map(move |i| a + (b - a) * i as f64 / (t - 1) as f64);
         Ok(match self.beta_schedule {
             BetaSchedule::Linear => lin(self.beta_start, self.beta_end).collect(),
-            BetaSchedule::ScaledLinear => lin(self.beta_start.sqrt(), self.beta_end.sqrt())
-                .map(|b| b * b)
-                .collect(),
+            BetaSchedule::ScaledLinear => lin(self.beta_start.sqrt(), self.beta_end.sqrt()).map(|b| b * b).collect(),
             BetaSchedule::SquaredCosCapV2 => {
-                let f = |x: f64| {
-                    ((x + 0.008) / 1.008 * std::f64::consts::FRAC_PI_2)
-                        .cos()
-                        .powi(2)
-                };
+                let f = |x: f64| ((x + 0.008) / 1.008 * std::f64::consts::FRAC_PI_2).cos().powi(2);
                 (0..t)
                     .map(|i| {
                         let (t1, t2) = (i as f64 / t as f64, (i + 1) as f64 / t as f64);
@@ -223,10 +209,7 @@ impl SchedulerConfig {
             Some("PNDMScheduler") | None => Ok(SchedulerKind::Pndm),
             Some("EulerDiscreteScheduler") => Ok(SchedulerKind::Euler),
             Some("EulerAncestralDiscreteScheduler") => Ok(SchedulerKind::EulerAncestral),
-            Some(other) => Err(Error::config(
-                "scheduler_config.json",
-                format!("unsupported scheduler `{other}`"),
-            )),
+            Some(other) => Err(Error::config("scheduler_config.json", format!("unsupported scheduler `{other}`"))),
         }
     }
 }
@@ -245,22 +228,34 @@ pub enum SchedulerKind {
 }
 
 impl SchedulerKind {
+    /// `ddim`, `pndm`, `euler` or `euler_ancestral`.
+    pub fn from_name(name: &str) -> Result<Self> {
+        Ok(match name {
+            "ddim" => SchedulerKind::Ddim,
+            "pndm" => SchedulerKind::Pndm,
+            "euler" => SchedulerKind::Euler,
+            "euler_ancestral" => SchedulerKind::EulerAncestral,
+            other => {
+                return Err(Error::config(
+                    "scheduler",
+                    format!("unknown scheduler `{other}` (ddim, pndm, euler, euler_ancestral)"),
+                ));
+            }
+        })
+    }
+}
+
+impl SchedulerKind {
     /// Build this scheduler from `cfg` for `steps` inference steps. Euler
     /// ancestral draws its fresh noise from `noise` (required for it, ignored
     /// by the others).
-    pub fn build(
-        self,
-        cfg: &SchedulerConfig,
-        steps: usize,
-        noise: Option<NoiseSource>,
-    ) -> Result<Box<dyn Scheduler>> {
+    pub fn build(self, cfg: &SchedulerConfig, steps: usize, noise: Option<NoiseSource>) -> Result<Box<dyn Scheduler>> {
         Ok(match self {
             SchedulerKind::Ddim => Box::new(Ddim::new(cfg, steps)?),
             SchedulerKind::Pndm => Box::new(Pndm::new(cfg, steps)?),
             SchedulerKind::Euler => Box::new(Euler::new(cfg, steps)?),
             SchedulerKind::EulerAncestral => {
-                let noise = noise
-                    .ok_or_else(|| Error::input("noise", "Euler ancestral needs a noise source"))?;
+                let noise = noise.ok_or_else(|| Error::input("noise", "Euler ancestral needs a noise source"))?;
                 Box::new(Euler::ancestral(cfg, steps, noise)?)
             }
         })
@@ -297,63 +292,36 @@ pub trait Scheduler {
 /// keeps for `strength` in `[0, 1]`, after telling the scheduler where it
 /// begins. Returns the kept timesteps; their first one is the level the
 /// init latents are noised to with [`Scheduler::add_noise`].
-pub fn img2img_timesteps(
-    scheduler: &mut dyn Scheduler,
-    steps: usize,
-    strength: f64,
-) -> Result<Vec<f64>> {
+pub fn img2img_timesteps(scheduler: &mut dyn Scheduler, steps: usize, strength: f64) -> Result<Vec<f64>> {
     if !(0.0..=1.0).contains(&strength) {
-        return Err(Error::input(
-            "strength",
-            format!("{strength} is not in [0, 1]"),
-        ));
+        return Err(Error::input("strength", format!("{strength} is not in [0, 1]")));
     }
     let init = ((steps as f64 * strength) as usize).min(steps);
     let start = (steps - init) * scheduler.order();
     scheduler.set_begin_index(start);
-    Ok(scheduler
-        .timesteps()
-        .get(start..)
-        .unwrap_or_default()
-        .to_vec())
+    Ok(scheduler.timesteps().get(start..).unwrap_or_default().to_vec())
 }
 
 /// The `N` inference timesteps of `spacing`, descending, as diffusers'
 /// `set_timesteps` computes them (integers except Euler's float linspace).
-pub(crate) fn spaced_timesteps(
-    cfg: &SchedulerConfig,
-    spacing: TimestepSpacing,
-    n: usize,
-) -> Result<Vec<f64>> {
+pub(crate) fn spaced_timesteps(cfg: &SchedulerConfig, spacing: TimestepSpacing, n: usize) -> Result<Vec<f64>> {
     let t = cfg.num_train_timesteps;
     if n == 0 || n > t {
-        return Err(Error::input(
-            "steps",
-            format!("{n} inference steps for {t} training timesteps"),
-        ));
+        return Err(Error::input("steps", format!("{n} inference steps for {t} training timesteps")));
     }
     let mut out: Vec<f64> = match spacing {
         TimestepSpacing::Linspace => {
             // numpy: `arange(n) * ((stop - start) / (n - 1))`, last set to `stop`.
-            let step = if n == 1 {
-                0.0
-            } else {
-                (t - 1) as f64 / (n - 1) as f64
-            };
+            let step = if n == 1 { 0.0 } else { (t - 1) as f64 / (n - 1) as f64 };
             let mut v: Vec<f64> = (0..n).map(|i| i as f64 * step).collect();
             v[n - 1] = if n == 1 { 0.0 } else { (t - 1) as f64 };
             v
         }
-        TimestepSpacing::Leading => (0..n)
-            .map(|i| (i * (t / n) + cfg.steps_offset) as f64)
-            .collect(),
+        TimestepSpacing::Leading => (0..n).map(|i| (i * (t / n) + cfg.steps_offset) as f64).collect(),
         TimestepSpacing::Trailing => {
             let ratio = t as f64 / n as f64;
             // np.arange(T, 0, -ratio): T - i * ratio while > 0.
-            let mut v: Vec<f64> = (0..)
-                .map(|i| t as f64 - i as f64 * ratio)
-                .take_while(|x| *x > 0.0)
-                .collect();
+            let mut v: Vec<f64> = (0..).map(|i| t as f64 - i as f64 * ratio).take_while(|x| *x > 0.0).collect();
             v.iter_mut().for_each(|x| *x = round_half_even(*x) - 1.0);
             v.reverse();
             v
@@ -366,11 +334,7 @@ pub(crate) fn spaced_timesteps(
 /// numpy's `round` (half to even).
 pub(crate) fn round_half_even(x: f64) -> f64 {
     let r = x.round();
-    if (x - x.trunc()).abs() == 0.5 && r % 2.0 != 0.0 {
-        r - x.signum()
-    } else {
-        r
-    }
+    if (x - x.trunc()).abs() == 0.5 && r % 2.0 != 0.0 { r - x.signum() } else { r }
 }
 
 /// ᾱ at an integer timestep, erroring outside the training range.
@@ -378,12 +342,7 @@ pub(crate) fn alpha_at(alphas_cumprod: &[f64], t: i64) -> Result<f64> {
     usize::try_from(t)
         .ok()
         .and_then(|i| alphas_cumprod.get(i).copied())
-        .ok_or_else(|| {
-            Error::input(
-                "timestep",
-                format!("{t} is outside 0..{}", alphas_cumprod.len()),
-            )
-        })
+        .ok_or_else(|| Error::input("timestep", format!("{t} is outside 0..{}", alphas_cumprod.len())))
 }
 
 /// `sqrt(ᾱ) x₀ + sqrt(1 - ᾱ) ε` at integer timestep `t` (DDIM/PNDM `add_noise`).
@@ -394,9 +353,7 @@ pub(crate) fn add_noise_alpha(
     t: f64,
 ) -> Result<Tensor<4>> {
     let a = alpha_at(alphas_cumprod, t.round() as i64)?;
-    Ok(original
-        .mul_scalar(a.sqrt() as f32)
-        .add(noise.mul_scalar((1.0 - a).sqrt() as f32)))
+    Ok(original.mul_scalar(a.sqrt() as f32).add(noise.mul_scalar((1.0 - a).sqrt() as f32)))
 }
 
 #[cfg(test)]
@@ -417,9 +374,6 @@ mod tests {
         let json = r#"{"_class_name":"PNDMScheduler","_diffusers_version":"0.7.0.dev0","beta_end":0.012,
             "beta_schedule":"scaled_linear","beta_start":0.00085,"num_train_timesteps":1000,
             "set_alpha_to_one":false,"skip_prk_steps":true,"steps_offset":1,"trained_betas":null,"clip_sample":false}"#;
-        assert_eq!(
-            SchedulerConfig::from_json(json).unwrap(),
-            SchedulerConfig::sd_v1()
-        );
+        assert_eq!(SchedulerConfig::from_json(json).unwrap(), SchedulerConfig::sd_v1());
     }
 }

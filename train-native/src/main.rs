@@ -5,6 +5,7 @@ mod chat;
 mod device;
 mod diffuse;
 mod files;
+mod imagine;
 
 use clap::{Parser, Subcommand};
 
@@ -19,6 +20,10 @@ struct Cli {
 enum Command {
     /// Answer a prompt (optionally about an image), streaming the text.
     Chat(chat::ChatArgs),
+    /// Draw an image from a description with a GenLLaVA model.
+    Generate(imagine::GenerateArgs),
+    /// Edit an image as an instruction says with a GenLLaVA model.
+    Edit(imagine::EditArgs),
     /// Stable Diffusion text-to-image from given embeddings and noise (safetensors files).
     Diffuse(diffuse::DiffuseArgs),
     /// Stable Diffusion text-to-image from a prompt with the folder's CLIP text encoder.
@@ -33,6 +38,8 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Chat(args)) => chat::run(args),
+        Some(Command::Generate(args)) => imagine::run_generate(args),
+        Some(Command::Edit(args)) => imagine::run_edit(args),
         Some(Command::Diffuse(args)) => diffuse::run(args),
         Some(Command::GenerateSd(args)) => diffuse::run_generate(args),
         None => chat::run_default(),

@@ -1,8 +1,8 @@
 //! `DDIMScheduler` with eta 0 (deterministic).
 
 use super::{
-    PredictionType, Scheduler, SchedulerConfig, TimestepSpacing, add_noise_alpha, alpha_at,
-    round_half_even, spaced_timesteps,
+    PredictionType, Scheduler, SchedulerConfig, TimestepSpacing, add_noise_alpha, alpha_at, round_half_even,
+    spaced_timesteps,
 };
 use crate::error::Result;
 use burn::tensor::Tensor;
@@ -24,25 +24,15 @@ impl Ddim {
     pub fn new(cfg: &SchedulerConfig, steps: usize) -> Result<Self> {
         let alphas_cumprod = cfg.alphas_cumprod()?;
         let spacing = cfg.timestep_spacing.unwrap_or(TimestepSpacing::Leading);
-        let timesteps = spaced_timesteps(cfg, spacing, steps)?
-            .into_iter()
-            .map(round_half_even)
-            .collect();
-        let final_alpha_cumprod = if cfg.set_alpha_to_one.unwrap_or(true) {
-            1.0
-        } else {
-            alphas_cumprod[0]
-        };
+        let timesteps = spaced_timesteps(cfg, spacing, steps)?.into_iter().map(round_half_even).collect();
+        let final_alpha_cumprod = if cfg.set_alpha_to_one.unwrap_or(true) { 1.0 } else { alphas_cumprod[0] };
         Ok(Self {
             alphas_cumprod,
             final_alpha_cumprod,
             timesteps,
             step_ratio: (cfg.num_train_timesteps / steps) as i64,
             prediction: cfg.prediction_type,
-            clip: cfg
-                .clip_sample
-                .unwrap_or(true)
-                .then_some(cfg.clip_sample_range),
+            clip: cfg.clip_sample.unwrap_or(true).then_some(cfg.clip_sample_range),
         })
     }
 }
@@ -64,17 +54,11 @@ impl Scheduler for Ddim {
         let t = t.round() as i64;
         let prev = t - self.step_ratio;
         let a_t = alpha_at(&self.alphas_cumprod, t)?;
-        let a_prev = if prev >= 0 {
-            alpha_at(&self.alphas_cumprod, prev)?
-        } else {
-            self.final_alpha_cumprod
-        };
+        let a_prev = if prev >= 0 { alpha_at(&self.alphas_cumprod, prev)? } else { self.final_alpha_cumprod };
         let b_t = 1.0 - a_t;
         let (x0, eps) = match self.prediction {
             PredictionType::Epsilon => {
-                let x0 = sample
-                    .sub(model_output.clone().mul_scalar(b_t.sqrt() as f32))
-                    .div_scalar(a_t.sqrt() as f32);
+                let x0 = sample.sub(model_output.clone().mul_scalar(b_t.sqrt() as f32)).div_scalar(a_t.sqrt() as f32);
                 (x0, model_output)
             }
             PredictionType::VPrediction => {
@@ -82,9 +66,7 @@ impl Scheduler for Ddim {
                     .clone()
                     .mul_scalar(a_t.sqrt() as f32)
                     .sub(model_output.clone().mul_scalar(b_t.sqrt() as f32));
-                let eps = model_output
-                    .mul_scalar(a_t.sqrt() as f32)
-                    .add(sample.mul_scalar(b_t.sqrt() as f32));
+                let eps = model_output.mul_scalar(a_t.sqrt() as f32).add(sample.mul_scalar(b_t.sqrt() as f32));
                 (x0, eps)
             }
         };
@@ -93,9 +75,7 @@ impl Scheduler for Ddim {
             None => x0,
         };
         // eta = 0: no variance term, direction sqrt(1 - ᾱ_prev) ε.
-        Ok(x0
-            .mul_scalar(a_prev.sqrt() as f32)
-            .add(eps.mul_scalar((1.0 - a_prev).sqrt() as f32)))
+        Ok(x0.mul_scalar(a_prev.sqrt() as f32).add(eps.mul_scalar((1.0 - a_prev).sqrt() as f32)))
     }
 
     fn add_noise(&self, original: Tensor<4>, noise: Tensor<4>, t: f64) -> Result<Tensor<4>> {

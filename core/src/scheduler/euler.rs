@@ -28,14 +28,8 @@ impl Euler {
     pub fn new(cfg: &SchedulerConfig, steps: usize) -> Result<Self> {
         let alphas_cumprod = cfg.alphas_cumprod()?;
         let spacing = cfg.timestep_spacing.unwrap_or(TimestepSpacing::Linspace);
-        let timesteps: Vec<f64> = spaced_timesteps(cfg, spacing, steps)?
-            .into_iter()
-            .map(|t| t as f32 as f64)
-            .collect();
-        let train: Vec<f64> = alphas_cumprod
-            .iter()
-            .map(|a| ((1.0 - a) / a).sqrt())
-            .collect();
+        let timesteps: Vec<f64> = spaced_timesteps(cfg, spacing, steps)?.into_iter().map(|t| t as f32 as f64).collect();
+        let train: Vec<f64> = alphas_cumprod.iter().map(|a| ((1.0 - a) / a).sqrt()).collect();
         // np.interp(timesteps, arange(T), sigmas), clamped at the ends.
         let interp = |t: f64| {
             let last = train.len() - 1;
@@ -60,10 +54,7 @@ impl Euler {
 
     /// `EulerAncestralDiscreteScheduler` drawing its noise from `noise`.
     pub fn ancestral(cfg: &SchedulerConfig, steps: usize, noise: NoiseSource) -> Result<Self> {
-        Ok(Self {
-            noise: Some(noise),
-            ..Self::new(cfg, steps)?
-        })
+        Ok(Self { noise: Some(noise), ..Self::new(cfg, steps)? })
     }
 
     /// σ per timestep plus the final 0.
@@ -73,13 +64,9 @@ impl Euler {
 
     /// diffusers `index_for_timestep`: the second match if `t` repeats.
     fn index_for(&self, t: f64) -> Result<usize> {
-        let hits: Vec<usize> = (0..self.timesteps.len())
-            .filter(|&i| self.timesteps[i] == t)
-            .collect();
+        let hits: Vec<usize> = (0..self.timesteps.len()).filter(|&i| self.timesteps[i] == t).collect();
         let pos = usize::from(hits.len() > 1);
-        hits.get(pos)
-            .copied()
-            .ok_or_else(|| Error::input("timestep", format!("{t} is not on the schedule")))
+        hits.get(pos).copied().ok_or_else(|| Error::input("timestep", format!("{t} is not on the schedule")))
     }
 
     /// Step index in effect at `t`: the running one, else the begin index,
@@ -92,10 +79,7 @@ impl Euler {
     }
 
     fn sigma(&self, i: usize) -> Result<f64> {
-        self.sigmas
-            .get(i)
-            .copied()
-            .ok_or_else(|| Error::input("step", format!("step {i} is past the schedule")))
+        self.sigmas.get(i).copied().ok_or_else(|| Error::input("step", format!("step {i} is past the schedule")))
     }
 }
 
@@ -121,29 +105,20 @@ impl Scheduler for Euler {
         let i = self.current_index(t)?;
         let (sigma, sigma_next) = (self.sigma(i)?, self.sigma(i + 1)?);
         let x0 = match self.prediction {
-            PredictionType::Epsilon => sample
-                .clone()
-                .sub(model_output.clone().mul_scalar(sigma as f32)),
+            PredictionType::Epsilon => sample.clone().sub(model_output.clone().mul_scalar(sigma as f32)),
             PredictionType::VPrediction => {
                 let c = -sigma / (sigma * sigma + 1.0).sqrt();
-                model_output
-                    .clone()
-                    .mul_scalar(c as f32)
-                    .add(sample.clone().div_scalar((sigma * sigma + 1.0) as f32))
+                model_output.clone().mul_scalar(c as f32).add(sample.clone().div_scalar((sigma * sigma + 1.0) as f32))
             }
         };
         let derivative = sample.clone().sub(x0).div_scalar(sigma as f32);
         let out = match self.noise.as_mut() {
             None => sample.add(derivative.mul_scalar((sigma_next - sigma) as f32)),
             Some(noise) => {
-                let up = (sigma_next * sigma_next * (sigma * sigma - sigma_next * sigma_next)
-                    / (sigma * sigma))
-                    .sqrt();
+                let up = (sigma_next * sigma_next * (sigma * sigma - sigma_next * sigma_next) / (sigma * sigma)).sqrt();
                 let down = (sigma_next * sigma_next - up * up).max(0.0).sqrt();
                 let z = noise(model_output.dims(), &model_output.device());
-                sample
-                    .add(derivative.mul_scalar((down - sigma) as f32))
-                    .add(z.mul_scalar(up as f32))
+                sample.add(derivative.mul_scalar((down - sigma) as f32)).add(z.mul_scalar(up as f32))
             }
         };
         self.step_index = Some(i + 1);

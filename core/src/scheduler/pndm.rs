@@ -1,8 +1,8 @@
 //! `PNDMScheduler` with `skip_prk_steps` (PLMS), Stable Diffusion v1.x's own.
 
 use super::{
-    PredictionType, Scheduler, SchedulerConfig, TimestepSpacing, add_noise_alpha, alpha_at,
-    round_half_even, spaced_timesteps,
+    PredictionType, Scheduler, SchedulerConfig, TimestepSpacing, add_noise_alpha, alpha_at, round_half_even,
+    spaced_timesteps,
 };
 use crate::error::{Error, Result};
 use burn::tensor::Tensor;
@@ -35,10 +35,7 @@ impl Pndm {
         let alphas_cumprod = cfg.alphas_cumprod()?;
         let spacing = cfg.timestep_spacing.unwrap_or(TimestepSpacing::Leading);
         // `_timesteps` ascending; PLMS runs `[..-1] + [-2] + [-1]` reversed.
-        let mut asc: Vec<f64> = spaced_timesteps(cfg, spacing, steps)?
-            .into_iter()
-            .map(round_half_even)
-            .collect();
+        let mut asc: Vec<f64> = spaced_timesteps(cfg, spacing, steps)?.into_iter().map(round_half_even).collect();
         asc.reverse();
         let n = asc.len();
         let mut timesteps = asc[..n - 1].to_vec();
@@ -47,11 +44,7 @@ impl Pndm {
         }
         timesteps.push(asc[n - 1]);
         timesteps.reverse();
-        let final_alpha_cumprod = if cfg.set_alpha_to_one.unwrap_or(false) {
-            1.0
-        } else {
-            alphas_cumprod[0]
-        };
+        let final_alpha_cumprod = if cfg.set_alpha_to_one.unwrap_or(false) { 1.0 } else { alphas_cumprod[0] };
         Ok(Self {
             alphas_cumprod,
             final_alpha_cumprod,
@@ -65,31 +58,19 @@ impl Pndm {
     }
 
     /// Formula (9) of the PNDM paper: x_{t-δ} from x_t and ε.
-    fn prev_sample(
-        &self,
-        sample: Tensor<4>,
-        t: i64,
-        prev: i64,
-        eps: Tensor<4>,
-    ) -> Result<Tensor<4>> {
+    fn prev_sample(&self, sample: Tensor<4>, t: i64, prev: i64, eps: Tensor<4>) -> Result<Tensor<4>> {
         let a_t = alpha_at(&self.alphas_cumprod, t)?;
-        let a_prev = if prev >= 0 {
-            alpha_at(&self.alphas_cumprod, prev)?
-        } else {
-            self.final_alpha_cumprod
-        };
+        let a_prev = if prev >= 0 { alpha_at(&self.alphas_cumprod, prev)? } else { self.final_alpha_cumprod };
         let (b_t, b_prev) = (1.0 - a_t, 1.0 - a_prev);
         let eps = match self.prediction {
             PredictionType::Epsilon => eps,
-            PredictionType::VPrediction => eps
-                .mul_scalar(a_t.sqrt() as f32)
-                .add(sample.clone().mul_scalar(b_t.sqrt() as f32)),
+            PredictionType::VPrediction => {
+                eps.mul_scalar(a_t.sqrt() as f32).add(sample.clone().mul_scalar(b_t.sqrt() as f32))
+            }
         };
         let sample_coeff = (a_prev / a_t).sqrt();
         let denom = a_t * b_prev.sqrt() + (a_t * b_t * a_prev).sqrt();
-        Ok(sample
-            .mul_scalar(sample_coeff as f32)
-            .sub(eps.mul_scalar(((a_prev - a_t) / denom) as f32)))
+        Ok(sample.mul_scalar(sample_coeff as f32).sub(eps.mul_scalar(((a_prev - a_t) / denom) as f32)))
     }
 }
 
@@ -127,30 +108,15 @@ impl Scheduler for Pndm {
             let first = self.cur_sample.take().unwrap_or(sample);
             (model_output.add(e[0].clone()).div_scalar(2.0), first)
         } else if k == 2 {
-            (
-                e[1].clone()
-                    .mul_scalar(3.0)
-                    .sub(e[0].clone())
-                    .div_scalar(2.0),
-                sample,
-            )
+            (e[1].clone().mul_scalar(3.0).sub(e[0].clone()).div_scalar(2.0), sample)
         } else if k == 3 {
-            let eps = e[2]
-                .clone()
-                .mul_scalar(23.0)
-                .sub(e[1].clone().mul_scalar(16.0))
-                .add(e[0].clone().mul_scalar(5.0));
+            let eps =
+                e[2].clone().mul_scalar(23.0).sub(e[1].clone().mul_scalar(16.0)).add(e[0].clone().mul_scalar(5.0));
             (eps.div_scalar(12.0), sample)
         } else {
-            let eps = e[3]
-                .clone()
-                .mul_scalar(55.0)
-                .sub(e[2].clone().mul_scalar(59.0))
-                .add(e[1].clone().mul_scalar(37.0));
-            (
-                eps.sub(e[0].clone().mul_scalar(9.0)).div_scalar(24.0),
-                sample,
-            )
+            let eps =
+                e[3].clone().mul_scalar(55.0).sub(e[2].clone().mul_scalar(59.0)).add(e[1].clone().mul_scalar(37.0));
+            (eps.sub(e[0].clone().mul_scalar(9.0)).div_scalar(24.0), sample)
         };
         let out = self.prev_sample(sample, t, prev, eps)?;
         self.counter += 1;

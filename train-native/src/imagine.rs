@@ -1,0 +1,118 @@
+//! `generate` and `edit`: the whole GenLLaVA path (LLM → head → diffusion).
+
+use crate::device::DeviceArg;
+use crate::diffuse::SchedulerArg;
+use crate::files::{self, DirSource};
+use anyhow::Context;
+use genllava::image::RgbImage;
+use genllava::pipeline::{GenLlava, ImageOptions};
+use genllava::sd::pixels::encode_png;
+use std::path::{Path, PathBuf};
+
+/// Where the trained default model ships.
+pub fn default_model() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/genllava-shapes")
+}
+
+/// Options shared by `generate` and `edit`.
+#[derive(clap::Args)]
+pub struct ImageArgs {
+    /// GenLLaVA folder (LLaVA files + genllava.json + gen_head/ + sd/); default: the shipped model.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Where to write the PNG.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Denoising steps (default: the model's).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Classifier-free guidance (default: the model's).
+    #[arg(long)]
+    pub guidance: Option<f32>,
+    /// Scheduler (default: the model's).
+    #[arg(long, value_enum)]
+    pub scheduler: Option<SchedulerArg>,
+    /// Seed of the initial noise.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Compute device.
+    #[arg(long, value_enum, default_value_t)]
+    pub device: DeviceArg,
+}
+
+#[derive(clap::Args)]
+pub struct GenerateArgs {
+    /// What to draw.
+    #[arg(long)]
+    pub prompt: String,
+    #[command(flatten)]
+    pub common: ImageArgs,
+}
+
+#[derive(clap::Args)]
+pub struct EditArgs {
+    /// The image to edit (PNG or JPEG).
+    #[arg(long)]
+    pub image: PathBuf,
+    /// The instruction ("make the circle blue").
+    #[arg(long)]
+    pub prompt: String,
+    /// img2img strength for 4-channel UNets (default: the model's).
+    #[arg(long)]
+    pub strength: Option<f32>,
+    #[command(flatten)]
+    pub common: ImageArgs,
+}
+
+fn load(args: &ImageArgs) -> anyhow::Result<(GenLlava, ImageOptions)> {
+    let dir = args.model.clone().unwrap_or_else(default_model);
+    if args.model.is_none() && !dir.is_dir() {
+        anyhow::bail!("no --model given and no default model at {}", dir.display());
+    }
+    let device = args.device.device()?;
+    let model = GenLlava::load(&DirSource::open(&dir)?, &device)?;
+    let d = &model.config.diffusion;
+    let scheduler = match args.scheduler {
+        Some(s) => s.into(),
+        None => genllava::scheduler::SchedulerKind::from_name(&d.scheduler)?,
+    };
+    let options = ImageOptions {
+        steps: args.steps.unwrap_or(d.steps),
+        guidance: args.guidance.unwrap_or(d.guidance),
+        scheduler,
+        seed: args.seed,
+        edit: None,
+    };
+    Ok((model, options))
+}
+
+fn save(image: &RgbImage, out: &Path) -> anyhow::Result<()> {
+    files::write_atomic(out, &encode_png(image)?)?;
+    eprintln!("wrote {}", out.display());
+    Ok(())
+}
+
+fn progress(i: usize, n: usize) {
+    eprint!("\rstep {i}/{n}");
+    if i == n {
+        eprintln!();
+    }
+}
+
+/// `train-native generate …`.
+pub fn run_generate(args: GenerateArgs) -> anyhow::Result<()> {
+    let (model, options) = load(&args.common)?;
+    let image = model.generate(&args.prompt, &options, &mut progress)?;
+    save(&image, &args.common.out)
+}
+
+/// `train-native edit …`.
+pub fn run_edit(args: EditArgs) -> anyhow::Result<()> {
+    let (model, mut options) = load(&args.common)?;
+    let source = RgbImage::decode(&files::read(&args.image)?).with_context(|| args.image.display().to_string())?;
+    if let Some(strength) = args.strength {
+        options.edit = Some(genllava::genllava::EditMode::Img2Img { strength });
+    }
+    let image = model.edit(&source, &args.prompt, &options, &mut progress)?;
+    save(&image, &args.common.out)
+}

@@ -1,0 +1,99 @@
+//! End to end: `generate` and `edit` on a tiny GenLLaVA folder (the
+//! genllava-tiny fixture with sd-tiny as its sd/), and their bad-input errors.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("dir").flatten() {
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).expect("copy");
+        }
+    }
+}
+
+/// A temporary GenLLaVA folder.
+fn model(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("genllava-imagine-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    copy_dir(&fixtures().join("genllava-tiny"), &dir);
+    copy_dir(&fixtures().join("sd-tiny"), &dir.join("sd"));
+    dir
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_train-native")).args(args).output().expect("run")
+}
+
+#[test]
+fn generate_and_edit_write_pngs() {
+    let dir = model("ok");
+    let m = dir.to_str().expect("utf8");
+    let out = dir.join("gen.png");
+    let o = run(&[
+        "generate",
+        "--model",
+        m,
+        "--prompt",
+        "a large red circle",
+        "--steps",
+        "3",
+        "--out",
+        out.to_str().expect("utf8"),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let png = std::fs::read(&out).expect("png written");
+    assert!(png.starts_with(b"\x89PNG"));
+
+    let edited = dir.join("edit.png");
+    let o = run(&[
+        "edit",
+        "--model",
+        m,
+        "--image",
+        dir.join("image.png").to_str().expect("utf8"),
+        "--prompt",
+        "make the circle blue",
+        "--steps",
+        "3",
+        "--strength",
+        "0.5",
+        "--out",
+        edited.to_str().expect("utf8"),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(std::fs::read(&edited).expect("edited").starts_with(b"\x89PNG"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_inputs_get_one_clear_line() {
+    let dir = model("bad");
+    let m = dir.to_str().expect("utf8");
+    let out = dir.join("x.png");
+    let o = run(&[
+        "edit",
+        "--model",
+        m,
+        "--image",
+        "/nonexistent/pic.png",
+        "--prompt",
+        "x",
+        "--out",
+        out.to_str().expect("utf8"),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("pic.png") && !err.contains("panicked"), "{err}");
+    std::fs::remove_file(dir.join("sd/unet/config.json")).expect("rm");
+    let o = run(&["generate", "--model", m, "--prompt", "x", "--out", out.to_str().expect("utf8")]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("unet/config.json") && err.trim().lines().count() == 1, "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
