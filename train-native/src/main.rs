@@ -1,6 +1,7 @@
 //! `train-native`: the GenLLaVA command line. Chat with, generate and edit
 //! images with, benchmark and train the model natively (CPU by default).
 
+mod bench;
 mod chat;
 mod device;
 mod files;
@@ -18,12 +19,15 @@ struct Cli {
 enum Command {
     /// Answer a prompt (optionally about an image), streaming the text.
     Chat(chat::ChatArgs),
+    /// Time the decoder, UNet and VAE (optionally against PyTorch); prints a markdown table.
+    Bench(bench::BenchArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Chat(args)) => chat::run(args),
+        Some(Command::Bench(args)) => bench::run(args),
         None => chat::run_default(),
     };
     if let Err(e) = result {
