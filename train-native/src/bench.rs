@@ -371,6 +371,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
 
 /// What the PyTorch script reported: `(model, key, seconds)` per measurement.
 struct TorchResults {
+    /// `torch 2.x (cpu, 1 thread)`.
     version: String,
     results: Vec<(String, String, f64)>,
 }
@@ -433,7 +434,8 @@ fn run_torch(cases: &[Case], runs: usize, args: &BenchArgs) -> anyhow::Result<Op
             ))
         })
         .collect();
-    let version = v.get("torch").and_then(Value::as_str).unwrap_or("?").to_string();
+    let field = |k: &str| v.get(k).map(|x| x.to_string().trim_matches('"').to_string()).unwrap_or_default();
+    let version = format!("torch {} ({}, threads={})", field("torch"), field("device"), field("threads"));
     Ok(Some(TorchResults { version, results }))
 }
 
@@ -450,7 +452,7 @@ fn rate(secs: f64, tokens: Option<usize>) -> String {
 fn table(rows: &[Row], device: &str, torch: Option<&TorchResults>) -> String {
     let mut s = match torch {
         Some(t) => format!(
-            "| model | measurement | burn ({device}) | torch {} | burn/torch time |\n|---|---|---|---|---|\n",
+            "| model | measurement | burn ({device}) | {} | burn/torch time |\n|---|---|---|---|---|\n",
             t.version
         ),
         None => format!("| model | measurement | burn ({device}) |\n|---|---|---|\n"),
