@@ -1,6 +1,7 @@
 //! `train-native`: the GenLLaVA command line. Chat with, generate and edit
 //! images with, benchmark and train the model natively (CPU by default).
 
+mod bench;
 mod chat;
 mod device;
 mod diffuse;
@@ -28,6 +29,8 @@ enum Command {
     Diffuse(diffuse::DiffuseArgs),
     /// Stable Diffusion text-to-image from a prompt with the folder's CLIP text encoder.
     GenerateSd(diffuse::GenerateSdArgs),
+    /// Time the decoder, UNet and VAE (optionally against PyTorch); prints a markdown table.
+    Bench(bench::BenchArgs),
 }
 
 fn main() {
@@ -42,6 +45,7 @@ fn main() {
         Some(Command::Edit(args)) => imagine::run_edit(args),
         Some(Command::Diffuse(args)) => diffuse::run(args),
         Some(Command::GenerateSd(args)) => diffuse::run_generate(args),
+        Some(Command::Bench(args)) => bench::run(args),
         None => chat::run_default(),
     };
     if let Err(e) = result {
