@@ -14,6 +14,7 @@ pub mod llama;
 pub mod llava;
 pub mod nn;
 pub mod pipeline;
+pub mod rng;
 pub mod safetensors;
 pub mod sampling;
 pub mod scheduler;

@@ -39,32 +39,8 @@ impl Default for SamplingConfig {
     }
 }
 
-/// A small deterministic PRNG (SplitMix64): same seed, same stream, on every platform.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Rng {
-    state: u64,
-}
-
-impl Rng {
-    /// A generator seeded with `seed`.
-    pub fn new(seed: u64) -> Self {
-        Self { state: seed }
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `[0, 1)` with 53 bits of precision.
-    pub fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
+/// The sampler's seeded generator.
+pub type Rng = crate::rng::SplitMix64;
 
 /// HF's `RepetitionPenaltyLogitsProcessor`: for every distinct token of `history`,
 /// divide a positive logit by `penalty` and multiply a negative one.
@@ -97,12 +73,7 @@ pub fn argmax(logits: &[f32]) -> u32 {
 /// `log_softmax(logits)`, computed in f64 for stability.
 pub fn log_softmax(logits: &[f32]) -> Vec<f32> {
     let max = logits.iter().fold(f32::NEG_INFINITY, |m, &l| m.max(l)) as f64;
-    let lse = max
-        + logits
-            .iter()
-            .map(|&l| (l as f64 - max).exp())
-            .sum::<f64>()
-            .ln();
+    let lse = max + logits.iter().map(|&l| (l as f64 - max).exp()).sum::<f64>().ln();
     logits.iter().map(|&l| (l as f64 - lse) as f32).collect()
 }
 
@@ -112,10 +83,7 @@ pub fn top_logprobs(logits: &[f32], k: usize) -> Vec<(u32, f32)> {
     let lp = log_softmax(logits);
     let mut ids: Vec<u32> = (0..lp.len() as u32).collect();
     ids.sort_by(|&a, &b| lp[b as usize].total_cmp(&lp[a as usize]).then(a.cmp(&b)));
-    ids.into_iter()
-        .take(k)
-        .map(|i| (i, lp[i as usize]))
-        .collect()
+    ids.into_iter().take(k).map(|i| (i, lp[i as usize])).collect()
 }
 
 /// Pick the next token from `logits` `[vocab]`, given the ids so far (`history`,
@@ -139,10 +107,7 @@ pub fn sample(logits: &[f32], history: &[u32], cfg: &SamplingConfig, rng: &mut R
     }
     let t = cfg.temperature as f64;
     let max = logits[ids[0]] as f64;
-    let mut probs: Vec<f64> = ids
-        .iter()
-        .map(|&i| ((logits[i] as f64 - max) / t).exp())
-        .collect();
+    let mut probs: Vec<f64> = ids.iter().map(|&i| ((logits[i] as f64 - max) / t).exp()).collect();
     let total: f64 = probs.iter().sum();
     probs.iter_mut().for_each(|p| *p /= total);
     if cfg.top_p < 1.0 {
@@ -179,21 +144,13 @@ mod tests {
     #[test]
     fn greedy_picks_argmax() {
         let cfg = SamplingConfig::default();
-        assert_eq!(
-            sample(&[0.1, 3.0, -1.0, 2.9], &[], &cfg, &mut Rng::new(1)),
-            1
-        );
+        assert_eq!(sample(&[0.1, 3.0, -1.0, 2.9], &[], &cfg, &mut Rng::new(1)), 1);
         assert_eq!(argmax(&[f32::NAN, 1.0, 0.5]), 1);
     }
 
     #[test]
     fn top_k_restricts_support() {
-        let cfg = SamplingConfig {
-            temperature: 5.0,
-            top_k: 2,
-            seed: 3,
-            ..Default::default()
-        };
+        let cfg = SamplingConfig { temperature: 5.0, top_k: 2, seed: 3, ..Default::default() };
         let got = sampled(&[1.0, 4.0, 0.0, 3.9, 2.0], &cfg, 500);
         assert!(got.iter().all(|&t| t == 1 || t == 3));
         assert!(got.contains(&1) && got.contains(&3));
@@ -203,12 +160,7 @@ mod tests {
     fn top_p_restricts_support() {
         // Probabilities ≈ 0.66, 0.24, 0.09, 0.01: top_p 0.8 keeps the first two.
         let logits = [2.0f32, 1.0, 0.0, -2.0];
-        let cfg = SamplingConfig {
-            temperature: 1.0,
-            top_p: 0.8,
-            seed: 9,
-            ..Default::default()
-        };
+        let cfg = SamplingConfig { temperature: 1.0, top_p: 0.8, seed: 9, ..Default::default() };
         let got = sampled(&logits, &cfg, 500);
         assert!(got.iter().all(|&t| t <= 1));
         assert!(got.contains(&0) && got.contains(&1));
@@ -217,11 +169,7 @@ mod tests {
     #[test]
     fn same_seed_same_tokens() {
         let logits: Vec<f32> = (0..50).map(|i| ((i * 7) % 13) as f32 * 0.3).collect();
-        let cfg = SamplingConfig {
-            temperature: 1.0,
-            seed: 42,
-            ..Default::default()
-        };
+        let cfg = SamplingConfig { temperature: 1.0, seed: 42, ..Default::default() };
         let a = sampled(&logits, &cfg, 64);
         assert_eq!(a, sampled(&logits, &cfg, 64));
         let other = SamplingConfig { seed: 43, ..cfg };
@@ -234,10 +182,7 @@ mod tests {
         apply_repetition_penalty(&mut l, &[0, 1, 1, 0], 2.0);
         assert_eq!(l, vec![1.0, -4.0, 1.0]);
         // The penalty can flip a greedy choice.
-        let cfg = SamplingConfig {
-            repetition_penalty: 2.0,
-            ..Default::default()
-        };
+        let cfg = SamplingConfig { repetition_penalty: 2.0, ..Default::default() };
         assert_eq!(sample(&[2.0, 1.5], &[0], &cfg, &mut Rng::new(0)), 1);
     }
 

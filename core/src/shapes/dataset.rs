@@ -23,11 +23,8 @@ use super::scene::{Colour, Kind, Scene, Shape};
 use super::{SplitMix64, questions};
 
 /// (colour, kind) combinations that never appear in the train split.
-pub const HELD_OUT_PAIRS: [(Colour, Kind); 3] = [
-    (Colour::Blue, Kind::Triangle),
-    (Colour::Yellow, Kind::Circle),
-    (Colour::Purple, Kind::Square),
-];
+pub const HELD_OUT_PAIRS: [(Colour, Kind); 3] =
+    [(Colour::Blue, Kind::Triangle), (Colour::Yellow, Kind::Circle), (Colour::Purple, Kind::Square)];
 
 /// One scene in `TEST_BUCKETS` belongs to the test split.
 const TEST_BUCKETS: u64 = 10;
@@ -93,13 +90,7 @@ pub struct DatasetConfig {
 
 impl Default for DatasetConfig {
     fn default() -> Self {
-        DatasetConfig {
-            seed: 0,
-            image_size: 64,
-            max_shapes: 3,
-            turns: 1,
-            textured: true,
-        }
+        DatasetConfig { seed: 0, image_size: 64, max_shapes: 3, turns: 1, textured: true }
     }
 }
 
@@ -151,11 +142,7 @@ pub fn random_scene(rng: &mut SplitMix64, split: Split, max_shapes: usize) -> Sc
         if split == Split::Novel {
             let (colour, kind) = HELD_OUT_PAIRS[rng.below(HELD_OUT_PAIRS.len())];
             let i = rng.below(scene.shapes.len());
-            let shape = Shape {
-                colour,
-                kind,
-                ..scene.shapes[i]
-            };
+            let shape = Shape { colour, kind, ..scene.shapes[i] };
             scene.put(shape);
         }
         if split.admits(&scene) {
@@ -165,24 +152,12 @@ pub fn random_scene(rng: &mut SplitMix64, split: Split, max_shapes: usize) -> Sc
 }
 
 fn options(cfg: &DatasetConfig, rng: &mut SplitMix64) -> RenderOptions {
-    let background = if cfg.textured {
-        Background::random(rng)
-    } else {
-        Background::WHITE
-    };
-    RenderOptions {
-        size: cfg.image_size,
-        background,
-    }
+    let background = if cfg.textured { Background::random(rng) } else { Background::WHITE };
+    RenderOptions { size: cfg.image_size, background }
 }
 
 fn image(file: String, scene: &Scene, opts: &RenderOptions) -> ImageOut {
-    ImageOut {
-        file,
-        scene: scene.clone(),
-        rgb: render(scene, opts),
-        size: opts.size,
-    }
+    ImageOut { file, scene: scene.clone(), rgb: render(scene, opts), size: opts.size }
 }
 
 /// Understanding sample `index`: an image and `cfg.turns` questions with short answers.
@@ -229,11 +204,7 @@ pub fn generation(cfg: &DatasetConfig, split: Split, index: usize) -> Sample {
         {"from": "human", "value": format!("<image>\n{prompt}")},
         {"from": "gpt", "value": super::text::caption(&scene)},
     ]});
-    Sample {
-        record,
-        images: vec![image(file, &scene, &opts)],
-        category: "caption".into(),
-    }
+    Sample { record, images: vec![image(file, &scene, &opts)], category: "caption".into() }
 }
 
 /// Editing sample `index`: source image, instruction, edited image (InstructPix2Pix layout).
@@ -280,11 +251,7 @@ pub fn text_only(cfg: &DatasetConfig, split: Split, index: usize) -> Sample {
         {"from": "human", "value": qa.question},
         {"from": "gpt", "value": qa.answer},
     ]});
-    Sample {
-        record,
-        images: Vec::new(),
-        category: qa.category.into(),
-    }
+    Sample { record, images: Vec::new(), category: qa.category.into() }
 }
 
 #[cfg(test)]
@@ -297,17 +264,12 @@ mod tests {
 
     fn mentions_held_out(text: &str) -> bool {
         let t = text.to_lowercase();
-        HELD_OUT_PAIRS
-            .iter()
-            .any(|(c, k)| t.contains(&format!("{} {}", c.name(), k.name())))
+        HELD_OUT_PAIRS.iter().any(|(c, k)| t.contains(&format!("{} {}", c.name(), k.name())))
     }
 
     #[test]
     fn same_seed_same_bytes() {
-        let cfg = DatasetConfig {
-            seed: 42,
-            ..Default::default()
-        };
+        let cfg = DatasetConfig { seed: 42, ..Default::default() };
         for split in SPLITS {
             for i in 0..20 {
                 assert_eq!(understanding(&cfg, split, i), understanding(&cfg, split, i));
@@ -317,19 +279,12 @@ mod tests {
             }
         }
         let other = DatasetConfig { seed: 43, ..cfg };
-        assert_ne!(
-            generation(&cfg, Split::Train, 0).images,
-            generation(&other, Split::Train, 0).images
-        );
+        assert_ne!(generation(&cfg, Split::Train, 0).images, generation(&other, Split::Train, 0).images);
     }
 
     #[test]
     fn train_never_shows_held_out_pairs_or_test_scenes() {
-        let cfg = DatasetConfig {
-            image_size: 32,
-            turns: 3,
-            ..Default::default()
-        };
+        let cfg = DatasetConfig { image_size: 32, turns: 3, ..Default::default() };
         for i in 0..400 {
             for s in [
                 understanding(&cfg, Split::Train, i),
@@ -346,9 +301,7 @@ mod tests {
         }
         for i in 0..100 {
             let t = generation(&cfg, Split::Test, i);
-            assert!(
-                Split::Test.admits(&t.images[0].scene) && !Split::Train.admits(&t.images[0].scene)
-            );
+            assert!(Split::Test.admits(&t.images[0].scene) && !Split::Train.admits(&t.images[0].scene));
             let n = generation(&cfg, Split::Novel, i);
             assert!(n.images[0].scene.shapes.iter().any(is_held_out));
         }
@@ -371,14 +324,8 @@ mod tests {
                 assert_eq!(e.record["input_image"], src.file.as_str());
                 assert_eq!(e.record["edited_image"], dst.file.as_str());
                 let prompt = e.record["edit_prompt"].as_str().unwrap();
-                assert!(
-                    score_edit(&src.scene, prompt, &dst.rgb, dst.size, dst.size),
-                    "{prompt}"
-                );
-                assert!(
-                    !score_edit(&src.scene, prompt, &src.rgb, src.size, src.size),
-                    "{prompt}"
-                );
+                assert!(score_edit(&src.scene, prompt, &dst.rgb, dst.size, dst.size), "{prompt}");
+                assert!(!score_edit(&src.scene, prompt, &src.rgb, src.size, src.size), "{prompt}");
 
                 let u = understanding(&cfg, split, i);
                 let conv = u.record["conversations"].as_array().unwrap();
@@ -386,15 +333,10 @@ mod tests {
                 assert_eq!(conv[0]["from"], "human");
                 assert_eq!(conv[1]["from"], "gpt");
                 let img = &u.images[0];
-                assert_eq!(
-                    parse_image(&img.rgb, img.size, img.size).unwrap(),
-                    img.scene
-                );
+                assert_eq!(parse_image(&img.rgb, img.size, img.size).unwrap(), img.scene);
 
                 let t = text_only(&cfg, split, i);
-                assert!(
-                    t.images.is_empty() && t.record["conversations"].as_array().unwrap().len() == 2
-                );
+                assert!(t.images.is_empty() && t.record["conversations"].as_array().unwrap().len() == 2);
             }
         }
     }
@@ -402,21 +344,10 @@ mod tests {
     #[test]
     fn every_question_category_occurs() {
         let cfg = DatasetConfig::default();
-        let mut seen: Vec<String> = (0..400)
-            .map(|i| understanding(&cfg, Split::Train, i).category)
-            .collect();
+        let mut seen: Vec<String> = (0..400).map(|i| understanding(&cfg, Split::Train, i).category).collect();
         seen.sort();
         seen.dedup();
-        for c in [
-            "caption",
-            "colour",
-            "count",
-            "existence",
-            "position",
-            "relation",
-            "shape",
-            "size",
-        ] {
+        for c in ["caption", "colour", "count", "existence", "position", "relation", "shape", "size"] {
             assert!(seen.iter().any(|s| s == c), "{c} missing from {seen:?}");
         }
     }

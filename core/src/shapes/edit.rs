@@ -31,30 +31,18 @@ impl Edit {
     pub fn apply(&self, scene: &Scene) -> Result<Scene> {
         let mut out = scene.clone();
         let target = |cell: Cell| {
-            scene
-                .at(cell)
-                .copied()
-                .ok_or_else(|| Error::input("edit", format!("no shape in the {}", cell.name())))
+            scene.at(cell).copied().ok_or_else(|| Error::input("edit", format!("no shape in the {}", cell.name())))
         };
         match *self {
-            Edit::Recolour { cell, colour } => out.put(Shape {
-                colour,
-                ..target(cell)?
-            }),
-            Edit::Resize { cell, size } => out.put(Shape {
-                size,
-                ..target(cell)?
-            }),
+            Edit::Recolour { cell, colour } => out.put(Shape { colour, ..target(cell)? }),
+            Edit::Resize { cell, size } => out.put(Shape { size, ..target(cell)? }),
             Edit::Remove { cell } => {
                 target(cell)?;
                 out.shapes.retain(|s| s.cell != cell);
             }
             Edit::Add { shape } => {
                 if scene.at(shape.cell).is_some() {
-                    return Err(Error::input(
-                        "edit",
-                        format!("the {} is taken", shape.cell.name()),
-                    ));
+                    return Err(Error::input("edit", format!("the {} is taken", shape.cell.name())));
                 }
                 out.put(shape);
             }
@@ -73,9 +61,7 @@ impl Edit {
     /// The canonical instruction for this edit on `scene` (targets described uniquely).
     pub fn instruction(&self, scene: &Scene) -> Result<String> {
         let describe = |cell: Cell| -> Result<String> {
-            let s = scene
-                .at(cell)
-                .ok_or_else(|| Error::input("edit", format!("no shape in the {}", cell.name())))?;
+            let s = scene.at(cell).ok_or_else(|| Error::input("edit", format!("no shape in the {}", cell.name())))?;
             Ok(Reference::describe(scene, s))
         };
         Ok(match *self {
@@ -93,8 +79,7 @@ impl Edit {
     pub fn parse(scene: &Scene, instruction: &str) -> Result<Edit> {
         let t = normalize(instruction, false);
         let bad = || Error::input("instruction", format!("cannot parse '{t}'"));
-        let cell_of =
-            |phrase: &str| -> Result<Cell> { Ok(Reference::parse(phrase)?.resolve(scene)?.cell) };
+        let cell_of = |phrase: &str| -> Result<Cell> { Ok(Reference::parse(phrase)?.resolve(scene)?.cell) };
         if let Some(rest) = t.strip_prefix("make ") {
             let (phrase, last) = rest.rsplit_once(' ').ok_or_else(bad)?;
             let cell = cell_of(phrase)?;
@@ -106,25 +91,15 @@ impl Edit {
             }
             return Err(bad());
         }
-        if let Some(rest) = t
-            .strip_prefix("remove ")
-            .or_else(|| t.strip_prefix("delete "))
-        {
-            return Ok(Edit::Remove {
-                cell: cell_of(rest)?,
-            });
+        if let Some(rest) = t.strip_prefix("remove ").or_else(|| t.strip_prefix("delete ")) {
+            return Ok(Edit::Remove { cell: cell_of(rest)? });
         }
         if let Some(rest) = t.strip_prefix("add ") {
             let r = Reference::parse(rest)?;
             return match (r.kind, r.colour, r.size, r.cell) {
-                (Some(kind), Some(colour), Some(size), Some(cell)) => Ok(Edit::Add {
-                    shape: Shape {
-                        cell,
-                        kind,
-                        colour,
-                        size,
-                    },
-                }),
+                (Some(kind), Some(colour), Some(size), Some(cell)) => {
+                    Ok(Edit::Add { shape: Shape { cell, kind, colour, size } })
+                }
                 _ => Err(bad()),
             };
         }
@@ -132,10 +107,7 @@ impl Edit {
             let (phrase, dest) = rest.rsplit_once(" to ").ok_or_else(bad)?;
             let dest = dest.strip_prefix("the ").unwrap_or(dest);
             let to = Cell::from_name(dest).ok_or_else(bad)?;
-            return Ok(Edit::Move {
-                cell: cell_of(phrase)?,
-                to,
-            });
+            return Ok(Edit::Move { cell: cell_of(phrase)?, to });
         }
         Err(bad())
     }
@@ -154,27 +126,17 @@ impl Edit {
             let edit = match rng.below(5) {
                 0 => {
                     let colour = Colour::ALL[rng.below(Colour::ALL.len())];
-                    (colour != target.colour).then_some(Edit::Recolour {
-                        cell: target.cell,
-                        colour,
-                    })
+                    (colour != target.colour).then_some(Edit::Recolour { cell: target.cell, colour })
                 }
                 1 => Some(Edit::Resize {
                     cell: target.cell,
-                    size: if target.size == Size::Small {
-                        Size::Large
-                    } else {
-                        Size::Small
-                    },
+                    size: if target.size == Size::Small { Size::Large } else { Size::Small },
                 }),
                 2 => (scene.shapes.len() > 1).then_some(Edit::Remove { cell: target.cell }),
-                3 if scene.shapes.len() < max_shapes => rng.pick(&free).map(|&cell| Edit::Add {
-                    shape: Shape::random_in(rng, cell),
-                }),
-                _ => rng.pick(&free).map(|&to| Edit::Move {
-                    cell: target.cell,
-                    to,
-                }),
+                3 if scene.shapes.len() < max_shapes => {
+                    rng.pick(&free).map(|&cell| Edit::Add { shape: Shape::random_in(rng, cell) })
+                }
+                _ => rng.pick(&free).map(|&to| Edit::Move { cell: target.cell, to }),
             };
             if let Some(e) = edit
                 && e.apply(scene).is_ok_and(|after| allowed(&after))
@@ -194,40 +156,23 @@ mod tests {
 
     #[test]
     fn edit_semantics() {
-        let s = parse_caption(
-            "a large red circle at the top left and a small blue square in the center",
-        )
-        .unwrap();
+        let s = parse_caption("a large red circle at the top left and a small blue square in the center").unwrap();
         let after = |i: &str| Edit::parse(&s, i).unwrap().apply(&s).unwrap();
         assert_eq!(
             after("make the circle blue"),
-            parse_caption(
-                "a large blue circle at the top left and a small blue square in the center"
-            )
-            .unwrap()
+            parse_caption("a large blue circle at the top left and a small blue square in the center").unwrap()
         );
-        assert_eq!(
-            after("remove the square"),
-            parse_caption("a large red circle at the top left").unwrap()
-        );
+        assert_eq!(after("remove the square"), parse_caption("a large red circle at the top left").unwrap());
         assert_eq!(
             after("move the circle to the top right"),
-            parse_caption(
-                "a small blue square in the center and a large red circle at the top right"
-            )
-            .unwrap()
+            parse_caption("a small blue square in the center and a large red circle at the top right").unwrap()
         );
         let added = after("add a small green triangle at the bottom right");
         assert_eq!(added.shapes.len(), 3);
         assert_eq!(added.shapes[2].kind, Kind::Triangle);
         assert_eq!(after("make the square large").shapes[1].size, Size::Large);
         assert!(Edit::parse(&s, "remove the triangle").is_err());
-        assert!(
-            Edit::parse(&s, "move the circle to the center")
-                .unwrap()
-                .apply(&s)
-                .is_err()
-        );
+        assert!(Edit::parse(&s, "move the circle to the center").unwrap().apply(&s).is_err());
     }
 
     #[test]

@@ -25,16 +25,10 @@ const STRONG: f32 = 70.0;
 /// Recovers the scene of a `w`×`h` RGB image (row-major, 3 bytes per pixel).
 pub fn parse_image(rgb: &[u8], w: usize, h: usize) -> Result<Scene> {
     if w != h || w < 12 {
-        return Err(Error::input(
-            "image",
-            format!("need a square image of side ≥ 12, got {w}×{h}"),
-        ));
+        return Err(Error::input("image", format!("need a square image of side ≥ 12, got {w}×{h}")));
     }
     if rgb.len() != 3 * w * h {
-        return Err(Error::input(
-            "image",
-            format!("{} bytes for {w}×{h} RGB", rgb.len()),
-        ));
+        return Err(Error::input("image", format!("{} bytes for {w}×{h} RGB", rgb.len())));
     }
     let n = w;
     let cell_side = n as f32 / 3.0;
@@ -47,26 +41,15 @@ pub fn parse_image(rgb: &[u8], w: usize, h: usize) -> Result<Scene> {
     let background = background(n, cell_side, &pixel);
     let diff = |x: usize, y: usize| {
         let p = pixel(x, y);
-        [
-            p[0] - background[0],
-            p[1] - background[1],
-            p[2] - background[2],
-        ]
+        [p[0] - background[0], p[1] - background[1], p[2] - background[2]]
     };
 
     let mut scene = Scene::default();
     for cell in Cell::all() {
-        let xs: Vec<usize> = (0..n)
-            .filter(|&x| cell_of(x) == cell.col as usize)
-            .collect();
-        let ys: Vec<usize> = (0..n)
-            .filter(|&y| cell_of(y) == cell.row as usize)
-            .collect();
-        let pixels: Vec<(usize, usize, [f32; 3])> = ys
-            .iter()
-            .flat_map(|&y| xs.iter().map(move |&x| (x, y)))
-            .map(|(x, y)| (x, y, diff(x, y)))
-            .collect();
+        let xs: Vec<usize> = (0..n).filter(|&x| cell_of(x) == cell.col as usize).collect();
+        let ys: Vec<usize> = (0..n).filter(|&y| cell_of(y) == cell.row as usize).collect();
+        let pixels: Vec<(usize, usize, [f32; 3])> =
+            ys.iter().flat_map(|&y| xs.iter().map(move |&x| (x, y))).map(|(x, y)| (x, y, diff(x, y))).collect();
         let salience = |d: &[f32; 3]| d.iter().fold(0f32, |m, v| m.max(v.abs()));
         let strong = pixels.iter().filter(|p| salience(&p.2) > STRONG).count();
         // A third of the smallest shape's area (a small triangle covers 2r² = 0.125 cells).
@@ -75,14 +58,8 @@ pub fn parse_image(rgb: &[u8], w: usize, h: usize) -> Result<Scene> {
             continue;
         }
         let peak = pixels.iter().map(|p| salience(&p.2)).fold(0f32, f32::max);
-        let core: Vec<&[f32; 3]> = pixels
-            .iter()
-            .map(|p| &p.2)
-            .filter(|d| salience(d) >= 0.8 * peak)
-            .collect();
-        let mean = core
-            .iter()
-            .fold([0f32; 3], |a, d| [a[0] + d[0], a[1] + d[1], a[2] + d[2]]);
+        let core: Vec<&[f32; 3]> = pixels.iter().map(|p| &p.2).filter(|d| salience(d) >= 0.8 * peak).collect();
+        let mean = core.iter().fold([0f32; 3], |a, d| [a[0] + d[0], a[1] + d[1], a[2] + d[2]]);
         let mean = mean.map(|v| v / core.len() as f32);
         let colour = classify_colour(&mean, &background);
 
@@ -96,12 +73,7 @@ pub fn parse_image(rgb: &[u8], w: usize, h: usize) -> Result<Scene> {
             })
             .collect();
         let (kind, size) = classify_shape(&mask, cell_side);
-        scene.put(Shape {
-            cell,
-            kind,
-            colour,
-            size,
-        });
+        scene.put(Shape { cell, kind, colour, size });
     }
     Ok(scene)
 }
@@ -112,11 +84,7 @@ fn dot(a: &[f32; 3], b: &[f32; 3]) -> f32 {
 
 fn palette_dir(c: Colour, background: &[f32; 3]) -> [f32; 3] {
     let p = c.rgb();
-    [
-        p[0] as f32 - background[0],
-        p[1] as f32 - background[1],
-        p[2] as f32 - background[2],
-    ]
+    [p[0] as f32 - background[0], p[1] as f32 - background[1], p[2] as f32 - background[2]]
 }
 
 /// Per-channel median over the pixels near cell borders (never covered by a shape).
@@ -148,17 +116,10 @@ fn classify_colour(mean_diff: &[f32; 3], background: &[f32; 3]) -> Colour {
     let residual = |c: Colour| {
         let p = palette_dir(c, background);
         let a = (dot(mean_diff, &p) / dot(&p, &p).max(1.0)).clamp(0.1, 1.0);
-        let r = [
-            mean_diff[0] - a * p[0],
-            mean_diff[1] - a * p[1],
-            mean_diff[2] - a * p[2],
-        ];
+        let r = [mean_diff[0] - a * p[0], mean_diff[1] - a * p[1], mean_diff[2] - a * p[2]];
         dot(&r, &r)
     };
-    Colour::ALL
-        .into_iter()
-        .min_by(|a, b| residual(*a).total_cmp(&residual(*b)))
-        .unwrap_or(Colour::Red)
+    Colour::ALL.into_iter().min_by(|a, b| residual(*a).total_cmp(&residual(*b))).unwrap_or(Colour::Red)
 }
 
 /// The (kind, size) whose anti-aliased template, centred on the mask's centroid, is
@@ -176,24 +137,13 @@ fn classify_shape(mask: &[(usize, usize, f32)], cell_side: f32) -> (Kind, Size) 
     for kind in Kind::ALL {
         for size in Size::ALL {
             let r = size.radius() * cell_side;
-            let p = Placement {
-                cx: mx,
-                cy: my - centroid_offset(kind) * r,
-                r,
-            };
+            let p = Placement { cx: mx, cy: my - centroid_offset(kind) * r, r };
             // Coverage on the window grown by one pixel each side (index (x - x0 + 1, y - y0 + 1)).
             let (gw, gh) = (w + 2, h + 2);
             let grid: Vec<f32> = (0..gh * gw)
                 .map(|i| {
-                    let (gx, gy) = (
-                        (i % gw) as isize + x0 as isize - 1,
-                        (i / gw) as isize + y0 as isize - 1,
-                    );
-                    if gx < 0 || gy < 0 {
-                        0.0
-                    } else {
-                        coverage(kind, &p, gx as usize, gy as usize)
-                    }
+                    let (gx, gy) = ((i % gw) as isize + x0 as isize - 1, (i / gw) as isize + y0 as isize - 1);
+                    if gx < 0 || gy < 0 { 0.0 } else { coverage(kind, &p, gx as usize, gy as usize) }
                 })
                 .collect();
             let mut sharp = 0f32;
@@ -231,9 +181,7 @@ pub fn score_answer(pred: &str, gold: &str) -> bool {
 }
 
 fn canonical_answer(text: &str) -> String {
-    const NUMBERS: [&str; 11] = [
-        "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
-    ];
+    const NUMBERS: [&str; 11] = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"];
     normalize(text, false)
         .split(' ')
         .filter(|w| !matches!(*w, "a" | "an" | "the"))
@@ -284,10 +232,7 @@ pub struct SceneMatch {
 impl SceneMatch {
     /// Compares `got` (parsed from an image) with `want`.
     pub fn of(got: &Scene, want: &Scene) -> SceneMatch {
-        let mut m = SceneMatch {
-            wanted: want.shapes.len(),
-            ..Default::default()
-        };
+        let mut m = SceneMatch { wanted: want.shapes.len(), ..Default::default() };
         for w in &want.shapes {
             if let Some(g) = got.at(w.cell) {
                 m.placed += 1;
@@ -296,20 +241,13 @@ impl SceneMatch {
                 m.sizes += usize::from(g.size == w.size);
             }
         }
-        m.extra = got
-            .shapes
-            .iter()
-            .filter(|g| want.at(g.cell).is_none())
-            .count();
+        m.extra = got.shapes.iter().filter(|g| want.at(g.cell).is_none()).count();
         m
     }
 
     /// Whether the scenes agree exactly.
     pub fn exact(&self) -> bool {
-        self.extra == 0
-            && [self.placed, self.kinds, self.colours, self.sizes]
-                .iter()
-                .all(|&n| n == self.wanted)
+        self.extra == 0 && [self.placed, self.kinds, self.colours, self.sizes].iter().all(|&n| n == self.wanted)
     }
 }
 
@@ -351,32 +289,19 @@ mod tests {
         out
     }
 
-    fn check(
-        n: usize,
-        count: usize,
-        seed: u64,
-        distort: impl Fn(&[u8], &mut SplitMix64) -> Vec<u8>,
-    ) {
+    fn check(n: usize, count: usize, seed: u64, distort: impl Fn(&[u8], &mut SplitMix64) -> Vec<u8>) {
         let mut rng = SplitMix64::new(seed);
         let mut failures = Vec::new();
         for _ in 0..count {
             let scene = Scene::random(&mut rng, 3);
-            let opts = RenderOptions {
-                size: n,
-                background: Background::random(&mut rng),
-            };
+            let opts = RenderOptions { size: n, background: Background::random(&mut rng) };
             let img = distort(&render(&scene, &opts), &mut rng);
             let got = parse_image(&img, n, n).unwrap();
             if got != scene {
                 failures.push(format!("want {}\n got {}", caption(&scene), caption(&got)));
             }
         }
-        assert!(
-            failures.is_empty(),
-            "{} failures at {n}px:\n{}",
-            failures.len(),
-            failures.join("\n")
-        );
+        assert!(failures.is_empty(), "{} failures at {n}px:\n{}", failures.len(), failures.join("\n"));
     }
 
     #[test]
@@ -421,9 +346,7 @@ mod tests {
     #[test]
     fn parses_drifted_renders() {
         check(32, 300, 10, |i, r| drift(i, 32, r));
-        check(64, 300, 11, |i, r| {
-            add_noise(&box_blur(&drift(i, 64, r), 64), 6.0, r)
-        });
+        check(64, 300, 11, |i, r| add_noise(&box_blur(&drift(i, 64, r), 64), 6.0, r));
     }
 
     #[test]
@@ -447,19 +370,11 @@ mod tests {
 
     #[test]
     fn scene_match_counts() {
-        let want = parse_caption(
-            "a large red circle at the top left and a small blue square in the center",
-        )
-        .unwrap();
-        let got = parse_caption(
-            "a large red square at the top left and a small green circle at the bottom right",
-        )
-        .unwrap();
+        let want = parse_caption("a large red circle at the top left and a small blue square in the center").unwrap();
+        let got =
+            parse_caption("a large red square at the top left and a small green circle at the bottom right").unwrap();
         let m = SceneMatch::of(&got, &want);
-        assert_eq!(
-            (m.wanted, m.placed, m.kinds, m.colours, m.sizes, m.extra),
-            (2, 1, 0, 1, 1, 1)
-        );
+        assert_eq!((m.wanted, m.placed, m.kinds, m.colours, m.sizes, m.extra), (2, 1, 0, 1, 1, 1));
         assert!(!m.exact() && SceneMatch::of(&want, &want).exact());
     }
 
@@ -473,37 +388,14 @@ mod tests {
             "a small blue square in the center and a large red circle at the top left",
             "a large red circle at the top left and a small blue square in the center"
         ));
-        let s = parse_caption(
-            "a large red circle at the top left and a small blue square in the center",
-        )
-        .unwrap();
+        let s = parse_caption("a large red circle at the top left and a small blue square in the center").unwrap();
         let img = render(&s, &RenderOptions::small());
         assert!(score_generation(&img, 32, 32, &caption(&s)));
-        assert!(!score_generation(
-            &img,
-            32,
-            32,
-            "a large red circle at the top left"
-        ));
-        let moved = Edit::parse(&s, "move the circle to the top right")
-            .unwrap()
-            .apply(&s)
-            .unwrap();
+        assert!(!score_generation(&img, 32, 32, "a large red circle at the top left"));
+        let moved = Edit::parse(&s, "move the circle to the top right").unwrap().apply(&s).unwrap();
         let out = render(&moved, &RenderOptions::plain(64));
-        assert!(score_edit(
-            &s,
-            "move the circle to the top right",
-            &out,
-            64,
-            64
-        ));
+        assert!(score_edit(&s, "move the circle to the top right", &out, 64, 64));
         assert!(!score_edit(&s, "remove the circle", &out, 64, 64));
-        assert!(!score_edit(
-            &s,
-            "move the circle to the top right",
-            &render(&s, &RenderOptions::plain(64)),
-            64,
-            64
-        ));
+        assert!(!score_edit(&s, "move the circle to the top right", &render(&s, &RenderOptions::plain(64)), 64, 64));
     }
 }

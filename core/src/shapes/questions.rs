@@ -19,11 +19,7 @@ pub struct Qa {
 }
 
 fn qa(category: &'static str, question: String, answer: impl Into<String>) -> Qa {
-    Qa {
-        category,
-        question,
-        answer: answer.into(),
-    }
+    Qa { category, question, answer: answer.into() }
 }
 
 fn yes_no(b: bool) -> &'static str {
@@ -33,11 +29,7 @@ fn yes_no(b: bool) -> &'static str {
 /// "circle" when the kind is unique, else "circle at the top left" (never names the colour).
 fn without_colour(scene: &Scene, s: &Shape) -> String {
     let same_kind = scene.shapes.iter().filter(|x| x.kind == s.kind).count();
-    if same_kind == 1 {
-        s.kind.name().to_string()
-    } else {
-        format!("{} {}", s.kind.name(), s.cell.phrase())
-    }
+    if same_kind == 1 { s.kind.name().to_string() } else { format!("{} {}", s.kind.name(), s.cell.phrase()) }
 }
 
 /// A description without the cell, when one is unambiguous ("circle", "red circle").
@@ -54,11 +46,7 @@ pub fn ask(rng: &mut SplitMix64, scene: &Scene, split: Split) -> Qa {
     };
     let pick = rng.below(8);
     match pick {
-        0 => qa(
-            "colour",
-            format!("What colour is the {}?", without_colour(scene, &s)),
-            s.colour.name(),
-        ),
+        0 => qa("colour", format!("What colour is the {}?", without_colour(scene, &s)), s.colour.name()),
         1 => {
             if rng.chance(0.2)
                 && let Some(&cell) = rng.pick(&scene.free_cells())
@@ -66,48 +54,24 @@ pub fn ask(rng: &mut SplitMix64, scene: &Scene, split: Split) -> Qa {
                 let q = format!("What shape is {}?", cell.phrase());
                 return qa("shape", q, "nothing");
             }
-            qa(
-                "shape",
-                format!("What shape is {}?", s.cell.phrase()),
-                s.kind.name(),
-            )
+            qa("shape", format!("What shape is {}?", s.cell.phrase()), s.kind.name())
         }
         2 => match without_cell(scene, &s) {
             Some(d) => qa("position", format!("Where is the {d}?"), s.cell.name()),
-            None => qa(
-                "shape",
-                format!("What shape is {}?", s.cell.phrase()),
-                s.kind.name(),
-            ),
+            None => qa("shape", format!("What shape is {}?", s.cell.phrase()), s.kind.name()),
         },
-        3 => qa(
-            "size",
-            format!("What size is the {}?", Reference::describe(scene, &s)),
-            s.size.name(),
-        ),
+        3 => qa("size", format!("What size is the {}?", Reference::describe(scene, &s)), s.size.name()),
         4 => match rng.below(3) {
-            0 => qa(
-                "count",
-                "How many shapes are there?".into(),
-                scene.shapes.len().to_string(),
-            ),
+            0 => qa("count", "How many shapes are there?".into(), scene.shapes.len().to_string()),
             1 => {
                 let c = Colour::ALL[rng.below(Colour::ALL.len())];
                 let n = scene.shapes.iter().filter(|x| x.colour == c).count();
-                qa(
-                    "count",
-                    format!("How many {} shapes are there?", c.name()),
-                    n.to_string(),
-                )
+                qa("count", format!("How many {} shapes are there?", c.name()), n.to_string())
             }
             _ => {
                 let k = Kind::ALL[rng.below(Kind::ALL.len())];
                 let n = scene.shapes.iter().filter(|x| x.kind == k).count();
-                qa(
-                    "count",
-                    format!("How many {}s are there?", k.name()),
-                    n.to_string(),
-                )
+                qa("count", format!("How many {}s are there?", k.name()), n.to_string())
             }
         },
         5 => {
@@ -118,11 +82,7 @@ pub fn ask(rng: &mut SplitMix64, scene: &Scene, split: Split) -> Qa {
                 loop {
                     let c = Colour::ALL[rng.below(Colour::ALL.len())];
                     let k = Kind::ALL[rng.below(Kind::ALL.len())];
-                    let probe = Shape {
-                        colour: c,
-                        kind: k,
-                        ..s
-                    };
+                    let probe = Shape { colour: c, kind: k, ..s };
                     let present = scene.shapes.iter().any(|x| x.colour == c && x.kind == k);
                     if split.allows(&probe) {
                         break (c, k, present);
@@ -135,21 +95,14 @@ pub fn ask(rng: &mut SplitMix64, scene: &Scene, split: Split) -> Qa {
         6 if scene.shapes.len() >= 2 => {
             let others: Vec<Shape> = scene.shapes.iter().copied().filter(|x| *x != s).collect();
             let o = others[rng.below(others.len())];
-            let (a, b) = (
-                Reference::describe(scene, &s),
-                Reference::describe(scene, &o),
-            );
+            let (a, b) = (Reference::describe(scene, &s), Reference::describe(scene, &o));
             let (rel, holds) = match rng.below(4) {
                 0 => ("to the left of", s.cell.col < o.cell.col),
                 1 => ("to the right of", s.cell.col > o.cell.col),
                 2 => ("above", s.cell.row < o.cell.row),
                 _ => ("below", s.cell.row > o.cell.row),
             };
-            qa(
-                "relation",
-                format!("Is the {a} {rel} the {b}?"),
-                yes_no(holds),
-            )
+            qa("relation", format!("Is the {a} {rel} the {b}?"), yes_no(holds))
         }
         _ => {
             let q = ["Describe the image.", "What is in the image?"][rng.below(2)];
@@ -173,30 +126,14 @@ pub fn text_only(rng: &mut SplitMix64, split: Split) -> Qa {
     let num = |n: usize| n.to_string();
     match rng.below(6) {
         0 => match rng.below(5) {
-            0 => qa(
-                "vocabulary",
-                "What colours can shapes have?".into(),
-                list(&colours),
-            ),
-            1 => qa(
-                "vocabulary",
-                "What kinds of shapes are there?".into(),
-                list(&kinds),
-            ),
-            2 => qa(
-                "vocabulary",
-                "What sizes can a shape have?".into(),
-                "small and large",
-            ),
+            0 => qa("vocabulary", "What colours can shapes have?".into(), list(&colours)),
+            1 => qa("vocabulary", "What kinds of shapes are there?".into(), list(&kinds)),
+            2 => qa("vocabulary", "What sizes can a shape have?".into(), "small and large"),
             3 => {
                 let cells: Vec<&str> = Cell::all().map(|c| c.name()).collect();
                 qa("vocabulary", "Where can a shape be?".into(), list(&cells))
             }
-            _ => qa(
-                "vocabulary",
-                "How many places are there for shapes?".into(),
-                "9",
-            ),
+            _ => qa("vocabulary", "How many places are there for shapes?".into(), "9"),
         },
         1 => {
             let k = Kind::ALL[rng.below(3)];
@@ -206,17 +143,9 @@ pub fn text_only(rng: &mut SplitMix64, split: Split) -> Qa {
                 Kind::Triangle => 3,
             };
             if rng.chance(0.5) {
-                qa(
-                    "definition",
-                    format!("How many sides does a {} have?", k.name()),
-                    num(sides),
-                )
+                qa("definition", format!("How many sides does a {} have?", k.name()), num(sides))
             } else {
-                qa(
-                    "definition",
-                    format!("How many corners does a {} have?", k.name()),
-                    num(sides),
-                )
+                qa("definition", format!("How many corners does a {} have?", k.name()), num(sides))
             }
         }
         2 => {
@@ -225,11 +154,7 @@ pub fn text_only(rng: &mut SplitMix64, split: Split) -> Qa {
                 qa("arithmetic", format!("What is {a} plus {b}?"), num(a + b))
             } else {
                 let (hi, lo) = (a.max(b), a.min(b));
-                qa(
-                    "arithmetic",
-                    format!("What is {hi} minus {lo}?"),
-                    num(hi - lo),
-                )
+                qa("arithmetic", format!("What is {hi} minus {lo}?"), num(hi - lo))
             }
         }
         3 => {
@@ -243,20 +168,13 @@ pub fn text_only(rng: &mut SplitMix64, split: Split) -> Qa {
                 }
             }
             let refs: Vec<&str> = named.iter().map(|s| s.as_str()).collect();
-            let q = format!(
-                "If a picture shows {}, how many shapes does it show?",
-                list(&refs)
-            );
+            let q = format!("If a picture shows {}, how many shapes does it show?", list(&refs));
             qa("counting", q, num(n))
         }
         4 => {
             let k = Kind::ALL[rng.below(3)];
             let size = Size::ALL[rng.below(2)];
-            let other = if size == Size::Small {
-                Size::Large
-            } else {
-                Size::Small
-            };
+            let other = if size == Size::Small { Size::Large } else { Size::Small };
             let q = format!("What is the opposite of a {} {}?", size.name(), k.name());
             qa("definition", q, format!("a {} {}", other.name(), k.name()))
         }

@@ -21,25 +21,13 @@ pub struct Background {
 
 impl Background {
     /// Plain white.
-    pub const WHITE: Background = Background {
-        grey: 255,
-        noise: 0,
-        seed: 0,
-    };
+    pub const WHITE: Background = Background { grey: 255, noise: 0, seed: 0 };
 
     /// A random light background: white or light grey, plain or lightly textured.
     pub fn random(rng: &mut SplitMix64) -> Background {
         let grey = [255u8, 245, 235, 225][rng.below(4)];
-        let noise = if rng.chance(0.5) {
-            0
-        } else {
-            4 + rng.below(5) as u8
-        };
-        Background {
-            grey,
-            noise,
-            seed: rng.next_u64(),
-        }
+        let noise = if rng.chance(0.5) { 0 } else { 4 + rng.below(5) as u8 };
+        Background { grey, noise, seed: rng.next_u64() }
     }
 
     fn level(&self, x: usize, y: usize) -> f32 {
@@ -69,20 +57,14 @@ pub struct RenderOptions {
 
 impl Default for RenderOptions {
     fn default() -> Self {
-        RenderOptions {
-            size: 64,
-            background: Background::WHITE,
-        }
+        RenderOptions { size: 64, background: Background::WHITE }
     }
 }
 
 impl RenderOptions {
     /// White background at `size`×`size`.
     pub fn plain(size: usize) -> Self {
-        RenderOptions {
-            size,
-            background: Background::WHITE,
-        }
+        RenderOptions { size, background: Background::WHITE }
     }
 
     /// The evaluator-friendly small size (32×32, white), the size tiny diffusion models emit.
@@ -161,11 +143,7 @@ pub fn coverage(kind: Kind, p: &Placement, px: usize, py: usize) -> f32 {
 /// Renders `scene`: row-major RGB bytes, `3 * size * size` long.
 pub fn render(scene: &Scene, opts: &RenderOptions) -> Vec<u8> {
     let n = opts.size;
-    let placed: Vec<(Shape, Placement)> = scene
-        .shapes
-        .iter()
-        .map(|s| (*s, Placement::of(s, n)))
-        .collect();
+    let placed: Vec<(Shape, Placement)> = scene.shapes.iter().map(|s| (*s, Placement::of(s, n))).collect();
     let mut out = Vec::with_capacity(3 * n * n);
     for y in 0..n {
         for x in 0..n {
@@ -195,10 +173,7 @@ mod tests {
     fn render_is_deterministic_and_sized() {
         let mut rng = SplitMix64::new(3);
         let scene = Scene::random(&mut rng, 3);
-        let opts = RenderOptions {
-            size: 64,
-            background: Background::random(&mut rng),
-        };
+        let opts = RenderOptions { size: 64, background: Background::random(&mut rng) };
         let a = render(&scene, &opts);
         assert_eq!(a.len(), 64 * 64 * 3);
         assert_eq!(a, render(&scene, &opts));
@@ -206,12 +181,8 @@ mod tests {
 
     #[test]
     fn shape_centre_has_its_colour() {
-        let shape = Shape {
-            cell: Cell { row: 2, col: 0 },
-            kind: Kind::Circle,
-            colour: Colour::Blue,
-            size: Size::Large,
-        };
+        let shape =
+            Shape { cell: Cell { row: 2, col: 0 }, kind: Kind::Circle, colour: Colour::Blue, size: Size::Large };
         let img = render(&Scene::new([shape]), &RenderOptions::small());
         let p = Placement::of(&shape, 32);
         let i = 3 * (p.cy as usize * 32 + p.cx as usize);

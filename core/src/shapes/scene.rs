@@ -28,9 +28,7 @@ impl Kind {
 
     /// Parses a noun (singular or plural).
     pub fn from_name(word: &str) -> Option<Kind> {
-        Kind::ALL
-            .into_iter()
-            .find(|k| word == k.name() || word.strip_suffix('s') == Some(k.name()))
+        Kind::ALL.into_iter().find(|k| word == k.name() || word.strip_suffix('s') == Some(k.name()))
     }
 }
 
@@ -48,14 +46,8 @@ pub enum Colour {
 
 impl Colour {
     /// Every colour, in canonical order.
-    pub const ALL: [Colour; 6] = [
-        Colour::Red,
-        Colour::Green,
-        Colour::Blue,
-        Colour::Yellow,
-        Colour::Purple,
-        Colour::Orange,
-    ];
+    pub const ALL: [Colour; 6] =
+        [Colour::Red, Colour::Green, Colour::Blue, Colour::Yellow, Colour::Purple, Colour::Orange];
 
     /// The English adjective.
     pub fn name(self) -> &'static str {
@@ -155,10 +147,7 @@ impl Cell {
     /// Cell from its reading-order index `0..9` (wraps modulo 9).
     pub fn from_index(i: u8) -> Cell {
         let i = i % 9;
-        Cell {
-            row: i / 3,
-            col: i % 3,
-        }
+        Cell { row: i / 3, col: i % 3 }
     }
 
     /// Reading-order index `0..9`.
@@ -185,19 +174,12 @@ impl Cell {
             "center center" => "center",
             other => other,
         };
-        CELL_NAMES
-            .iter()
-            .position(|n| *n == alias)
-            .map(|i| Cell::from_index(i as u8))
+        CELL_NAMES.iter().position(|n| *n == alias).map(|i| Cell::from_index(i as u8))
     }
 
     /// The phrase used in sentences: "in the center", "at the top left".
     pub fn phrase(self) -> String {
-        if self.index() == 4 {
-            "in the center".to_string()
-        } else {
-            format!("at the {}", self.name())
-        }
+        if self.index() == 4 { "in the center".to_string() } else { format!("at the {}", self.name()) }
     }
 }
 
@@ -217,12 +199,7 @@ pub struct Shape {
 impl Shape {
     /// "large red circle".
     pub fn noun_phrase(&self) -> String {
-        format!(
-            "{} {} {}",
-            self.size.name(),
-            self.colour.name(),
-            self.kind.name()
-        )
+        format!("{} {} {}", self.size.name(), self.colour.name(), self.kind.name())
     }
 }
 
@@ -265,22 +242,14 @@ impl Scene {
         let n = 1 + rng.below(max_shapes.clamp(1, 9));
         let mut cells: Vec<Cell> = Cell::all().collect();
         rng.shuffle(&mut cells);
-        Scene::new(
-            cells
-                .into_iter()
-                .take(n)
-                .map(|cell| Shape::random_in(rng, cell)),
-        )
+        Scene::new(cells.into_iter().take(n).map(|cell| Shape::random_in(rng, cell)))
     }
 
     /// A stable 64-bit fingerprint of the scene (independent of platform and Rust version).
     pub fn fingerprint(&self) -> u64 {
         let mut h = SplitMix64::new(0x5EED).next_u64();
         for s in &self.shapes {
-            let code = s.cell.index() as u64 * 64
-                + s.kind as u64 * 16
-                + s.colour as u64 * 2
-                + s.size as u64;
+            let code = s.cell.index() as u64 * 64 + s.kind as u64 * 16 + s.colour as u64 * 2 + s.size as u64;
             h = SplitMix64::new(h ^ code).next_u64();
         }
         h
@@ -327,9 +296,7 @@ mod tests {
         for a in Colour::ALL {
             for b in Colour::ALL {
                 if a != b {
-                    let d: i32 = (0..3)
-                        .map(|i| (a.rgb()[i] as i32 - b.rgb()[i] as i32).pow(2))
-                        .sum();
+                    let d: i32 = (0..3).map(|i| (a.rgb()[i] as i32 - b.rgb()[i] as i32).pow(2)).sum();
                     assert!(d > 90 * 90, "{a:?} {b:?} too close");
                 }
             }

@@ -10,11 +10,8 @@ use crate::{Error, Result};
 
 /// The canonical caption of `scene` ("an empty image" for no shapes).
 pub fn caption(scene: &Scene) -> String {
-    let phrases: Vec<String> = scene
-        .shapes
-        .iter()
-        .map(|s| format!("a {} {}", s.noun_phrase(), s.cell.phrase()))
-        .collect();
+    let phrases: Vec<String> =
+        scene.shapes.iter().map(|s| format!("a {} {}", s.noun_phrase(), s.cell.phrase())).collect();
     match phrases.as_slice() {
         [] => "an empty image".to_string(),
         [one] => one.clone(),
@@ -28,13 +25,7 @@ pub fn normalize(text: &str, keep_commas: bool) -> String {
     let cleaned: String = text
         .to_lowercase()
         .chars()
-        .map(|c| {
-            if c.is_alphanumeric() || (keep_commas && c == ',') {
-                c
-            } else {
-                ' '
-            }
-        })
+        .map(|c| if c.is_alphanumeric() || (keep_commas && c == ',') { c } else { ' ' })
         .collect();
     cleaned.split_whitespace().collect::<Vec<_>>().join(" ")
 }
@@ -53,24 +44,13 @@ pub fn parse_caption(text: &str) -> Result<Scene> {
         }
         let r = Reference::parse(phrase)?;
         let shape = match (r.kind, r.colour, r.size, r.cell) {
-            (Some(kind), Some(colour), Some(size), Some(cell)) => Shape {
-                cell,
-                kind,
-                colour,
-                size,
-            },
+            (Some(kind), Some(colour), Some(size), Some(cell)) => Shape { cell, kind, colour, size },
             _ => {
-                return Err(Error::input(
-                    "caption",
-                    format!("phrase '{phrase}' lacks size, colour, kind or position"),
-                ));
+                return Err(Error::input("caption", format!("phrase '{phrase}' lacks size, colour, kind or position")));
             }
         };
         if scene.at(shape.cell).is_some() {
-            return Err(Error::input(
-                "caption",
-                format!("two shapes in the {}", shape.cell.name()),
-            ));
+            return Err(Error::input("caption", format!("two shapes in the {}", shape.cell.name())));
         }
         scene.put(shape);
     }
@@ -107,10 +87,7 @@ impl Reference {
                 } else if let Some(s) = Size::from_name(w) {
                     r.size = Some(s);
                 } else if !matches!(w, "a" | "an" | "the" | "one" | "shape") {
-                    return Err(Error::input(
-                        "phrase",
-                        format!("unknown word '{w}' in '{t}'"),
-                    ));
+                    return Err(Error::input("phrase", format!("unknown word '{w}' in '{t}'")));
                 }
                 i += 1;
             } else {
@@ -121,9 +98,10 @@ impl Reference {
                     .skip_while(|w| matches!(*w, "at" | "in" | "on" | "the"))
                     .collect::<Vec<_>>()
                     .join(" ");
-                r.cell = Some(Cell::from_name(&rest).ok_or_else(|| {
-                    Error::input("phrase", format!("unknown position '{rest}' in '{t}'"))
-                })?);
+                r.cell = Some(
+                    Cell::from_name(&rest)
+                        .ok_or_else(|| Error::input("phrase", format!("unknown position '{rest}' in '{t}'")))?,
+                );
                 break;
             }
         }
@@ -155,18 +133,11 @@ impl Reference {
     /// "circle", "red circle", or "circle at the top left".
     pub fn describe(scene: &Scene, shape: &Shape) -> String {
         let count = |r: Reference| scene.shapes.iter().filter(|s| r.matches(s)).count();
-        let by_kind = Reference {
-            kind: Some(shape.kind),
-            ..Default::default()
-        };
+        let by_kind = Reference { kind: Some(shape.kind), ..Default::default() };
         if count(by_kind) == 1 {
             return shape.kind.name().to_string();
         }
-        if count(Reference {
-            colour: Some(shape.colour),
-            ..by_kind
-        }) == 1
-        {
+        if count(Reference { colour: Some(shape.colour), ..by_kind }) == 1 {
             return format!("{} {}", shape.colour.name(), shape.kind.name());
         }
         format!("{} {}", shape.kind.name(), shape.cell.phrase())
@@ -191,17 +162,11 @@ mod tests {
 
     #[test]
     fn caption_example_and_variants() {
-        let s = parse_caption(
-            "a large red circle at the top left and a small blue square in the center",
-        )
-        .unwrap();
+        let s = parse_caption("a large red circle at the top left and a small blue square in the center").unwrap();
         assert_eq!(s.shapes.len(), 2);
         assert_eq!(s.shapes[0].kind, Kind::Circle);
         assert_eq!(s.shapes[1].cell, Cell { row: 1, col: 1 });
-        let v = parse_caption(
-            "A big Red circle at the top-left, and a small blue square in the middle.",
-        )
-        .unwrap();
+        let v = parse_caption("A big Red circle at the top-left, and a small blue square in the middle.").unwrap();
         assert_eq!(v, s);
         assert!(parse_caption("a red circle at the top left").is_err()); // no size
         assert!(parse_caption("a large red blob at the top left").is_err());
@@ -214,11 +179,7 @@ mod tests {
             let s = Scene::random(&mut rng, 3);
             for shape in &s.shapes {
                 let d = Reference::describe(&s, shape);
-                assert_eq!(
-                    Reference::parse(&d).unwrap().resolve(&s).unwrap(),
-                    *shape,
-                    "{d}"
-                );
+                assert_eq!(Reference::parse(&d).unwrap().resolve(&s).unwrap(), *shape, "{d}");
             }
         }
     }
