@@ -4,6 +4,7 @@
 mod chat;
 mod device;
 mod files;
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -18,12 +19,15 @@ struct Cli {
 enum Command {
     /// Answer a prompt (optionally about an image), streaming the text.
     Chat(chat::ChatArgs),
+    /// Instruction-tune a model (single stage), resumably; see `train --help`.
+    Train(train::TrainArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Chat(args)) => chat::run(args),
+        Some(Command::Train(args)) => train::run(args),
         None => chat::run_default(),
     };
     if let Err(e) = result {
