@@ -9,7 +9,7 @@ use genllava::template::{self, ChatFormat, Turn};
 use genllava::tokenizer::TextTokenizer;
 use tokenizers::models::TrainerWrapper;
 use tokenizers::models::wordlevel::WordLevelTrainer;
-use tokenizers::{AddedToken, Tokenizer};
+use tokenizers::{Model, Tokenizer};
 
 /// The special tokens of a trained tokenizer, ids 0… in this order.
 pub const SPECIALS: [&str; 5] = ["<unk>", "<s>", "</s>", "<pad>", "<image>"];
@@ -20,6 +20,28 @@ pub const EOS: &str = "</s>";
 /// prepended) on `texts`. Deterministic: the trainer orders words by count, then
 /// alphabetically.
 pub fn train_tokenizer<I: Iterator<Item = String> + Send>(texts: I) -> anyhow::Result<TextTokenizer> {
+    // Count the words with the trainer, then lay the vocabulary out ourselves:
+    // the special tokens at 0…4 and the words after them in the trainer's order
+    // (by count, then alphabetically), with no gaps.
+    let mut tok = Tokenizer::from_bytes(
+        definition(&SPECIALS.iter().map(|s| s.to_string()).collect::<Vec<_>>()).to_string().as_bytes(),
+    )
+    .map_err(|e| anyhow::anyhow!("tokenizer template: {e}"))?;
+    let trainer = WordLevelTrainer::builder().show_progress(false).build().context("word-level trainer")?;
+    let mut trainer = TrainerWrapper::WordLevelTrainer(trainer);
+    tok.train(&mut trainer, texts).map_err(|e| anyhow::anyhow!("training the tokenizer: {e}"))?;
+    let mut words: Vec<(String, u32)> =
+        tok.get_model().get_vocab().into_iter().filter(|(w, _)| !SPECIALS.contains(&w.as_str())).collect();
+    words.sort_by_key(|(_, id)| *id);
+    let vocab: Vec<String> = SPECIALS.iter().map(|s| s.to_string()).chain(words.into_iter().map(|(w, _)| w)).collect();
+    let tok = Tokenizer::from_bytes(definition(&vocab).to_string().as_bytes())
+        .map_err(|e| anyhow::anyhow!("tokenizer: {e}"))?;
+    Ok(TextTokenizer::from_tokenizer(tok))
+}
+
+/// `tokenizer.json` of a word-level tokenizer with `vocab` (ids in order; the
+/// first five are [`SPECIALS`]).
+fn definition(vocab: &[String]) -> serde_json::Value {
     let added: Vec<serde_json::Value> = SPECIALS
         .iter()
         .enumerate()
@@ -29,8 +51,8 @@ pub fn train_tokenizer<I: Iterator<Item = String> + Send>(texts: I) -> anyhow::R
         })
         .collect();
     let vocab: serde_json::Map<String, serde_json::Value> =
-        SPECIALS.iter().enumerate().map(|(i, t)| (t.to_string(), i.into())).collect();
-    let json = serde_json::json!({
+        vocab.iter().enumerate().map(|(i, t)| (t.clone(), i.into())).collect();
+    serde_json::json!({
         "version": "1.0",
         "truncation": null,
         "padding": null,
@@ -46,17 +68,7 @@ pub fn train_tokenizer<I: Iterator<Item = String> + Send>(texts: I) -> anyhow::R
             "special_tokens": {"<s>": {"id": "<s>", "ids": [1], "tokens": ["<s>"]}}},
         "decoder": {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "always", "split": true},
         "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "<unk>"}
-    });
-    let mut tok =
-        Tokenizer::from_bytes(json.to_string().as_bytes()).map_err(|e| anyhow::anyhow!("tokenizer template: {e}"))?;
-    let trainer = WordLevelTrainer::builder()
-        .show_progress(false)
-        .special_tokens(SPECIALS.iter().map(|t| AddedToken::from(*t, true)).collect())
-        .build()
-        .context("word-level trainer")?;
-    let mut trainer = TrainerWrapper::WordLevelTrainer(trainer);
-    tok.train(&mut trainer, texts).map_err(|e| anyhow::anyhow!("training the tokenizer: {e}"))?;
-    Ok(TextTokenizer::from_tokenizer(tok))
+    })
 }
 
 /// One more than the largest token id: the rows the embedding needs. (The
@@ -162,6 +174,14 @@ mod tests {
         let tok = train_tokenizer(texts.into_iter()).expect("tokenizer");
         assert_eq!(tok.token_id("<image>"), Some(4));
         assert_eq!(tok.token_id("</s>"), Some(2));
+        // Saved and loaded, the ids stay.
+        let back = TextTokenizer::from_bytes(tok.to_json().expect("json").as_bytes()).expect("load");
+        assert_eq!(back.token_id("<image>"), Some(4));
+        assert_eq!(
+            back.encode("a <image> b", false).expect("encode"),
+            tok.encode("a <image> b", false).expect("encode")
+        );
+        assert_eq!(id_space(&tok), tok.vocab_size());
         let enc = encode(&tok, ChatFormat::Vicuna, &sample(), 4, 3, 100).expect("encode");
         assert_eq!(enc.ids[0], 1, "BOS first");
         let first = enc.ids.iter().position(|&i| i == 4).expect("image token");
