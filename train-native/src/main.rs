@@ -7,6 +7,7 @@ mod device;
 mod diffuse;
 mod files;
 mod imagine;
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -31,6 +32,8 @@ enum Command {
     GenerateSd(diffuse::GenerateSdArgs),
     /// Time the decoder, UNet and VAE (optionally against PyTorch); prints a markdown table.
     Bench(bench::BenchArgs),
+    /// Instruction-tune a model (single stage), resumably; see `train --help`.
+    Train(train::TrainArgs),
 }
 
 fn main() {
@@ -46,6 +49,7 @@ fn main() {
         Some(Command::Diffuse(args)) => diffuse::run(args),
         Some(Command::GenerateSd(args)) => diffuse::run_generate(args),
         Some(Command::Bench(args)) => bench::run(args),
+        Some(Command::Train(args)) => train::run(args),
         None => chat::run_default(),
     };
     if let Err(e) = result {

@@ -1,0 +1,169 @@
+//! `train`: GenLLaVA's single-stage instruction tuning, natively.
+//!
+//! Today the LLaVA path trains (projector + LLM, vision frozen) with
+//! cross-entropy on the assistant tokens over a [`data::Dataset`] mixture;
+//! checkpoints are HF LLaVA folders plus the optimizer and loop state, and a
+//! run resumes bit-exactly from the last one (`--resume`).
+
+pub mod checkpoint;
+pub mod config;
+pub mod data;
+pub mod eval;
+pub mod loss;
+pub mod metrics;
+pub mod model;
+pub mod optim;
+pub mod report;
+pub mod synthetic;
+pub mod tokenize;
+pub mod trainer;
+
+use crate::device::DeviceArg;
+use anyhow::Context;
+use checkpoint::TrainState;
+use config::TrainConfig;
+use data::{Dataset, MixtureSampler};
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct TrainArgs {
+    /// Training config (JSON; every field optional, see `TrainConfig`).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Override a config field: `--set lr=1e-3 --set mixture.text=0.1` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+    /// Continue from `OUT/latest` when it exists (its saved config, plus `--set`); start fresh otherwise.
+    #[arg(long)]
+    pub resume: bool,
+    /// Print the effective config and exit.
+    #[arg(long)]
+    pub print_config: bool,
+    /// Compute device.
+    #[arg(long, value_enum, default_value_t)]
+    pub device: DeviceArg,
+}
+
+/// The training data of a config: (train sets, held-out set).
+fn data_sets(cfg: &TrainConfig, image_size: usize) -> anyhow::Result<(Vec<Box<dyn Dataset>>, Box<dyn Dataset>)> {
+    match cfg.data.source.as_str() {
+        "colours" => Ok((
+            vec![Box::new(synthetic::Colours { len: cfg.data.size, size: image_size, seed: cfg.seed })],
+            Box::new(synthetic::Colours { len: cfg.data.size, size: image_size, seed: cfg.seed ^ 0xE7A1 }),
+        )),
+        other => anyhow::bail!("data.source `{other}` is unknown (available: colours)"),
+    }
+}
+
+/// The text a fresh tokenizer is trained on: every distinct conversation shape
+/// of the data, rendered as the model will see it.
+fn tokenizer_corpus(sets: &[Box<dyn Dataset>]) -> anyhow::Result<Vec<String>> {
+    let mut texts = Vec::new();
+    for set in sets {
+        for i in 0..set.len().min(512) {
+            let s = set.get(i)?;
+            texts.push(tokenize::render_with_spans(genllava::template::ChatFormat::Vicuna, &s.turns).0);
+        }
+    }
+    Ok(texts)
+}
+
+/// `train-native train …`.
+pub fn run(args: TrainArgs) -> anyhow::Result<()> {
+    let given = TrainConfig::load(args.config.as_deref(), &args.overrides)?;
+    let device = args.device.device()?.autodiff();
+    let latest = if args.resume { checkpoint::latest(&given.out_dir)? } else { None };
+    let mut trainer = match latest {
+        Some(dir) => {
+            eprintln!("resuming from {}", dir.display());
+            let restored = checkpoint::load(&dir, &device)?;
+            // The saved config, with this invocation's overrides on top.
+            let mut value = serde_json::to_value(&restored.config)?;
+            for o in &args.overrides {
+                config::apply_override(&mut value, o)?;
+            }
+            let cfg: TrainConfig = serde_json::from_value(value).context("config after --set overrides")?;
+            cfg.validate()?;
+            let mut bundle = restored.bundle;
+            bundle.model = model::apply_trainable(model::stable_params(bundle.model, &device), &cfg.trainable);
+            let optim = checkpoint::restore_optimizer(optim::adamw(&cfg), restored.optimizer_bytes)?;
+            build(cfg, bundle, optim, restored.state, device)?
+        }
+        None => {
+            if args.print_config {
+                println!("{}", serde_json::to_string_pretty(&given)?);
+                return Ok(());
+            }
+            let cfg = given;
+            if cfg.out_dir.join("latest").exists() && !args.resume {
+                anyhow::bail!(
+                    "{} already holds a run: pass --resume to continue it, or choose another out_dir",
+                    cfg.out_dir.display()
+                );
+            }
+            let mut bundle = match &cfg.model.from {
+                Some(dir) => model::load(dir, &device)?,
+                None => {
+                    let size = model::tiny_preset()["vision_config"]["image_size"].as_u64().unwrap_or(32) as usize;
+                    let size = cfg
+                        .model
+                        .init
+                        .as_ref()
+                        .and_then(|v| v["vision_config"]["image_size"].as_u64())
+                        .map_or(size, |s| s as usize);
+                    let (sets, _) = data_sets(&cfg, size)?;
+                    let tokenizer = tokenize::train_tokenizer(tokenizer_corpus(&sets)?.into_iter())?;
+                    model::fresh(&cfg, tokenizer, &device)?
+                }
+            };
+            bundle.model = model::apply_trainable(model::stable_params(bundle.model, &device), &cfg.trainable);
+            let state = TrainState {
+                step: 0,
+                sample_pos: 0,
+                rng: cfg.seed,
+                samples_seen: 0,
+                tokens_seen: 0,
+                skipped_no_target: 0,
+                truncated: 0,
+                elapsed_s: 0.0,
+            };
+            let optim = optim::adamw(&cfg);
+            build(cfg, bundle, optim, state, device)?
+        }
+    };
+    if args.print_config {
+        println!("{}", serde_json::to_string_pretty(&trainer.cfg)?);
+        return Ok(());
+    }
+    trainer.run()?;
+    let final_dir = checkpoint::save_final(&trainer.cfg.out_dir, &trainer.bundle)?;
+    let report = report::write(&trainer)?;
+    eprintln!("done: model in {}, report in {}", final_dir.display(), report.display());
+    Ok(())
+}
+
+fn build(
+    cfg: TrainConfig,
+    bundle: model::Bundle,
+    optim: burn::optim::ModuleOptimizer,
+    state: TrainState,
+    device: burn::tensor::Device,
+) -> anyhow::Result<trainer::Trainer> {
+    std::fs::create_dir_all(&cfg.out_dir).with_context(|| cfg.out_dir.display().to_string())?;
+    let (sets, eval_set) = data_sets(&cfg, bundle.config.vision_config.image_size)?;
+    let sampler = MixtureSampler::new(sets, &cfg.mixture, cfg.seed)?;
+    let missing = sampler.missing(&cfg.mixture);
+    if !missing.is_empty() {
+        let names: Vec<&str> = missing.iter().map(|k| k.name()).collect();
+        eprintln!("note: no data for {} in the mixture: shares renormalised over the rest", names.join(", "));
+    }
+    let (trainable, total) = model::count_params(&bundle.model);
+    eprintln!(
+        "model: {total} parameters, {trainable} trainable; {} steps of {} samples ({} × {})",
+        cfg.steps,
+        cfg.global_batch,
+        cfg.accumulation(),
+        cfg.micro_batch
+    );
+    Ok(trainer::Trainer { cfg, bundle, optim, state, sampler, eval_set: Some(eval_set), device, evals: Vec::new() })
+}

@@ -1,0 +1,52 @@
+//! The end-of-run report: `report.md` (a markdown table of the run) and
+//! `loss.png` (the per-step loss over the whole run, resumes included).
+
+use super::metrics::{self, clock};
+use super::trainer::Trainer;
+use std::fmt::Write;
+use std::path::PathBuf;
+
+/// Write `report.md` and `loss.png` into the run's folder; returns the report's path.
+pub fn write(t: &Trainer) -> anyhow::Result<PathBuf> {
+    let out = &t.cfg.out_dir;
+    let steps = metrics::read_metrics(&out.join("metrics.jsonl"));
+    let losses: Vec<f64> = steps.iter().map(|m| m.loss).collect();
+    metrics::plot_png(&losses, &out.join("loss.png"))?;
+    let (trainable, total) = super::model::count_params(&t.bundle.model);
+    let head = |n: usize| losses.iter().take(n).sum::<f64>() / n.min(losses.len()).max(1) as f64;
+    let tail = |n: usize| losses.iter().rev().take(n).sum::<f64>() / n.min(losses.len()).max(1) as f64;
+    let s = &t.state;
+    let mut md = String::new();
+    writeln!(md, "# Training report\n")?;
+    writeln!(md, "| | |\n|---|---|")?;
+    writeln!(md, "| steps | {} |", s.step)?;
+    writeln!(md, "| samples / step | {} ({} × {}) |", t.cfg.global_batch, t.cfg.accumulation(), t.cfg.micro_batch)?;
+    writeln!(md, "| peak lr | {:e} (warmup {} %, cosine) |", t.cfg.lr, t.cfg.warmup_ratio * 100.0)?;
+    writeln!(md, "| parameters | {total} ({trainable} trainable) |")?;
+    writeln!(md, "| samples seen | {} |", s.samples_seen)?;
+    writeln!(md, "| target tokens seen | {} |", s.tokens_seen)?;
+    writeln!(md, "| samples skipped: no assistant token | {} |", s.skipped_no_target)?;
+    writeln!(md, "| samples truncated | {} |", s.truncated)?;
+    writeln!(md, "| loss, first 10 steps | {:.4} |", head(10))?;
+    writeln!(md, "| loss, last 10 steps | {:.4} |", tail(10))?;
+    writeln!(md, "| training time | {} |", clock(s.elapsed_s))?;
+    for (name, share) in t.sampler.shares() {
+        writeln!(md, "| data: {name} | {:.1} % |", share * 100.0)?;
+    }
+    if !t.evals.is_empty() {
+        writeln!(md, "\n## Evaluation\n\n| step | accuracy | ce | samples |\n|---|---|---|---|")?;
+        for e in &t.evals {
+            writeln!(md, "| {} | {:.3} | {:.4} | {} |", e.step, e.accuracy, e.ce, e.samples)?;
+        }
+        if let Some(e) = t.evals.last() {
+            writeln!(md, "\n| expected | answered |\n|---|---|")?;
+            for (want, got) in &e.examples {
+                writeln!(md, "| {want} | {got} |")?;
+            }
+        }
+    }
+    writeln!(md, "\n![loss](loss.png)")?;
+    let path = out.join("report.md");
+    std::fs::write(&path, md)?;
+    Ok(path)
+}
