@@ -80,6 +80,7 @@ pub fn evaluate(
             pad_to_square: false,
             sampling: &sampling,
             stop: &[],
+            stop_ids: &[],
         };
         let answer = understand(&ckpt, &bundle.tokenizer, Some(&bundle.processor), &req, &device, &mut |_| true)?;
         let expected = s.turns[last].text.trim().to_string();
