@@ -99,27 +99,3 @@ pub fn run(args: ChatArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
-
-/// With no arguments: the main job. Until the trained default model ships, this
-/// answers a question about the bundled fixture image with the fixture model.
-pub fn run_default() -> anyhow::Result<()> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/llava-tiny");
-    eprintln!("no command given: running `chat` on {}", root.display());
-    let prompt = std::fs::read_to_string(root.join("prompt.txt")).context("prompt.txt")?;
-    run(ChatArgs {
-        model: root.clone(),
-        image: Some(root.join("image.png")),
-        prompt,
-        max_new_tokens: 8,
-        temperature: 0.0,
-        top_p: 1.0,
-        top_k: 0,
-        repetition_penalty: 1.0,
-        seed: 0,
-        logprobs: 0,
-        stop: vec![],
-        json: false,
-        pad_to_square: false,
-        device: DeviceArg::Cpu,
-    })
-}

@@ -50,7 +50,14 @@ fn main() {
         Some(Command::GenerateSd(args)) => diffuse::run_generate(args),
         Some(Command::Bench(args)) => bench::run(args),
         Some(Command::Train(args)) => train::run(args),
-        None => chat::run_default(),
+        // The main job: single-stage instruction tuning with the default config.
+        None => train::run(train::TrainArgs {
+            config: None,
+            overrides: vec![],
+            resume: false,
+            print_config: false,
+            device: device::DeviceArg::Cpu,
+        }),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
