@@ -4,6 +4,7 @@
 mod chat;
 mod device;
 mod files;
+mod pretrain;
 
 use clap::{Parser, Subcommand};
 
@@ -18,6 +19,12 @@ struct Cli {
 enum Command {
     /// Answer a prompt (optionally about an image), streaming the text.
     Chat(chat::ChatArgs),
+    /// Write the shapes world (understanding, generation, editing, text) to a folder.
+    Data(pretrain::data::DataArgs),
+    /// Pre-train the Stable Diffusion stand-in on the shapes world (diffusers folder).
+    PretrainSd(pretrain::PretrainArgs),
+    /// Score a diffusers folder's generations of held-out captions.
+    EvalSd(pretrain::EvalArgs),
 }
 
 fn main() {
@@ -28,6 +35,9 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Chat(args)) => chat::run(args),
+        Some(Command::Data(args)) => pretrain::data::run(args),
+        Some(Command::PretrainSd(args)) => pretrain::folder::run_pretrain(args),
+        Some(Command::EvalSd(args)) => pretrain::eval::run(args),
         None => chat::run_default(),
     };
     if let Err(e) = result {
