@@ -7,7 +7,7 @@
 
 use super::text::{CaptionTokenizer, caption_of};
 use super::vae::scalar;
-use super::{Images, Progress, lr_at, normal};
+use super::{Images, Progress, lr_at, normal, normal_vec};
 use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -132,20 +132,16 @@ pub fn train(
         ..SchedulerConfig::default()
     }
     .alphas_cumprod()?;
-    let world = DatasetConfig { seed: data.seed, image_size: data.image, textured: false, ..DatasetConfig::default() };
+    let pool = LatentPool::encode(data, pool_size(steps, b), device)?;
     let mut rng = SplitMix64::derive(data.seed, &[0xD1F]);
     let mut progress = Progress::new("unet", steps);
     for step in 0..steps {
-        let samples: Vec<_> = (0..b).map(|i| dataset::generation(&world, Split::Train, step * b + i)).collect();
-        let captions: Vec<String> = samples
+        let picks: Vec<usize> = (0..b).map(|_| rng.below(pool.captions.len())).collect();
+        let captions: Vec<String> = picks
             .iter()
-            .map(|s| if rng.chance(CAPTION_DROPOUT) { String::new() } else { caption_of(s) })
+            .map(|&i| if rng.chance(CAPTION_DROPOUT) { String::new() } else { pool.captions[i].clone() })
             .collect();
-        let rgb = samples.into_iter().map(|mut s| s.images.remove(0).rgb).collect();
-        let x = Images { rgb, side: data.image }.tensor(device);
-        let dist = data.vae.encode(x)?;
-        let z = dist.sample(normal(&mut rng, dist.mean.dims(), device)).mul_scalar(data.scaling_factor);
-        let x0 = Tensor::<4>::from_data(z.into_data(), &ad);
+        let x0 = pool.sample(&picks, data.scaling_factor, &mut rng, &ad);
 
         let ts: Vec<usize> = (0..b).map(|_| rng.below(alphas.len())).collect();
         let coef = |f: fn(f64) -> f64| {
@@ -165,4 +161,55 @@ pub fn train(
         progress.step(step, || format!("loss {:.4}", scalar(loss.clone())));
     }
     Ok(model.valid())
+}
+
+/// Distinct training images the UNet sees: every draw of a step, up to 2048.
+fn pool_size(steps: usize, b: usize) -> usize {
+    (steps * b).clamp(1, 2048)
+}
+
+/// Train captions with the VAE posterior of their images, encoded once up front
+/// (re-sampled at every draw, as if encoded afresh).
+struct LatentPool {
+    captions: Vec<String>,
+    /// Per sample: posterior mean and standard deviation, `latent · side²` each.
+    mean: Vec<Vec<f32>>,
+    std: Vec<Vec<f32>>,
+    shape: [usize; 3],
+}
+
+impl LatentPool {
+    fn encode(data: &DiffusionData, n: usize, device: &Device) -> anyhow::Result<Self> {
+        let world = DatasetConfig { seed: data.seed, image_size: data.image, textured: false, ..DatasetConfig::default() };
+        let mut pool = Self { captions: Vec::new(), mean: Vec::new(), std: Vec::new(), shape: [0; 3] };
+        let start = std::time::Instant::now();
+        for first in (0..n).step_by(64) {
+            let samples: Vec<_> = (first..n.min(first + 64)).map(|i| dataset::generation(&world, Split::Train, i)).collect();
+            pool.captions.extend(samples.iter().map(caption_of));
+            let rgb = samples.into_iter().map(|mut s| s.images.remove(0).rgb).collect();
+            let dist = data.vae.encode(Images { rgb, side: data.image }.tensor(device))?;
+            let [b, c, h, w] = dist.mean.dims();
+            pool.shape = [c, h, w];
+            let rows = |t: Tensor<4>| -> Vec<Vec<f32>> {
+                let v = t.into_data().try_into_vec_as::<f32>().unwrap_or_default();
+                v.chunks(c * h * w).take(b).map(<[f32]>::to_vec).collect()
+            };
+            pool.mean.extend(rows(dist.mean.clone()));
+            pool.std.extend(rows(dist.std()));
+        }
+        eprintln!("unet: encoded {n} training images in {:.1} s", start.elapsed().as_secs_f64());
+        Ok(pool)
+    }
+
+    /// Scaled latents `[picks, c, h, w]`: `scale · (mean + std · ε)`.
+    fn sample(&self, picks: &[usize], scale: f64, rng: &mut SplitMix64, device: &Device) -> Tensor<4> {
+        let [c, h, w] = self.shape;
+        let noise = normal_vec(rng, picks.len() * c * h * w);
+        let mut v = Vec::with_capacity(noise.len());
+        for (k, &i) in picks.iter().enumerate() {
+            let e = &noise[k * c * h * w..(k + 1) * c * h * w];
+            v.extend(self.mean[i].iter().zip(&self.std[i]).zip(e).map(|((m, s), e)| (m + s * e) * scale as f32));
+        }
+        Tensor::from_data(TensorData::new(v, [picks.len(), c, h, w]), device)
+    }
 }

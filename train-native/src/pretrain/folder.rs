@@ -27,7 +27,7 @@ fn sizes(preset: Preset) -> (TextSize, VaeSize, UnetSize, usize) {
     match preset {
         Preset::Small => (
             TextSize { hidden: 64, layers: 2, heads: 4 },
-            VaeSize { channels: vec![32, 64], groups: 8, latent_channels: 4, attention: true },
+            VaeSize { channels: vec![16, 32, 32], groups: 8, latent_channels: 4, attention: true },
             UnetSize { channels: vec![32, 64], groups: 8, heads: 4, layers: 1 },
             4000,
         ),

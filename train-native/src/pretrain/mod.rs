@@ -19,8 +19,8 @@ use std::time::Instant;
 /// Model sizes of `pretrain-sd`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Preset {
-    /// The shipped model: text 64 wide × 2 layers, VAE [32, 64] (16×16×4 latents),
-    /// UNet [32, 64] with cross-attention at both levels.
+    /// The shipped model: text 64 wide × 2 layers, VAE [16, 32, 32] (8×8×4 latents of
+    /// 32×32 images), UNet [32, 64] with cross-attention at both levels.
     Small,
     /// A few thousand parameters, for tests.
     Tiny,
@@ -135,7 +135,11 @@ impl Images {
 
 /// Standard-normal tensor of `shape` from `rng` (Box–Muller), reproducible across backends.
 pub fn normal<const D: usize>(rng: &mut SplitMix64, shape: [usize; D], device: &Device) -> Tensor<D> {
-    let n: usize = shape.iter().product();
+    Tensor::from_data(TensorData::new(normal_vec(rng, shape.iter().product()), shape), device)
+}
+
+/// `n` standard-normal values from `rng` (Box–Muller).
+pub fn normal_vec(rng: &mut SplitMix64, n: usize) -> Vec<f32> {
     let mut v = Vec::with_capacity(n + 1);
     while v.len() < n {
         let u1 = rng.unit().max(1e-7);
@@ -146,7 +150,7 @@ pub fn normal<const D: usize>(rng: &mut SplitMix64, shape: [usize; D], device: &
         v.push(r * a.sin());
     }
     v.truncate(n);
-    Tensor::from_data(TensorData::new(v, shape), device)
+    v
 }
 
 /// Learning rate at `step` of `steps`: linear warm-up over 5 %, cosine decay to `peak / 10`.
