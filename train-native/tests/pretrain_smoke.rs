@@ -96,7 +96,9 @@ fn config(path: &Path) -> String {
 #[test]
 fn pretrain_sd_writes_a_folder_core_loads() {
     let dir = scratch("sd");
-    let log = run(bin().args(["pretrain-sd", "--preset", "tiny", "--steps", "2", "--batch", "4", "--vae-batch", "2", "--out"]).arg(&dir));
+    let log = run(bin()
+        .args(["pretrain-sd", "--preset", "tiny", "--steps", "2", "--batch", "4", "--vae-batch", "2", "--out"])
+        .arg(&dir));
     assert!(log.contains("UNet steps"), "{log}");
     let device = Device::flex();
 
@@ -108,7 +110,10 @@ fn pretrain_sd_writes_a_folder_core_loads() {
     assert!(map.unused().is_empty(), "unused: {:?}", map.unused());
     let tok = tokenizers::Tokenizer::from_file(dir.join("tokenizer/tokenizer.json")).expect("tokenizer");
     assert_eq!(tok.get_vocab_size(true), tcfg.vocab_size);
-    let ids = Tensor::<2, Int>::from_data(TensorData::new(vec![0i64; tcfg.max_position_embeddings], [1, tcfg.max_position_embeddings]), &device);
+    let ids = Tensor::<2, Int>::from_data(
+        TensorData::new(vec![0i64; tcfg.max_position_embeddings], [1, tcfg.max_position_embeddings]),
+        &device,
+    );
     let ctx = text.forward(ids).expect("text forward");
 
     let vcfg = AutoencoderKLConfig::from_json(&config(&dir.join("vae/config.json"))).expect("vae config");

@@ -180,11 +180,13 @@ struct LatentPool {
 
 impl LatentPool {
     fn encode(data: &DiffusionData, n: usize, device: &Device) -> anyhow::Result<Self> {
-        let world = DatasetConfig { seed: data.seed, image_size: data.image, textured: false, ..DatasetConfig::default() };
+        let world =
+            DatasetConfig { seed: data.seed, image_size: data.image, textured: false, ..DatasetConfig::default() };
         let mut pool = Self { captions: Vec::new(), mean: Vec::new(), std: Vec::new(), shape: [0; 3] };
         let start = std::time::Instant::now();
         for first in (0..n).step_by(64) {
-            let samples: Vec<_> = (first..n.min(first + 64)).map(|i| dataset::generation(&world, Split::Train, i)).collect();
+            let samples: Vec<_> =
+                (first..n.min(first + 64)).map(|i| dataset::generation(&world, Split::Train, i)).collect();
             pool.captions.extend(samples.iter().map(caption_of));
             let rgb = samples.into_iter().map(|mut s| s.images.remove(0).rgb).collect();
             let dist = data.vae.encode(Images { rgb, side: data.image }.tensor(device))?;

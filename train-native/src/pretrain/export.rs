@@ -45,10 +45,7 @@ impl Collector {
             .iter()
             .filter(|(_, kind)| !kind.starts_with("Enum:"))
             .map(|(seg, kind)| {
-                RENAMES
-                    .iter()
-                    .find(|(k, f, _)| k == kind && f == seg)
-                    .map_or(seg.as_str(), |(_, _, to)| to)
+                RENAMES.iter().find(|(k, f, _)| k == kind && f == seg).map_or(seg.as_str(), |(_, _, to)| to)
             })
             .collect::<Vec<_>>()
             .join(".")
@@ -213,7 +210,8 @@ mod tests {
         assert!(max_diff(vae.decode(a.clone()).expect("dec"), back.decode(a).expect("dec")) < 1e-4);
 
         let size = UnetSize { channels: vec![8, 16], groups: 4, heads: 2, layers: 1 };
-        let ucfg = UNet2DConditionConfig::from_json(&unet_config_json(&size, 4, 8, 8).to_string()).expect("unet config");
+        let ucfg =
+            UNet2DConditionConfig::from_json(&unet_config_json(&size, 4, 8, 8).to_string()).expect("unet config");
         let unet = UNet2DConditionModel::load(&ucfg, &vb).expect("unet");
         let back = round_trip(&unet, "", |vb| UNet2DConditionModel::load(&ucfg, vb));
         let z = Tensor::<4>::random([1, 4, 8, 8], Distribution::Normal(0.0, 1.0), &device);

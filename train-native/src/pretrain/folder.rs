@@ -5,7 +5,7 @@ use super::diffusion::{self, DiffusionData, TextUnet, UnetSize};
 use super::export::{NamedTensor, named_tensors, safetensors_bytes};
 use super::text::{CaptionTokenizer, TextSize, text_config, text_config_json};
 use super::vae::{self, VaeSize};
-use super::{PretrainArgs, Preset};
+use super::{Preset, PretrainArgs};
 use crate::files::{DirSource, write_atomic};
 use anyhow::Context;
 use burn::tensor::Device;
@@ -27,7 +27,7 @@ fn sizes(preset: Preset) -> (TextSize, VaeSize, UnetSize, usize) {
     match preset {
         Preset::Small => (
             TextSize { hidden: 64, layers: 2, heads: 4 },
-            VaeSize { channels: vec![16, 32, 32], groups: 8, latent_channels: 4, attention: true },
+            VaeSize { channels: vec![16, 32, 32], groups: 8, latent_channels: 8, attention: true },
             UnetSize { channels: vec![32, 64], groups: 8, heads: 4, layers: 1 },
             4000,
         ),
@@ -54,7 +54,7 @@ pub fn run_pretrain(args: PretrainArgs) -> anyhow::Result<()> {
     let vae_steps = args.vae_steps.unwrap_or(args.steps.div_ceil(2));
     let vae_cfg = AutoencoderKLConfig::from_json(&vae::vae_config_json(&vae_size, args.size, 1.0).to_string())?;
     let t = Instant::now();
-    let vae_model = vae::train(&vae_cfg, vae_steps, args.vae_batch, args.lr, args.seed, &device)?;
+    let vae_model = vae::train(&vae_cfg, vae_steps, args.vae_batch, args.vae_lr, args.seed, &device)?;
     let vae_ms = t.elapsed().as_secs_f64() * 1000.0 / vae_steps.max(1) as f64;
     let scaling = vae::scaling_factor(&vae_model, args.seed, args.size, 64, &device)?;
     let recon = vae::reconstruction_accuracy(&vae_model, args.seed, args.size, 64, &device)?;
@@ -144,7 +144,11 @@ fn text_of(src: &dyn FileSource, name: &str) -> anyhow::Result<String> {
 }
 
 /// Weights of one component; every tensor must be used by its loader.
-fn checked<T>(map: WeightMap, load: impl FnOnce(&VarBuilder) -> genllava::Result<T>, device: &Device) -> anyhow::Result<T> {
+fn checked<T>(
+    map: WeightMap,
+    load: impl FnOnce(&VarBuilder) -> genllava::Result<T>,
+    device: &Device,
+) -> anyhow::Result<T> {
     let map = Arc::new(map);
     let module = load(&VarBuilder::from_map(map.clone(), device))?;
     let unused = map.unused();
@@ -158,9 +162,17 @@ pub fn load(dir: &Path, device: &Device) -> anyhow::Result<LoadedSd> {
     let sub = |d: &str| SubSource::new(&root, d);
 
     let unet_config = UNet2DConditionConfig::from_json(&text_of(&sub("unet"), "config.json")?)?;
-    let unet = checked(load_weights(&sub("unet"), "diffusion_pytorch_model")?, |vb| UNet2DConditionModel::load(&unet_config, vb), device)?;
+    let unet = checked(
+        load_weights(&sub("unet"), "diffusion_pytorch_model")?,
+        |vb| UNet2DConditionModel::load(&unet_config, vb),
+        device,
+    )?;
     let vae_config = AutoencoderKLConfig::from_json(&text_of(&sub("vae"), "config.json")?)?;
-    let vae = checked(load_weights(&sub("vae"), "diffusion_pytorch_model")?, |vb| AutoencoderKL::load(&vae_config, vb), device)?;
+    let vae = checked(
+        load_weights(&sub("vae"), "diffusion_pytorch_model")?,
+        |vb| AutoencoderKL::load(&vae_config, vb),
+        device,
+    )?;
     let text_config = ClipTextConfig::from_json(&text_of(&sub("text_encoder"), "config.json")?)?;
     let mut weights = load_weights(&sub("text_encoder"), "model")?;
     ClipTextModel::normalize_keys(&mut weights);

@@ -19,7 +19,7 @@ use std::time::Instant;
 /// Model sizes of `pretrain-sd`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Preset {
-    /// The shipped model: text 64 wide × 2 layers, VAE [16, 32, 32] (8×8×4 latents of
+    /// The shipped model: text 64 wide × 2 layers, VAE [16, 32, 32] (8×8×8 latents of
     /// 32×32 images), UNet [32, 64] with cross-attention at both levels.
     Small,
     /// A few thousand parameters, for tests.
@@ -46,6 +46,9 @@ pub struct PretrainArgs {
     /// Peak learning rate (AdamW, 5 % warm-up then cosine to a tenth).
     #[arg(long, default_value_t = 1e-3)]
     pub lr: f64,
+    /// Peak learning rate of the VAE.
+    #[arg(long, default_value_t = 2e-3)]
+    pub vae_lr: f64,
     /// Image side in pixels.
     #[arg(long, default_value_t = 32, value_parser = data::parse_size)]
     pub size: usize,
