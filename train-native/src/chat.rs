@@ -4,7 +4,7 @@ use crate::device::DeviceArg;
 use crate::files::{self, DirSource};
 use anyhow::Context;
 use genllava::llava::LlavaCheckpoint;
-use genllava::pipeline::{UnderstandRequest, understand};
+use genllava::pipeline::{understand, UnderstandRequest};
 use genllava::sampling::SamplingConfig;
 use genllava::tokenizer::TextTokenizer;
 use std::io::Write;
@@ -77,13 +77,7 @@ pub fn run(args: ChatArgs) -> anyhow::Result<()> {
         max_new_tokens: args.max_new_tokens,
         logprobs: args.logprobs,
     };
-    let req = UnderstandRequest {
-        prompt: &args.prompt,
-        image: image.as_ref(),
-        pad_to_square: args.pad_to_square,
-        sampling: &sampling,
-        stop: &args.stop,
-    };
+    let req = UnderstandRequest { prompt: &args.prompt, image: image.as_ref(), pad_to_square: args.pad_to_square, sampling: &sampling, stop: &args.stop };
     let mut out = std::io::stdout().lock();
     let result = understand(&ckpt, &tokenizer, processor.as_ref(), &req, &device, &mut |delta: &str| {
         let _ = out.write_all(delta.as_bytes());
