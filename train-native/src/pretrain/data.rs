@@ -42,8 +42,11 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
     }
 }
 
+/// A task's record generator.
+type Generator = fn(&DatasetConfig, Split, usize) -> Sample;
+
 /// The four tasks with their generator functions.
-const TASKS: [(&str, fn(&DatasetConfig, Split, usize) -> Sample); 4] = [
+const TASKS: [(&str, Generator); 4] = [
     ("understanding", dataset::understanding),
     ("generation", dataset::generation),
     ("editing", dataset::editing),

@@ -181,7 +181,7 @@ impl Progress {
 
     /// Log after `step` (every 5 % and at the end); `metric` is only computed then.
     pub fn step(&mut self, step: usize, metric: impl FnOnce() -> String) {
-        if (step + 1) % self.every == 0 || step + 1 == self.steps || step == 0 {
+        if (step + 1).is_multiple_of(self.every) || step + 1 == self.steps || step == 0 {
             eprintln!(
                 "{} step {}/{}: {} ({:.0} ms/step)",
                 self.name,
