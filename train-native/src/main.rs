@@ -7,6 +7,7 @@ mod device;
 mod diffuse;
 mod files;
 mod imagine;
+mod pretrain;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -34,6 +35,12 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Instruction-tune a model (single stage), resumably; see `train --help`.
     Train(train::TrainArgs),
+    /// Write the shapes world (understanding, generation, editing, text) to a folder.
+    Data(pretrain::data::DataArgs),
+    /// Pre-train the Stable Diffusion stand-in on the shapes world (diffusers folder).
+    PretrainSd(pretrain::PretrainArgs),
+    /// Score a diffusers folder's generations of held-out captions.
+    EvalSd(pretrain::EvalArgs),
 }
 
 fn main() {
@@ -58,6 +65,9 @@ fn main() {
             print_config: false,
             device: device::DeviceArg::Cpu,
         }),
+        Some(Command::Data(args)) => pretrain::data::run(args),
+        Some(Command::PretrainSd(args)) => pretrain::folder::run_pretrain(args),
+        Some(Command::EvalSd(args)) => pretrain::eval::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -1,0 +1,217 @@
+//! The text-conditioned latent-diffusion UNet (diffusers `UNet2DConditionModel`),
+//! trained jointly with the text encoder on Stable Diffusion's objective: predict the
+//! noise ε added to scaled VAE latents at a uniformly drawn timestep of the
+//! scaled-linear schedule (β 0.00085 → 0.012, 1000 steps), with 10 % of the captions
+//! replaced by the empty one so the model also learns the unconditional branch of
+//! classifier-free guidance.
+
+use super::text::{CaptionTokenizer, caption_of};
+use super::vae::scalar;
+use super::{Images, Progress, lr_at, normal, normal_vec};
+use burn::module::Module;
+use burn::optim::{AdamWConfig, GradientsParams};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use genllava::clip_text::{ClipTextConfig, ClipTextModel};
+use genllava::scheduler::{BetaSchedule, SchedulerConfig};
+use genllava::sd::unet::{UNet2DConditionConfig, UNet2DConditionModel};
+use genllava::sd::vae::AutoencoderKL;
+use genllava::shapes::SplitMix64;
+use genllava::shapes::dataset::{self, DatasetConfig, Split};
+use genllava::weights::VarBuilder;
+use serde_json::{Value, json};
+
+/// Share of captions dropped to the empty caption during training.
+pub const CAPTION_DROPOUT: f32 = 0.1;
+
+/// Size of the UNet.
+#[derive(Debug, Clone)]
+pub struct UnetSize {
+    /// Width per level (every level has cross-attention).
+    pub channels: Vec<usize>,
+    /// GroupNorm groups.
+    pub groups: usize,
+    /// Attention heads per level.
+    pub heads: usize,
+    /// Resnets per down block.
+    pub layers: usize,
+}
+
+/// `unet/config.json` in diffusers' field names.
+pub fn unet_config_json(size: &UnetSize, latent_channels: usize, latent_side: usize, context_dim: usize) -> Value {
+    let n = size.channels.len();
+    json!({
+        "_class_name": "UNet2DConditionModel",
+        "sample_size": latent_side,
+        "in_channels": latent_channels,
+        "out_channels": latent_channels,
+        "center_input_sample": false,
+        "flip_sin_to_cos": true,
+        "freq_shift": 0,
+        "down_block_types": vec!["CrossAttnDownBlock2D"; n],
+        "mid_block_type": "UNetMidBlock2DCrossAttn",
+        "up_block_types": vec!["CrossAttnUpBlock2D"; n],
+        "block_out_channels": size.channels,
+        "layers_per_block": size.layers,
+        "downsample_padding": 1,
+        "mid_block_scale_factor": 1,
+        "act_fn": "silu",
+        "norm_num_groups": size.groups,
+        "norm_eps": 1e-5,
+        "cross_attention_dim": context_dim,
+        "attention_head_dim": size.heads,
+        "use_linear_projection": false,
+    })
+}
+
+/// `scheduler/scheduler_config.json`: Stable Diffusion's DDIM settings.
+pub fn scheduler_config_json() -> Value {
+    json!({
+        "_class_name": "DDIMScheduler",
+        "num_train_timesteps": 1000,
+        "beta_start": 0.00085,
+        "beta_end": 0.012,
+        "beta_schedule": "scaled_linear",
+        "steps_offset": 1,
+        "set_alpha_to_one": false,
+        "clip_sample": false,
+        "prediction_type": "epsilon",
+    })
+}
+
+/// The text encoder and UNet trained as one module (one optimizer, one backward).
+#[derive(Module, Debug)]
+pub struct TextUnet {
+    pub text: ClipTextModel,
+    pub unet: UNet2DConditionModel,
+}
+
+impl TextUnet {
+    /// Fresh weights for both.
+    pub fn init(text: &ClipTextConfig, unet: &UNet2DConditionConfig, device: &Device) -> anyhow::Result<Self> {
+        let vb = VarBuilder::init(0.03, device);
+        Ok(Self { text: ClipTextModel::load(text, &vb)?, unet: UNet2DConditionModel::load(unet, &vb)? })
+    }
+}
+
+/// Token rows `[b, L]` of `captions` on `device`.
+pub fn ids_tensor(tok: &CaptionTokenizer, captions: &[String], device: &Device) -> anyhow::Result<Tensor<2, Int>> {
+    let mut flat = Vec::with_capacity(captions.len() * tok.max_len);
+    for c in captions {
+        flat.extend(tok.encode(c)?.into_iter().map(i64::from));
+    }
+    Ok(Tensor::from_data(TensorData::new(flat, [captions.len(), tok.max_len]), device))
+}
+
+/// Everything the joint training step needs besides the model.
+pub struct DiffusionData<'a> {
+    pub vae: &'a AutoencoderKL,
+    pub scaling_factor: f64,
+    pub tok: &'a CaptionTokenizer,
+    pub image: usize,
+    pub seed: u64,
+}
+
+/// Train text encoder + UNet for `steps` steps of `b` captioned images; returns them
+/// on the inner (non-autodiff) backend of `device`.
+pub fn train(
+    text: &ClipTextConfig,
+    unet: &UNet2DConditionConfig,
+    data: &DiffusionData,
+    steps: usize,
+    b: usize,
+    lr: f64,
+    device: &Device,
+) -> anyhow::Result<TextUnet> {
+    let ad = device.clone().autodiff();
+    let mut model = TextUnet::init(text, unet, &ad)?;
+    let mut optim = AdamWConfig::new().with_weight_decay(0.01).init();
+    let alphas = SchedulerConfig {
+        beta_start: 0.00085,
+        beta_end: 0.012,
+        beta_schedule: BetaSchedule::ScaledLinear,
+        ..SchedulerConfig::default()
+    }
+    .alphas_cumprod()?;
+    let pool = LatentPool::encode(data, pool_size(steps, b), device)?;
+    let mut rng = SplitMix64::derive(data.seed, &[0xD1F]);
+    let mut progress = Progress::new("unet", steps);
+    for step in 0..steps {
+        let picks: Vec<usize> = (0..b).map(|_| rng.below(pool.captions.len())).collect();
+        let captions: Vec<String> = picks
+            .iter()
+            .map(|&i| if rng.chance(CAPTION_DROPOUT) { String::new() } else { pool.captions[i].clone() })
+            .collect();
+        let x0 = pool.sample(&picks, data.scaling_factor, &mut rng, &ad);
+
+        let ts: Vec<usize> = (0..b).map(|_| rng.below(alphas.len())).collect();
+        let coef = |f: fn(f64) -> f64| {
+            let v: Vec<f32> = ts.iter().map(|&t| f(alphas[t]) as f32).collect();
+            Tensor::<4>::from_data(TensorData::new(v, [b, 1, 1, 1]), &ad)
+        };
+        let (signal, sigma) = (coef(f64::sqrt), coef(|a| (1.0 - a).sqrt()));
+        let eps = normal(&mut rng, x0.dims(), &ad);
+        let xt = x0.mul(signal).add(eps.clone().mul(sigma));
+        let t = Tensor::<1>::from_data(TensorData::new(ts.iter().map(|&t| t as f32).collect::<Vec<_>>(), [b]), &ad);
+
+        let context = model.text.forward(ids_tensor(data.tok, &captions, &ad)?)?;
+        let pred = model.unet.forward(xt, t, context)?;
+        let loss = pred.sub(eps).powi_scalar(2).mean();
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(lr_at(lr, step, steps), model, grads);
+        progress.step(step, || format!("loss {:.4}", scalar(loss.clone())));
+    }
+    Ok(model.valid())
+}
+
+/// Distinct training images the UNet sees: every draw of a step, up to 2048.
+fn pool_size(steps: usize, b: usize) -> usize {
+    (steps * b).clamp(1, 2048)
+}
+
+/// Train captions with the VAE posterior of their images, encoded once up front
+/// (re-sampled at every draw, as if encoded afresh).
+struct LatentPool {
+    captions: Vec<String>,
+    /// Per sample: posterior mean and standard deviation, `latent · side²` each.
+    mean: Vec<Vec<f32>>,
+    std: Vec<Vec<f32>>,
+    shape: [usize; 3],
+}
+
+impl LatentPool {
+    fn encode(data: &DiffusionData, n: usize, device: &Device) -> anyhow::Result<Self> {
+        let world =
+            DatasetConfig { seed: data.seed, image_size: data.image, textured: false, ..DatasetConfig::default() };
+        let mut pool = Self { captions: Vec::new(), mean: Vec::new(), std: Vec::new(), shape: [0; 3] };
+        let start = std::time::Instant::now();
+        for first in (0..n).step_by(64) {
+            let samples: Vec<_> =
+                (first..n.min(first + 64)).map(|i| dataset::generation(&world, Split::Train, i)).collect();
+            pool.captions.extend(samples.iter().map(caption_of));
+            let rgb = samples.into_iter().map(|mut s| s.images.remove(0).rgb).collect();
+            let dist = data.vae.encode(Images { rgb, side: data.image }.tensor(device))?;
+            let [b, c, h, w] = dist.mean.dims();
+            pool.shape = [c, h, w];
+            let rows = |t: Tensor<4>| -> Vec<Vec<f32>> {
+                let v = t.into_data().try_into_vec_as::<f32>().unwrap_or_default();
+                v.chunks(c * h * w).take(b).map(<[f32]>::to_vec).collect()
+            };
+            pool.mean.extend(rows(dist.mean.clone()));
+            pool.std.extend(rows(dist.std()));
+        }
+        eprintln!("unet: encoded {n} training images in {:.1} s", start.elapsed().as_secs_f64());
+        Ok(pool)
+    }
+
+    /// Scaled latents `[picks, c, h, w]`: `scale · (mean + std · ε)`.
+    fn sample(&self, picks: &[usize], scale: f64, rng: &mut SplitMix64, device: &Device) -> Tensor<4> {
+        let [c, h, w] = self.shape;
+        let noise = normal_vec(rng, picks.len() * c * h * w);
+        let mut v = Vec::with_capacity(noise.len());
+        for (k, &i) in picks.iter().enumerate() {
+            let e = &noise[k * c * h * w..(k + 1) * c * h * w];
+            v.extend(self.mean[i].iter().zip(&self.std[i]).zip(e).map(|((m, s), e)| (m + s * e) * scale as f32));
+        }
+        Tensor::from_data(TensorData::new(v, [picks.len(), c, h, w]), device)
+    }
+}

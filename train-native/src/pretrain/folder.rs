@@ -1,0 +1,187 @@
+//! `pretrain-sd`: train the four parts in order and write them as a diffusers folder;
+//! and the loader that reads such a folder back through core's own loaders.
+
+use super::diffusion::{self, DiffusionData, TextUnet, UnetSize};
+use super::export::{NamedTensor, named_tensors, safetensors_bytes};
+use super::text::{CaptionTokenizer, TextSize, text_config, text_config_json};
+use super::vae::{self, VaeSize};
+use super::{Preset, PretrainArgs};
+use crate::files::{DirSource, write_atomic};
+use anyhow::Context;
+use burn::tensor::Device;
+use genllava::checkpoint::{FileSource, SubSource, load_weights, read_required};
+use genllava::clip_text::{ClipTextConfig, ClipTextModel};
+use genllava::scheduler::SchedulerConfig;
+use genllava::sd::unet::{UNet2DConditionConfig, UNet2DConditionModel};
+use genllava::sd::vae::{AutoencoderKL, AutoencoderKLConfig};
+use genllava::weights::{VarBuilder, WeightMap};
+use serde_json::{Value, json};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Row length of the tokenizer = text positions (the longest caption is 28 tokens).
+const MAX_LEN: usize = 32;
+
+fn sizes(preset: Preset) -> (TextSize, VaeSize, UnetSize, usize) {
+    match preset {
+        Preset::Small => (
+            TextSize { hidden: 64, layers: 2, heads: 4 },
+            VaeSize { channels: vec![16, 32, 32], groups: 8, latent_channels: 8, attention: true },
+            UnetSize { channels: vec![32, 64], groups: 8, heads: 4, layers: 1 },
+            4000,
+        ),
+        Preset::Tiny => (
+            TextSize { hidden: 16, layers: 1, heads: 2 },
+            VaeSize { channels: vec![8, 16], groups: 4, latent_channels: 4, attention: true },
+            UnetSize { channels: vec![8, 16], groups: 4, heads: 2, layers: 1 },
+            300,
+        ),
+    }
+}
+
+pub fn run_pretrain(args: PretrainArgs) -> anyhow::Result<()> {
+    let device = Device::flex();
+    device.seed(args.seed);
+    let (text_size, vae_size, unet_size, tokenizer_captions) = sizes(args.preset);
+    let start = Instant::now();
+
+    let tok = CaptionTokenizer::train(args.seed, tokenizer_captions, MAX_LEN)?;
+    eprintln!("tokenizer: {} words", tok.vocab_size());
+    let text_json = text_config_json(text_size, &tok);
+    let text_cfg = text_config(&text_json)?;
+
+    let vae_steps = args.vae_steps.unwrap_or(args.steps.div_ceil(2));
+    let vae_cfg = AutoencoderKLConfig::from_json(&vae::vae_config_json(&vae_size, args.size, 1.0).to_string())?;
+    let t = Instant::now();
+    let vae_model = vae::train(&vae_cfg, vae_steps, args.vae_batch, args.vae_lr, args.seed, &device)?;
+    let vae_ms = t.elapsed().as_secs_f64() * 1000.0 / vae_steps.max(1) as f64;
+    let scaling = vae::scaling_factor(&vae_model, args.seed, args.size, 64, &device)?;
+    let recon = vae::reconstruction_accuracy(&vae_model, args.seed, args.size, 64, &device)?;
+    eprintln!("vae: scaling_factor {scaling:.4}, test reconstructions scored exact: {:.1} %", 100.0 * recon);
+    let vae_json = vae::vae_config_json(&vae_size, args.size, scaling);
+
+    let latent_side = args.size >> (vae_size.channels.len() - 1);
+    let unet_json = diffusion::unet_config_json(&unet_size, vae_size.latent_channels, latent_side, text_size.hidden);
+    let unet_cfg = UNet2DConditionConfig::from_json(&unet_json.to_string())?;
+    let data = DiffusionData { vae: &vae_model, scaling_factor: scaling, tok: &tok, image: args.size, seed: args.seed };
+    let t = Instant::now();
+    let model = diffusion::train(&text_cfg, &unet_cfg, &data, args.steps, args.batch, args.lr, &device)?;
+    let unet_ms = t.elapsed().as_secs_f64() * 1000.0 / args.steps.max(1) as f64;
+
+    let parts = Parts { tok: &tok, text_json, vae_json, unet_json, vae: &vae_model, model: &model };
+    write(&args.out, &parts, args.f16)?;
+    println!(
+        "wrote {} ({} VAE steps at {vae_ms:.0} ms, {} UNet steps at {unet_ms:.0} ms; {:.0} s in all; VAE reconstruction exact {:.1} %)",
+        args.out.display(),
+        vae_steps,
+        args.steps,
+        start.elapsed().as_secs_f64(),
+        100.0 * recon
+    );
+    Ok(())
+}
+
+/// What [`write`] stores.
+pub struct Parts<'a> {
+    pub tok: &'a CaptionTokenizer,
+    pub text_json: Value,
+    pub vae_json: Value,
+    pub unet_json: Value,
+    pub vae: &'a AutoencoderKL,
+    pub model: &'a TextUnet,
+}
+
+fn put_json(path: &Path, v: &Value) -> anyhow::Result<()> {
+    write_atomic(path, &serde_json::to_vec_pretty(v)?)
+}
+
+fn put_weights(path: &Path, tensors: &[NamedTensor], f16: bool) -> anyhow::Result<()> {
+    write_atomic(path, &safetensors_bytes(tensors, f16))
+}
+
+/// Write the diffusers folder.
+pub fn write(out: &Path, p: &Parts, f16: bool) -> anyhow::Result<()> {
+    put_json(
+        &out.join("model_index.json"),
+        &json!({
+            "_class_name": "StableDiffusionPipeline",
+            "_diffusers_version": "0.30.0",
+            "feature_extractor": [null, null],
+            "requires_safety_checker": false,
+            "safety_checker": [null, null],
+            "scheduler": ["diffusers", "DDIMScheduler"],
+            "text_encoder": ["transformers", "CLIPTextModel"],
+            "tokenizer": ["transformers", "PreTrainedTokenizerFast"],
+            "unet": ["diffusers", "UNet2DConditionModel"],
+            "vae": ["diffusers", "AutoencoderKL"],
+        }),
+    )?;
+    put_json(&out.join("scheduler/scheduler_config.json"), &diffusion::scheduler_config_json())?;
+    write_atomic(&out.join("tokenizer/tokenizer.json"), p.tok.json()?.as_bytes())?;
+    put_json(&out.join("tokenizer/tokenizer_config.json"), &p.tok.config_json())?;
+    put_json(&out.join("text_encoder/config.json"), &p.text_json)?;
+    put_weights(&out.join("text_encoder/model.safetensors"), &named_tensors(&p.model.text, "text_model."), f16)?;
+    put_json(&out.join("vae/config.json"), &p.vae_json)?;
+    put_weights(&out.join("vae/diffusion_pytorch_model.safetensors"), &named_tensors(p.vae, ""), f16)?;
+    put_json(&out.join("unet/config.json"), &p.unet_json)?;
+    put_weights(&out.join("unet/diffusion_pytorch_model.safetensors"), &named_tensors(&p.model.unet, ""), f16)?;
+    Ok(())
+}
+
+/// A folder loaded back through core's loaders.
+pub struct LoadedSd {
+    pub tok: CaptionTokenizer,
+    pub text: ClipTextModel,
+    pub vae: AutoencoderKL,
+    pub vae_config: AutoencoderKLConfig,
+    pub unet: UNet2DConditionModel,
+    pub scheduler: SchedulerConfig,
+}
+
+fn text_of(src: &dyn FileSource, name: &str) -> anyhow::Result<String> {
+    String::from_utf8(read_required(src, name)?).with_context(|| format!("{}: not UTF-8", src.describe(name)))
+}
+
+/// Weights of one component; every tensor must be used by its loader.
+fn checked<T>(
+    map: WeightMap,
+    load: impl FnOnce(&VarBuilder) -> genllava::Result<T>,
+    device: &Device,
+) -> anyhow::Result<T> {
+    let map = Arc::new(map);
+    let module = load(&VarBuilder::from_map(map.clone(), device))?;
+    let unused = map.unused();
+    anyhow::ensure!(unused.is_empty(), "{}: tensors no module reads: {unused:?}", map.source);
+    Ok(module)
+}
+
+/// Load a folder written by [`write`] (any SD v1 layout with a `tokenizer/tokenizer.json`).
+pub fn load(dir: &Path, device: &Device) -> anyhow::Result<LoadedSd> {
+    let root = DirSource::open(dir)?;
+    let sub = |d: &str| SubSource::new(&root, d);
+
+    let unet_config = UNet2DConditionConfig::from_json(&text_of(&sub("unet"), "config.json")?)?;
+    let unet = checked(
+        load_weights(&sub("unet"), "diffusion_pytorch_model")?,
+        |vb| UNet2DConditionModel::load(&unet_config, vb),
+        device,
+    )?;
+    let vae_config = AutoencoderKLConfig::from_json(&text_of(&sub("vae"), "config.json")?)?;
+    let vae = checked(
+        load_weights(&sub("vae"), "diffusion_pytorch_model")?,
+        |vb| AutoencoderKL::load(&vae_config, vb),
+        device,
+    )?;
+    let text_config = ClipTextConfig::from_json(&text_of(&sub("text_encoder"), "config.json")?)?;
+    let mut weights = load_weights(&sub("text_encoder"), "model")?;
+    ClipTextModel::normalize_keys(&mut weights);
+    let text = checked(weights, |vb| ClipTextModel::load(&text_config, &vb.pp("text_model")), device)?;
+    let scheduler = SchedulerConfig::from_json(&text_of(&sub("scheduler"), "scheduler_config.json")?)?;
+
+    let json = read_required(&sub("tokenizer"), "tokenizer.json")?;
+    let inner = tokenizers::Tokenizer::from_bytes(&json).map_err(|e| anyhow::anyhow!("tokenizer.json: {e}"))?;
+    let max_len = text_config.max_position_embeddings;
+    let tok = CaptionTokenizer::from_tokenizer(inner, max_len)?;
+    Ok(LoadedSd { tok, text, vae, vae_config, unet, scheduler })
+}

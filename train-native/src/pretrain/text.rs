@@ -1,0 +1,135 @@
+//! The caption side of the Stable Diffusion stand-in: a word-level tokenizer trained on
+//! the shapes-world captions, and the config of the tiny CLIP text encoder.
+//!
+//! The text encoder has no objective of its own: it is trained jointly with the UNet
+//! through the denoising loss (see [`super::diffusion`]), the simplest way to get an
+//! embedding that carries exactly what the images need (Imagen and SD show that a frozen
+//! text encoder works, but we have no pretrained one to freeze).
+//!
+//! Rows are `[<|startoftext|>, words…, <|endoftext|>, <|endoftext|>…]`, `max_len` long,
+//! exactly what core's CLIP tokenizer builds from the written `tokenizer/` folder.
+
+use anyhow::Context;
+use genllava::clip_text::ClipTextConfig;
+use genllava::shapes::dataset::{self, DatasetConfig, Split};
+use serde_json::{Value, json};
+use tokenizers::models::TrainerWrapper;
+use tokenizers::models::wordlevel::{WordLevel, WordLevelTrainer};
+use tokenizers::normalizers::Lowercase;
+use tokenizers::pre_tokenizers::whitespace::Whitespace;
+use tokenizers::{AddedToken, Tokenizer};
+
+pub const BOS: &str = "<|startoftext|>";
+pub const EOS: &str = "<|endoftext|>";
+pub const UNK: &str = "<|unk|>";
+
+/// The trained tokenizer plus the special ids rows are built with.
+pub struct CaptionTokenizer {
+    pub inner: Tokenizer,
+    pub bos: u32,
+    pub eos: u32,
+    /// Row length, special tokens included (the text encoder's positions).
+    pub max_len: usize,
+}
+
+impl CaptionTokenizer {
+    /// Train a word-level vocabulary on `n` train captions of the world (`seed`).
+    /// Lower-cased, split on whitespace and punctuation; specials get ids 0, 1, 2.
+    pub fn train(seed: u64, n: usize, max_len: usize) -> anyhow::Result<Self> {
+        let cfg = DatasetConfig { seed, image_size: 32, textured: false, ..DatasetConfig::default() };
+        let captions: Vec<String> = (0..n).map(|i| caption_of(&dataset::generation(&cfg, Split::Train, i))).collect();
+        let model = WordLevel::builder().unk_token(UNK.into()).build().map_err(anyhow::Error::msg)?;
+        let mut inner = Tokenizer::new(model);
+        inner.with_normalizer(Some(Lowercase));
+        inner.with_pre_tokenizer(Some(Whitespace {}));
+        let specials: Vec<AddedToken> = [BOS, EOS, UNK].iter().map(|s| AddedToken::from(*s, true)).collect();
+        let trainer = WordLevelTrainer::builder()
+            .show_progress(false)
+            .special_tokens(specials)
+            .build()
+            .map_err(anyhow::Error::msg)?;
+        let mut trainer: TrainerWrapper = trainer.into();
+        inner.train(&mut trainer, captions.iter()).map_err(anyhow::Error::msg)?;
+        Self::from_tokenizer(inner, max_len)
+    }
+
+    /// Wrap a loaded tokenizer whose vocabulary has the special tokens.
+    pub fn from_tokenizer(inner: Tokenizer, max_len: usize) -> anyhow::Result<Self> {
+        let id = |s: &str| inner.token_to_id(s).with_context(|| format!("{s} missing from the vocabulary"));
+        Ok(Self { bos: id(BOS)?, eos: id(EOS)?, max_len, inner })
+    }
+
+    /// Vocabulary size, specials included.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    /// One padded row of ids for `text` (cut before `<|endoftext|>` when too long).
+    pub fn encode(&self, text: &str) -> anyhow::Result<Vec<u32>> {
+        let enc = self.inner.encode(text, false).map_err(anyhow::Error::msg)?;
+        let body = enc.get_ids();
+        let body = &body[..body.len().min(self.max_len - 2)];
+        let mut ids = Vec::with_capacity(self.max_len);
+        ids.push(self.bos);
+        ids.extend_from_slice(body);
+        ids.push(self.eos);
+        ids.resize(self.max_len, self.eos);
+        Ok(ids)
+    }
+
+    /// `tokenizer/tokenizer.json`.
+    pub fn json(&self) -> anyhow::Result<String> {
+        self.inner.to_string(true).map_err(anyhow::Error::msg)
+    }
+
+    /// `tokenizer/tokenizer_config.json`: the special tokens and row length.
+    pub fn config_json(&self) -> Value {
+        json!({
+            "tokenizer_class": "PreTrainedTokenizerFast",
+            "bos_token": BOS,
+            "eos_token": EOS,
+            "pad_token": EOS,
+            "unk_token": UNK,
+            "model_max_length": self.max_len,
+        })
+    }
+}
+
+/// The caption (the gpt turn) of a generation record.
+pub fn caption_of(sample: &dataset::Sample) -> String {
+    sample.record["conversations"][1]["value"].as_str().unwrap_or_default().to_string()
+}
+
+/// Size of the text encoder.
+#[derive(Debug, Clone, Copy)]
+pub struct TextSize {
+    pub hidden: usize,
+    pub layers: usize,
+    pub heads: usize,
+}
+
+/// `text_encoder/config.json` (transformers `CLIPTextConfig` field names).
+pub fn text_config_json(size: TextSize, tok: &CaptionTokenizer) -> Value {
+    json!({
+        "architectures": ["CLIPTextModel"],
+        "model_type": "clip_text_model",
+        "vocab_size": tok.vocab_size(),
+        "hidden_size": size.hidden,
+        "intermediate_size": 4 * size.hidden,
+        "projection_dim": size.hidden,
+        "num_hidden_layers": size.layers,
+        "num_attention_heads": size.heads,
+        "max_position_embeddings": tok.max_len,
+        "hidden_act": "quick_gelu",
+        "layer_norm_eps": 1e-5,
+        "bos_token_id": tok.bos,
+        "eos_token_id": tok.eos,
+        "pad_token_id": tok.eos,
+        "torch_dtype": "float32",
+    })
+}
+
+/// The parsed text-encoder config (through core's parser, so the file is known good).
+pub fn text_config(json: &Value) -> anyhow::Result<ClipTextConfig> {
+    Ok(ClipTextConfig::from_json(&json.to_string())?)
+}

@@ -1,0 +1,142 @@
+//! Smoke tests of the pre-training commands: `data` is deterministic and writes the
+//! public layouts; `pretrain-sd` on the tiny preset writes a diffusers folder that
+//! core's own loaders read back, every tensor used, and `eval-sd` runs on it.
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use genllava::clip_text::{ClipTextConfig, ClipTextModel};
+use genllava::sd::unet::{UNet2DConditionConfig, UNet2DConditionModel};
+use genllava::sd::vae::{AutoencoderKL, AutoencoderKLConfig};
+use genllava::weights::{VarBuilder, WeightMap};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_train-native"))
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("genllava-pretrain-smoke-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("run train-native");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Every file under `dir` with its bytes, sorted by relative path.
+fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read dir") {
+            let p = e.expect("entry").path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(dir).expect("prefix").display().to_string();
+                out.push((rel, std::fs::read(&p).expect("read")));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn data_is_deterministic_and_in_the_public_layouts() {
+    let (a, b) = (scratch("data-a"), scratch("data-b"));
+    for dir in [&a, &b] {
+        run(bin().args(["data", "--seed", "3", "--n", "10", "--size", "32", "--out"]).arg(dir));
+    }
+    let (ta, tb) = (tree(&a), tree(&b));
+    assert!(ta == tb, "two runs with the same arguments differ");
+    let names: Vec<&str> = ta.iter().map(|(n, _)| n.as_str()).collect();
+    for split in ["train", "test", "novel"] {
+        for task in ["understanding", "generation", "editing", "text"] {
+            assert!(names.contains(&format!("{task}_{split}.json").as_str()), "{task}_{split}.json missing");
+        }
+    }
+    let read = |f: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(a.join(f)).expect("read")).expect("json")
+    };
+    let und = read("understanding_train.json");
+    assert_eq!(und.as_array().expect("array").len(), 10);
+    let first = &und[0];
+    assert!(first["conversations"][0]["value"].as_str().expect("text").starts_with("<image>\n"));
+    assert!(a.join("images").join(first["image"].as_str().expect("image")).is_file());
+    let edit = &read("editing_test.json")[0];
+    for key in ["input_image", "edited_image"] {
+        let png = std::fs::read(a.join("images").join(edit[key].as_str().expect(key))).expect("png");
+        let img = image::load_from_memory(&png).expect("decode").to_rgb8();
+        assert_eq!(img.dimensions(), (32, 32));
+    }
+    assert!(edit["edit_prompt"].as_str().is_some_and(|s| !s.is_empty()));
+    assert_eq!(read("text_novel.json").as_array().expect("array").len(), 1);
+    let other = scratch("data-c");
+    run(bin().args(["data", "--seed", "4", "--n", "10", "--size", "32", "--out"]).arg(&other));
+    assert!(tree(&other) != ta, "the seed changes nothing");
+    for d in [a, b, other] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+fn weights(path: &Path) -> Arc<WeightMap> {
+    let bytes = std::fs::read(path).expect("weights");
+    Arc::new(WeightMap::from_safetensors(&path.display().to_string(), bytes).expect("safetensors"))
+}
+
+fn config(path: &Path) -> String {
+    std::fs::read_to_string(path).expect("config")
+}
+
+#[test]
+fn pretrain_sd_writes_a_folder_core_loads() {
+    let dir = scratch("sd");
+    let log = run(bin()
+        .args(["pretrain-sd", "--preset", "tiny", "--steps", "2", "--batch", "4", "--vae-batch", "2", "--out"])
+        .arg(&dir));
+    assert!(log.contains("UNet steps"), "{log}");
+    let device = Device::flex();
+
+    // The text encoder under `text_model.`, the vocabulary from tokenizer.json.
+    let tcfg = ClipTextConfig::from_json(&config(&dir.join("text_encoder/config.json"))).expect("text config");
+    let map = weights(&dir.join("text_encoder/model.safetensors"));
+    assert!(map.names().all(|n| n.starts_with("text_model.")));
+    let text = ClipTextModel::load(&tcfg, &VarBuilder::from_map(map.clone(), &device).pp("text_model")).expect("text");
+    assert!(map.unused().is_empty(), "unused: {:?}", map.unused());
+    let tok = tokenizers::Tokenizer::from_file(dir.join("tokenizer/tokenizer.json")).expect("tokenizer");
+    assert_eq!(tok.get_vocab_size(true), tcfg.vocab_size);
+    let ids = Tensor::<2, Int>::from_data(
+        TensorData::new(vec![0i64; tcfg.max_position_embeddings], [1, tcfg.max_position_embeddings]),
+        &device,
+    );
+    let ctx = text.forward(ids).expect("text forward");
+
+    let vcfg = AutoencoderKLConfig::from_json(&config(&dir.join("vae/config.json"))).expect("vae config");
+    let map = weights(&dir.join("vae/diffusion_pytorch_model.safetensors"));
+    let vae = AutoencoderKL::load(&vcfg, &VarBuilder::from_map(map.clone(), &device)).expect("vae");
+    assert!(map.unused().is_empty(), "unused: {:?}", map.unused());
+    assert!(vcfg.scaling_factor.is_finite() && vcfg.scaling_factor > 0.0);
+
+    let ucfg = UNet2DConditionConfig::from_json(&config(&dir.join("unet/config.json"))).expect("unet config");
+    let map = weights(&dir.join("unet/diffusion_pytorch_model.safetensors"));
+    let unet = UNet2DConditionModel::load(&ucfg, &VarBuilder::from_map(map.clone(), &device)).expect("unet");
+    assert!(map.unused().is_empty(), "unused: {:?}", map.unused());
+    assert_eq!(ucfg.cross_attention_dim, tcfg.hidden_size);
+
+    let side = vcfg.sample_size >> (vcfg.block_out_channels.len() - 1);
+    let z = Tensor::<4>::zeros([1, vcfg.latent_channels, side, side], &device);
+    let eps = unet.forward_at(z.clone(), 500.0, ctx).expect("unet forward");
+    assert_eq!(eps.dims(), [1, vcfg.latent_channels, side, side]);
+    let img = vae.decode(z).expect("decode");
+    assert_eq!(img.dims(), [1, 3, vcfg.sample_size, vcfg.sample_size]);
+    assert!(dir.join("scheduler/scheduler_config.json").is_file() && dir.join("model_index.json").is_file());
+
+    let eval = run(bin().args(["eval-sd", "--n", "2", "--steps", "2", "--sd"]).arg(&dir));
+    assert!(eval.contains("exact"), "{eval}");
+    let _ = std::fs::remove_dir_all(dir);
+}
