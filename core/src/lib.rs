@@ -7,6 +7,7 @@ pub mod checkpoint;
 pub mod clip_text;
 pub mod diffusion;
 pub mod error;
+pub mod export;
 pub mod genllava;
 pub mod head;
 pub mod image;

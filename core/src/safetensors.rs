@@ -75,30 +75,16 @@ impl RawTensor {
     pub fn to_f32(&self) -> Vec<f32> {
         let b = self.bytes();
         match self.dtype {
-            Dtype::F32 => b
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-            Dtype::F16 => b
-                .chunks_exact(2)
-                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            Dtype::BF16 => b
-                .chunks_exact(2)
-                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            Dtype::F64 => b
-                .chunks_exact(8)
-                .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32)
-                .collect(),
-            Dtype::I64 => b
-                .chunks_exact(8)
-                .map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32)
-                .collect(),
-            Dtype::I32 => b
-                .chunks_exact(4)
-                .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f32)
-                .collect(),
+            Dtype::F32 => b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+            Dtype::F16 => b.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+            Dtype::BF16 => b.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+            Dtype::F64 => {
+                b.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32).collect()
+            }
+            Dtype::I64 => {
+                b.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32).collect()
+            }
+            Dtype::I32 => b.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f32).collect(),
         }
     }
 
@@ -106,14 +92,8 @@ impl RawTensor {
     pub fn to_i64(&self) -> Vec<i64> {
         let b = self.bytes();
         match self.dtype {
-            Dtype::I64 => b
-                .chunks_exact(8)
-                .map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
-                .collect(),
-            Dtype::I32 => b
-                .chunks_exact(4)
-                .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64)
-                .collect(),
+            Dtype::I64 => b.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect(),
+            Dtype::I32 => b.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64).collect(),
             _ => self.to_f32().into_iter().map(|v| v as i64).collect(),
         }
     }
@@ -121,30 +101,16 @@ impl RawTensor {
 
 /// Parse a safetensors blob. `source_name` (usually the file path) is used in errors.
 pub fn parse(source_name: &str, bytes: Vec<u8>) -> Result<BTreeMap<String, RawTensor>> {
-    let err = |reason: String| Error::Safetensors {
-        source_name: source_name.to_string(),
-        reason,
-    };
+    let err = |reason: String| Error::Safetensors { source_name: source_name.to_string(), reason };
     if bytes.len() < 8 {
-        return Err(err(format!(
-            "file is {} bytes, shorter than the 8-byte header length",
-            bytes.len()
-        )));
+        return Err(err(format!("file is {} bytes, shorter than the 8-byte header length", bytes.len())));
     }
-    let n = u64::from_le_bytes(
-        bytes[..8]
-            .try_into()
-            .map_err(|_| err("bad header".into()))?,
-    ) as usize;
+    let n = u64::from_le_bytes(bytes[..8].try_into().map_err(|_| err("bad header".into()))?) as usize;
     if n > bytes.len() - 8 {
-        return Err(err(format!(
-            "header length {n} exceeds the file size {} (truncated?)",
-            bytes.len()
-        )));
+        return Err(err(format!("header length {n} exceeds the file size {} (truncated?)", bytes.len())));
     }
     let header: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(&bytes[8..8 + n])
-            .map_err(|e| err(format!("header is not valid JSON: {e}")))?;
+        serde_json::from_slice(&bytes[8..8 + n]).map_err(|e| err(format!("header is not valid JSON: {e}")))?;
     let data_start = 8 + n;
     let data_len = bytes.len() - data_start;
     let bytes = Arc::new(bytes);
@@ -153,14 +119,10 @@ pub fn parse(source_name: &str, bytes: Vec<u8>) -> Result<BTreeMap<String, RawTe
         if name == "__metadata__" {
             continue;
         }
-        let dtype_s = info
-            .get("dtype")
-            .and_then(|v| v.as_str())
-            .ok_or_else(|| err(format!("tensor `{name}` has no dtype")))?;
-        let dtype = Dtype::parse(dtype_s).ok_or_else(|| Error::Dtype {
-            name: name.clone(),
-            dtype: dtype_s.to_string(),
-        })?;
+        let dtype_s =
+            info.get("dtype").and_then(|v| v.as_str()).ok_or_else(|| err(format!("tensor `{name}` has no dtype")))?;
+        let dtype =
+            Dtype::parse(dtype_s).ok_or_else(|| Error::Dtype { name: name.clone(), dtype: dtype_s.to_string() })?;
         let shape: Vec<usize> = info
             .get("shape")
             .and_then(|v| v.as_array())
@@ -182,21 +144,9 @@ pub fn parse(source_name: &str, bytes: Vec<u8>) -> Result<BTreeMap<String, RawTe
         }
         let want = shape.iter().product::<usize>() * dtype.size();
         if e - s != want {
-            return Err(err(format!(
-                "tensor `{name}` has {} bytes, its shape {shape:?} needs {want}",
-                e - s
-            )));
+            return Err(err(format!("tensor `{name}` has {} bytes, its shape {shape:?} needs {want}", e - s)));
         }
-        out.insert(
-            name,
-            RawTensor {
-                dtype,
-                shape,
-                bytes: bytes.clone(),
-                start: data_start + s,
-                end: data_start + e,
-            },
-        );
+        out.insert(name, RawTensor { dtype, shape, bytes: bytes.clone(), start: data_start + s, end: data_start + e });
     }
     Ok(out)
 }
@@ -210,15 +160,21 @@ pub struct TensorOut<'a> {
 
 /// Serialise f32 tensors to safetensors bytes (names sorted, as the reference writer does).
 pub fn serialize(tensors: &[TensorOut<'_>]) -> Vec<u8> {
+    serialize_as(tensors, Dtype::F32)
+}
+
+/// The same, storing the values as `dtype` (F32, F16 or BF16; others store F32).
+pub fn serialize_as(tensors: &[TensorOut<'_>], dtype: Dtype) -> Vec<u8> {
+    let dtype = if matches!(dtype, Dtype::F16 | Dtype::BF16) { dtype } else { Dtype::F32 };
     let mut sorted: Vec<&TensorOut> = tensors.iter().collect();
     sorted.sort_by(|a, b| a.name.cmp(b.name));
     let mut header = serde_json::Map::new();
     let mut offset = 0usize;
     for t in &sorted {
-        let n = t.data.len() * 4;
+        let n = t.data.len() * dtype.size();
         header.insert(
             t.name.to_string(),
-            serde_json::json!({"dtype": "F32", "shape": t.shape, "data_offsets": [offset, offset + n]}),
+            serde_json::json!({"dtype": dtype.name(), "shape": t.shape, "data_offsets": [offset, offset + n]}),
         );
         offset += n;
     }
@@ -230,8 +186,12 @@ pub fn serialize(tensors: &[TensorOut<'_>]) -> Vec<u8> {
     out.extend_from_slice(&(h.len() as u64).to_le_bytes());
     out.extend_from_slice(&h);
     for t in &sorted {
-        for v in t.data {
-            out.extend_from_slice(&v.to_le_bytes());
+        for &v in t.data {
+            match dtype {
+                Dtype::F16 => out.extend_from_slice(&half::f16::from_f32(v).to_le_bytes()),
+                Dtype::BF16 => out.extend_from_slice(&half::bf16::from_f32(v).to_le_bytes()),
+                _ => out.extend_from_slice(&v.to_le_bytes()),
+            }
         }
     }
     out
@@ -244,11 +204,7 @@ mod tests {
     #[test]
     fn roundtrip() {
         let a = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0];
-        let bytes = serialize(&[TensorOut {
-            name: "a",
-            shape: vec![2, 3],
-            data: &a,
-        }]);
+        let bytes = serialize(&[TensorOut { name: "a", shape: vec![2, 3], data: &a }]);
         let m = parse("mem", bytes).unwrap();
         assert_eq!(m["a"].shape, vec![2, 3]);
         assert_eq!(m["a"].to_f32(), a.to_vec());
@@ -257,11 +213,7 @@ mod tests {
     #[test]
     fn truncated_is_an_error() {
         let a = [1.0f32; 16];
-        let mut bytes = serialize(&[TensorOut {
-            name: "w",
-            shape: vec![16],
-            data: &a,
-        }]);
+        let mut bytes = serialize(&[TensorOut { name: "w", shape: vec![16], data: &a }]);
         bytes.truncate(bytes.len() - 4);
         let e = parse("x.safetensors", bytes).unwrap_err().to_string();
         assert!(e.contains("x.safetensors") && e.contains("`w`"), "{e}");

@@ -2,7 +2,7 @@
 //! and the loader that reads such a folder back through core's own loaders.
 
 use super::diffusion::{self, DiffusionData, TextUnet, UnetSize};
-use super::export::{NamedTensor, named_tensors, safetensors_bytes};
+use genllava::export::{NamedTensor, named_tensors, safetensors_bytes};
 use super::text::{CaptionTokenizer, TextSize, text_config, text_config_json};
 use super::vae::{self, VaeSize};
 use super::{Preset, PretrainArgs};

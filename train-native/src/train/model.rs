@@ -9,7 +9,7 @@ use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::tensor::{Device, Tensor};
 use genllava::image::ImageProcessorConfig;
 use genllava::llava::{Llava, LlavaCheckpoint, LlavaConfig};
-use genllava::safetensors::{self, TensorOut};
+
 use genllava::tokenizer::TextTokenizer;
 use genllava::weights::VarBuilder;
 
@@ -157,41 +157,14 @@ pub fn count_params<M: Module>(module: &M) -> (usize, usize) {
 /// `model.language_model.*`, `lm_head.*`), linear weights back in PyTorch's
 /// `[out, in]`, f32.
 pub fn export_safetensors(model: &Llava) -> anyhow::Result<Vec<u8>> {
-    struct Collect {
-        path: Vec<(String, String)>,
-        out: Vec<(String, Vec<usize>, Vec<f32>)>,
-    }
-    impl ModuleVisitor for Collect {
-        fn enter_module(&mut self, name: &str, container: &str) {
-            self.path.push((name.to_string(), container.to_string()));
-        }
-        fn exit_module(&mut self, _: &str, _: &str) {
-            self.path.pop();
-        }
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            let Some((leaf, parent)) = self.path.last() else { return };
-            let mut value = param.val();
-            let leaf = match (parent.as_str(), leaf.as_str()) {
-                ("Struct:LayerNorm", "gamma") => "weight".to_string(),
-                ("Struct:LayerNorm", "beta") => "bias".to_string(),
-                ("Struct:Linear", "weight") => {
-                    value = value.swap_dims(0, 1);
-                    "weight".to_string()
-                }
-                (_, l) => l.to_string(),
-            };
-            let names: Vec<&str> = self.path[..self.path.len() - 1].iter().map(|(n, _)| n.as_str()).collect();
-            let name = hf_name(&names, &leaf);
-            let shape = value.dims().to_vec();
-            let data: Vec<f32> = value.into_data().convert::<f32>().try_to_vec::<f32>().unwrap_or_default();
-            self.out.push((name, shape, data));
+    let mut tensors = genllava::export::named_tensors(model, "");
+    for t in &mut tensors {
+        let parts: Vec<&str> = t.name.split('.').collect();
+        if let Some((leaf, path)) = parts.split_last() {
+            t.name = hf_name(path, leaf);
         }
     }
-    let mut c = Collect { path: Vec::new(), out: Vec::new() };
-    model.visit(&mut c);
-    let tensors: Vec<TensorOut> =
-        c.out.iter().map(|(name, shape, data)| TensorOut { name, shape: shape.clone(), data }).collect();
-    Ok(safetensors::serialize(&tensors))
+    Ok(genllava::export::safetensors_bytes(&tensors, false))
 }
 
 /// HF name of a parameter at Burn module path `names` + `leaf`.
