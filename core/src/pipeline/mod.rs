@@ -3,4 +3,4 @@
 
 mod understand;
 
-pub use understand::{understand, Answer, UnderstandRequest};
+pub use understand::{prepare, understand, Answer, Prompt, UnderstandRequest};
