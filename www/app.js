@@ -80,9 +80,9 @@ async function listModels() {
   select.replaceChildren(...state.models.map((m) => new Option(m.label, m.id)));
 }
 
-function setBusy(busy) {
+function setBusy(busy, chatting = false) {
   $('send').disabled = busy || !state.loaded;
-  $('stop').disabled = !busy;
+  $('stop').disabled = !(busy && chatting);
   $('load').disabled = busy;
   $('model-files').disabled = busy;
 }
@@ -255,7 +255,7 @@ async function ask() {
   const id = state.nextId;
   state.chatting = { id, el, text: '' };
   $('question').value = '';
-  setBusy(true);
+  setBusy(true, true);
   const t0 = performance.now();
   try {
     const image = state.image && turns.some((t) => t.text.includes('<image>')) ? state.image.bytes.slice(0) : null;

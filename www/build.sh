@@ -19,7 +19,7 @@ rustup target list --installed | grep -q wasm32-unknown-unknown || rustup target
 echo "== cargo build (release, wasm32)"
 cargo build -q --release -p genllava-web --target wasm32-unknown-unknown
 rm -rf www/pkg
-"$WB" --target web --no-typescript --out-dir www/pkg "$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/genllava_web.wasm"
+"$WB" --target web --no-typescript --remove-name-section --out-dir www/pkg "$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/genllava_web.wasm"
 
 echo "== models"
 rm -rf www/models

@@ -70,10 +70,7 @@ async fn webgpu() -> Result<Device, String> {
     if !adapter.is_object() {
         return Err("WebGPU is present but offers no adapter (GPU blocked or unsupported)".into());
     }
-    let device = Device::wgpu_options()
-        .init_async()
-        .await
-        .map_err(|e| format!("WebGPU device setup failed: {e:?}"))?;
+    let device = Device::wgpu_options().init_async().await.map_err(|e| format!("WebGPU device setup failed: {e:?}"))?;
     WEBGPU.with(|d| *d.borrow_mut() = Some(device.clone()));
     Ok(device)
 }

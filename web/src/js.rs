@@ -73,7 +73,8 @@ pub fn describe(e: &JsValue) -> String {
 pub async fn yield_now() {
     let promise = Promise::new(&mut |resolve, _reject| {
         let global = js_sys::global();
-        let set_timeout = Reflect::get(&global, &JsValue::from_str("setTimeout")).ok().and_then(|f| f.dyn_into::<Function>().ok());
+        let set_timeout =
+            Reflect::get(&global, &JsValue::from_str("setTimeout")).ok().and_then(|f| f.dyn_into::<Function>().ok());
         match set_timeout {
             Some(f) => {
                 let _ = f.call2(&global, &resolve, &JsValue::from(0));

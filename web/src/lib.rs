@@ -188,7 +188,13 @@ struct Chat {
 }
 
 impl Chat {
-    async fn run(&self, prompt: &str, image: Option<&[u8]>, opts: &ChatOptions, on_token: &Function) -> Result<String, JsError> {
+    async fn run(
+        &self,
+        prompt: &str,
+        image: Option<&[u8]>,
+        opts: &ChatOptions,
+        on_token: &Function,
+    ) -> Result<String, JsError> {
         let err = |e: genllava::Error| JsError::new(&e.to_string());
         let m = &*self.model;
         let image = image.map(RgbImage::decode).transpose().map_err(err)?;

@@ -127,7 +127,9 @@ try {
   await step('a non-image file gets a visible error and the page still answers', async () => {
     await page.setInputFiles('#image-file', { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('not an image') });
     await expectError(page, /notes\.txt.*not a PNG or JPEG/);
-    assert.deepEqual((await ask(page, question)).ids, expectedIds);
+    const again = await ask(page, question);
+    assert.deepEqual(again.ids, expectedIds);
+    timings.webgpu_first_token_warm_ms = again.firstTokenMs;
   });
   await step('a corrupt model file gets a visible error and the old model keeps answering', async () => {
     const file = (name, buffer) => ({ name, mimeType: 'application/octet-stream', buffer: buffer ?? readFileSync(join(FIXTURE, name)) });
@@ -139,7 +141,7 @@ try {
     assert.equal(await page.getAttribute('#model-status', 'data-loaded'), 'llava-tiny');
     assert.deepEqual((await ask(page, question)).ids, expectedIds);
   });
-  await step('the CPU path (?backend=cpu) gives the same ids', async () => {
+  await step('the CPU path (?backend=cpu) gives the same ids; Stop ends an answer', async () => {
     const cpu = await openPage('?backend=cpu');
     await cpu.locator('#backend[data-backend="cpu"]').waitFor();
     assert.equal(await cpu.textContent('#backend'), 'CPU (no WebGPU)');
@@ -149,6 +151,21 @@ try {
     const got = await ask(cpu, question);
     assert.deepEqual(got.ids, expectedIds);
     timings.cpu_first_token_ms = got.firstTokenMs;
+
+    // Stop: a long answer ends early and the page answers again afterwards.
+    await cpu.fill('#max-tokens', '4000');
+    await cpu.click('#new-chat');
+    await cpu.fill('#question', question);
+    await cpu.click('#send:not([disabled])');
+    await cpu.locator('.msg.assistant.streaming').waitFor();
+    await cpu.waitForFunction(() => document.querySelector('.msg.assistant.streaming')?.textContent.length > 0);
+    await cpu.click('#stop:not([disabled])');
+    const stopped = cpu.locator('.msg.assistant[data-state]').last();
+    await stopped.waitFor({ timeout: 30_000 });
+    assert.equal(await stopped.getAttribute('data-state'), 'aborted');
+    assert.ok(JSON.parse(await stopped.getAttribute('data-ids')).length < 4000);
+    await cpu.fill('#max-tokens', String(expectedIds.length));
+    assert.deepEqual((await ask(cpu, question)).ids, expectedIds);
   });
   await step('no request left the page origin', async () => {
     assert.deepEqual(foreign, []);
