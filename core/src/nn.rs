@@ -97,6 +97,16 @@ impl RmsNorm {
     }
 }
 
+/// `gelu_pytorch_tanh`: `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`, with the tanh
+/// argument clamped to ±20 (where tanh is ±1 in f32 anyway): some WebGPU
+/// implementations (SwiftShader among them) return NaN for tanh of large arguments.
+fn gelu_tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    const SQRT_2_OVER_PI: f64 = core::f64::consts::FRAC_2_SQRT_PI * core::f64::consts::FRAC_1_SQRT_2;
+    let cube = x.clone() * x.clone() * x.clone();
+    let inner = (x.clone() + cube * 0.044715) * SQRT_2_OVER_PI;
+    (x * (inner.clamp(-20.0, 20.0).tanh() + 1)) * 0.5
+}
+
 /// The activations that checkpoint configs name (`hidden_act`, `act_fn`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, Default)]
 pub enum Activation {
@@ -119,7 +129,7 @@ impl Activation {
         use burn::tensor::activation as a;
         match self {
             Activation::Gelu => a::gelu(x),
-            Activation::GeluTanh => a::gelu_approximate(x),
+            Activation::GeluTanh => gelu_tanh(x),
             Activation::QuickGelu => x.clone().mul(a::sigmoid(x.mul_scalar(1.702))),
             Activation::Silu => a::silu(x),
             Activation::Relu => a::relu(x),

@@ -17,7 +17,7 @@ mod generate;
 pub use attention::{Attention, DecoderLayer, Mlp};
 pub use cache::{KvCache, Rope};
 pub use config::{LlamaConfig, RopeParameters, TokenIds};
-pub use generate::{Generated, Token, generate, last_logits};
+pub use generate::{Generated, Generator, Token, generate, last_logits, last_logits_tensor, logits_vec};
 
 use crate::error::Result;
 use crate::nn::{RmsNorm, embedding, linear};

@@ -5,5 +5,4 @@ mod imagine;
 mod understand;
 
 pub use imagine::{gaussian, GenLlava, ImageOptions, Reply};
-
-pub use understand::{understand, Answer, UnderstandRequest};
+pub use understand::{prepare, understand, Answer, Prompt, UnderstandRequest};

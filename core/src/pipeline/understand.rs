@@ -7,7 +7,7 @@ use crate::llama::{self, Token};
 use crate::llava::{LlavaCheckpoint, expand_image_tokens};
 use crate::sampling::SamplingConfig;
 use crate::tokenizer::{StreamDecoder, TextTokenizer};
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor};
 
 /// What to answer.
 pub struct UnderstandRequest<'a> {
@@ -39,6 +39,44 @@ impl Answer {
     }
 }
 
+/// A prompt ready for the decoder.
+pub struct Prompt {
+    /// `[1, seq, hidden]`: token embeddings with the image features spliced in.
+    pub embeds: Tensor<3>,
+    /// The prompt's text ids (image positions left out), for the repetition penalty.
+    pub text_ids: Vec<u32>,
+}
+
+/// Tokenize `prompt` as written, check it against `image`, expand `<image>` to
+/// the tower's feature count and splice the projected features.
+pub fn prepare(
+    ckpt: &LlavaCheckpoint,
+    tokenizer: &TextTokenizer,
+    processor: Option<&ImageProcessorConfig>,
+    prompt: &str,
+    image: Option<&RgbImage>,
+    pad_to_square: bool,
+    device: &Device,
+) -> Result<Prompt> {
+    let cfg = &ckpt.config;
+    let ids = tokenizer.encode(prompt, true)?;
+    let has_image_token = ids.contains(&cfg.image_token_index);
+    let features = match (image, has_image_token) {
+        (Some(img), true) => {
+            let processor = processor.ok_or_else(|| Error::input("image", "the model folder has no image processor config"))?;
+            let pixels = processor.preprocess(img, pad_to_square)?.to_tensor(device);
+            Some(ckpt.model.image_features(cfg, pixels)?)
+        }
+        (Some(_), false) => return Err(Error::input("prompt", "an image was given but the prompt has no `<image>`")),
+        (None, true) => return Err(Error::input("prompt", "the prompt has `<image>` but no image was given")),
+        (None, false) => None,
+    };
+    let ids = expand_image_tokens(&ids, cfg.image_token_index, cfg.image_seq_len());
+    let embeds = ckpt.model.embed(cfg, &ids, features, device)?;
+    let text_ids = ids.iter().copied().filter(|&i| i != cfg.image_token_index).collect();
+    Ok(Prompt { embeds, text_ids })
+}
+
 /// Run the model; `on_text` receives text deltas as they become printable and
 /// may return `false` to stop (abort).
 pub fn understand(
@@ -50,22 +88,7 @@ pub fn understand(
     on_text: &mut dyn FnMut(&str) -> bool,
 ) -> Result<Answer> {
     let cfg = &ckpt.config;
-    let ids = tokenizer.encode(req.prompt, true)?;
-    let has_image_token = ids.contains(&cfg.image_token_index);
-    let features = match (req.image, has_image_token) {
-        (Some(img), true) => {
-            let processor =
-                processor.ok_or_else(|| Error::input("image", "the model folder has no image processor config"))?;
-            let pixels = processor.preprocess(img, req.pad_to_square)?.to_tensor(device);
-            Some(ckpt.model.image_features(cfg, pixels)?)
-        }
-        (Some(_), false) => return Err(Error::input("prompt", "an image was given but the prompt has no `<image>`")),
-        (None, true) => return Err(Error::input("prompt", "the prompt has `<image>` but no image was given")),
-        (None, false) => None,
-    };
-    let ids = expand_image_tokens(&ids, cfg.image_token_index, cfg.image_seq_len());
-    let embeds = ckpt.model.embed(cfg, &ids, features, device)?;
-    let text_ids: Vec<u32> = ids.iter().copied().filter(|&i| i != cfg.image_token_index).collect();
+    let Prompt { embeds, text_ids } = prepare(ckpt, tokenizer, processor, req.prompt, req.image, req.pad_to_square, device)?;
     let mut cache = ckpt.model.new_cache(cfg, device);
     let eos = cfg.text_config.eos_token_ids();
     let mut stream = StreamDecoder::default();

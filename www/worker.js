@@ -1,0 +1,102 @@
+// The module worker that owns the wasm engine. Protocol (page → worker):
+//   {type: 'init', prefer_webgpu}
+//   {type: 'load', id, label, path, files: [names]}      fetch files from this origin
+//   {type: 'load', id, label, buffers: {name: ArrayBuffer}} files the user picked
+//   {type: 'chat', id, turns, format, system, image: ArrayBuffer|null, options}
+//   {type: 'chat', id, prompt, image, options}            a prompt taken as written
+//   {type: 'abort'}
+// worker → page:
+//   {type: 'progress', stage: 'ready', backend, note}
+//   {type: 'progress', stage: 'download', id, file, loaded, total}
+//   {type: 'progress', stage: 'loading', id}
+//   {type: 'token', id, text, token}
+//   {type: 'done', id, kind: 'load', info} | {type: 'done', id, kind: 'chat', text, ids, prompt,
+//                                            first_token_ms, total_ms, aborted}
+//   {type: 'error', id, message}
+import init, { Engine } from './pkg/genllava_web.js';
+
+let engine = null;
+let starting = null;
+let aborted = false;
+
+const post = (m) => self.postMessage(m);
+
+function start(preferWebgpu) {
+  starting ??= (async () => {
+    await init();
+    engine = await Engine.create(preferWebgpu);
+    post({ type: 'progress', stage: 'ready', backend: engine.backend(), note: engine.backend_note() });
+  })();
+  return starting;
+}
+
+async function fetchFile(id, url, file) {
+  const res = await fetch(url);
+  if (!res.ok) throw new Error(`${file}: HTTP ${res.status} ${res.statusText}`);
+  const total = Number(res.headers.get('content-length')) || 0;
+  const reader = res.body.getReader();
+  const chunks = [];
+  let loaded = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    loaded += value.length;
+    post({ type: 'progress', stage: 'download', id, file, loaded, total });
+  }
+  const bytes = new Uint8Array(loaded);
+  let at = 0;
+  for (const c of chunks) {
+    bytes.set(c, at);
+    at += c.length;
+  }
+  return bytes;
+}
+
+async function load(msg) {
+  const files = new Map();
+  if (msg.buffers) {
+    for (const [name, buf] of Object.entries(msg.buffers)) files.set(name, new Uint8Array(buf));
+  } else {
+    for (const name of msg.files) files.set(name, await fetchFile(msg.id, new URL(msg.path + name, self.location.href), name));
+  }
+  post({ type: 'progress', stage: 'loading', id: msg.id });
+  const info = engine.load_model(files, msg.label);
+  post({ type: 'done', id: msg.id, kind: 'load', info });
+}
+
+async function chat(msg) {
+  const prompt = msg.prompt ?? engine.render_prompt(JSON.stringify(msg.turns), msg.format ?? 'vicuna', !!msg.system);
+  const image = msg.image ? new Uint8Array(msg.image) : undefined;
+  const ids = [];
+  const t0 = performance.now();
+  let first = null;
+  aborted = false;
+  const text = await engine.chat(prompt, image, msg.options ?? {}, (delta, token) => {
+    if (first === null) first = performance.now() - t0;
+    ids.push(token);
+    post({ type: 'token', id: msg.id, text: delta, token });
+  });
+  post({
+    type: 'done', id: msg.id, kind: 'chat', text, ids, prompt,
+    first_token_ms: first, total_ms: performance.now() - t0, aborted,
+  });
+}
+
+self.onmessage = async (e) => {
+  const msg = e.data;
+  try {
+    if (msg.type === 'abort') {
+      aborted = true;
+      engine?.abort();
+      return;
+    }
+    await start(msg.prefer_webgpu ?? true);
+    if (msg.type === 'load') await load(msg);
+    else if (msg.type === 'chat') await chat(msg);
+    else if (msg.type !== 'init') throw new Error(`unknown message type ${msg.type}`);
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    post({ type: 'error', id: msg.id, kind: msg.type, message });
+  }
+};
