@@ -129,6 +129,11 @@ impl ClipTokenizer {
         Ok(t)
     }
 
+    /// Wrap a tokenizer with the ids rows are built from.
+    pub fn from_parts(inner: Tokenizer, bos: u32, eos: u32, pad: u32, max_len: usize) -> Self {
+        Self { inner, bos, eos, pad, max_len }
+    }
+
     /// `[bos, tokens…, eos, pad…]`, exactly `max_len` ids (long prompts are cut
     /// before `eos`, as `truncation=True` does).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {

@@ -30,6 +30,8 @@ pub struct CaptionTokenizer {
     pub eos: u32,
     /// Row length, special tokens included (the text encoder's positions).
     pub max_len: usize,
+    /// The same tokenizer as core reads it back (row building shared with inference).
+    rows: genllava::sd::clip_tokenizer::ClipTokenizer,
 }
 
 impl CaptionTokenizer {
@@ -56,7 +58,9 @@ impl CaptionTokenizer {
     /// Wrap a loaded tokenizer whose vocabulary has the special tokens.
     pub fn from_tokenizer(inner: Tokenizer, max_len: usize) -> anyhow::Result<Self> {
         let id = |s: &str| inner.token_to_id(s).with_context(|| format!("{s} missing from the vocabulary"));
-        Ok(Self { bos: id(BOS)?, eos: id(EOS)?, max_len, inner })
+        let (bos, eos) = (id(BOS)?, id(EOS)?);
+        let rows = genllava::sd::clip_tokenizer::ClipTokenizer::from_parts(inner.clone(), bos, eos, eos, max_len);
+        Ok(Self { bos, eos, max_len, inner, rows })
     }
 
     /// Vocabulary size, specials included.
@@ -64,17 +68,10 @@ impl CaptionTokenizer {
         self.inner.get_vocab_size(true)
     }
 
-    /// One padded row of ids for `text` (cut before `<|endoftext|>` when too long).
+    /// One padded row of ids for `text` (cut before `<|endoftext|>` when too long),
+    /// exactly as core's CLIP tokenizer builds them at inference.
     pub fn encode(&self, text: &str) -> anyhow::Result<Vec<u32>> {
-        let enc = self.inner.encode(text, false).map_err(anyhow::Error::msg)?;
-        let body = enc.get_ids();
-        let body = &body[..body.len().min(self.max_len - 2)];
-        let mut ids = Vec::with_capacity(self.max_len);
-        ids.push(self.bos);
-        ids.extend_from_slice(body);
-        ids.push(self.eos);
-        ids.resize(self.max_len, self.eos);
-        Ok(ids)
+        Ok(self.rows.encode(text)?)
     }
 
     /// `tokenizer/tokenizer.json`.
