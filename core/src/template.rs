@@ -62,11 +62,11 @@ pub fn render(format: ChatFormat, system: Option<&str>, turns: &[Turn], eos: &st
             for (i, t) in turns.iter().enumerate() {
                 if t.role == "user" {
                     s.push_str("[INST] ");
-                    if i == 0 {
-                        if let Some(sys) = system {
-                            s.push_str(sys);
-                            s.push_str("\n\n");
-                        }
+                    if i == 0
+                        && let Some(sys) = system
+                    {
+                        s.push_str(sys);
+                        s.push_str("\n\n");
                     }
                     s.push_str(&t.text);
                     s.push_str(" [/INST]");

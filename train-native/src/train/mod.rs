@@ -45,7 +45,10 @@ pub struct TrainArgs {
 }
 
 /// The training data of a config: (train sets, held-out set).
-fn data_sets(cfg: &TrainConfig, image_size: usize) -> anyhow::Result<(Vec<Box<dyn Dataset>>, Box<dyn Dataset>)> {
+/// Training sets (one per kind) and the held-out set.
+type DataSets = (Vec<Box<dyn Dataset>>, Box<dyn Dataset>);
+
+fn data_sets(cfg: &TrainConfig, image_size: usize) -> anyhow::Result<DataSets> {
     match cfg.data.source.as_str() {
         "colours" => Ok((
             vec![Box::new(synthetic::Colours { len: cfg.data.size, size: image_size, seed: cfg.seed })],
