@@ -267,11 +267,15 @@ pub trait Scheduler {
     /// The timesteps to run, in order (the value the UNet is given).
     fn timesteps(&self) -> &[f64];
 
-    /// Scale of the initial Gaussian latents.
-    fn init_noise_sigma(&self) -> f32;
+    /// Scale of the initial Gaussian latents (1 unless the scheduler says otherwise).
+    fn init_noise_sigma(&self) -> f32 {
+        1.0
+    }
 
-    /// Scale the UNet input at timestep `t` (identity for DDIM/PNDM).
-    fn scale_model_input(&self, x: Tensor<4>, t: f64) -> Result<Tensor<4>>;
+    /// Scale the UNet input at timestep `t` (identity unless the scheduler says otherwise).
+    fn scale_model_input(&self, x: Tensor<4>, _t: f64) -> Result<Tensor<4>> {
+        Ok(x)
+    }
 
     /// One denoising step from `sample` at `t` given the model output.
     fn step(&mut self, model_output: Tensor<4>, t: f64, sample: Tensor<4>) -> Result<Tensor<4>>;

@@ -42,14 +42,6 @@ impl Scheduler for Ddim {
         &self.timesteps
     }
 
-    fn init_noise_sigma(&self) -> f32 {
-        1.0
-    }
-
-    fn scale_model_input(&self, x: Tensor<4>, _t: f64) -> Result<Tensor<4>> {
-        Ok(x)
-    }
-
     fn step(&mut self, model_output: Tensor<4>, t: f64, sample: Tensor<4>) -> Result<Tensor<4>> {
         let t = t.round() as i64;
         let prev = t - self.step_ratio;
