@@ -15,6 +15,9 @@ fi
 echo "== core builds for wasm32-unknown-unknown"
 cargo build -q -p genllava --target wasm32-unknown-unknown
 
+echo "== the CUDA feature compiles (DOCS_RS=1 skips burn-cuda's LLVM download; no GPU needed)"
+DOCS_RS=1 cargo check -q -p train-native --features cuda
+
 echo "== unit, parity and CLI tests"
 cargo test -q --workspace --lib --bins --tests
 
