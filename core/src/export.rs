@@ -31,6 +31,14 @@ const RENAMES: &[(&str, &str, &str)] = &[
     ("Struct:LayerNorm", "beta", "bias"),
     ("Struct:GroupNorm", "gamma", "weight"),
     ("Struct:GroupNorm", "beta", "bias"),
+    // The generation head: torch's `nn.Transformer` keys (`encoder.layers.N`, the
+    // feed-forward linears directly in the layer).
+    ("Struct:Transformer", "encoder_layers", "encoder.layers"),
+    ("Struct:Transformer", "encoder_norm", "encoder.norm"),
+    ("Struct:Transformer", "decoder_layers", "decoder.layers"),
+    ("Struct:Transformer", "decoder_norm", "decoder.norm"),
+    ("Struct:EncoderLayer", "ff", ""),
+    ("Struct:DecoderLayer", "ff", ""),
 ];
 
 #[derive(Default)]
@@ -48,12 +56,16 @@ impl Collector {
             .map(|(seg, kind)| {
                 RENAMES.iter().find(|(k, f, _)| k == kind && f == seg).map_or(seg.as_str(), |(_, _, to)| to)
             })
+            .filter(|seg| !seg.is_empty())
             .collect::<Vec<_>>()
             .join(".")
     }
 
     fn in_linear_weight(&self) -> bool {
-        matches!(self.stack.last(), Some((seg, kind)) if seg == "weight" && kind == "Struct:Linear")
+        matches!(self.stack.last(), Some((seg, kind))
+            if (seg == "weight" && kind == "Struct:Linear")
+                // The head's packed attention projection, kept `[in, 3·out]` like a linear.
+                || (seg == "in_proj_weight" && kind == "Struct:MultiheadAttention"))
     }
 }
 

@@ -91,7 +91,9 @@ fn bad_inputs_get_one_clear_line() {
     std::fs::write(copy.join("model.safetensors"), &w[..w.len() / 3]).expect("truncate");
     assert_clean_error(&chat_json(&copy, &model.join("image.png"), &[]), "model.safetensors");
     std::fs::write(copy.join("model.safetensors"), &w).expect("restore");
-    let cfg = std::fs::read_to_string(model.join("config.json")).expect("cfg").replace("\"hidden_size\": 32", "\"hidden_size\": 40");
+    let cfg = std::fs::read_to_string(model.join("config.json"))
+        .expect("cfg")
+        .replace("\"hidden_size\": 32", "\"hidden_size\": 40");
     std::fs::write(copy.join("config.json"), cfg).expect("cfg");
     assert_clean_error(&chat_json(&copy, &model.join("image.png"), &[]), "expected shape");
     std::fs::write(copy.join("config.json"), "{ not json").expect("cfg");

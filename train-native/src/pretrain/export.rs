@@ -62,6 +62,12 @@ mod tests {
         let a = unet.forward_at(z.clone(), 300.0, ctx.clone()).expect("unet");
         let b = back.forward_at(z, 300.0, ctx).expect("unet");
         assert!(max_diff(a, b) < 1e-4);
+
+        let hcfg = genllava::head::GenHeadConfig::tiny();
+        let head = genllava::head::GenHead::load(&hcfg, &vb).expect("head");
+        let back = round_trip(&head, "", |vb| genllava::head::GenHead::load(&hcfg, vb));
+        let x = Tensor::<3>::random([2, hcfg.num_img_tokens, hcfg.d_llm], Distribution::Normal(0.0, 1.0), &device);
+        assert!(max_diff(head.forward(x.clone()), back.forward(x)) < 1e-4);
     }
 
     #[test]

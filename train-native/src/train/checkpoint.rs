@@ -58,13 +58,39 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     sync_dir(path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")))
 }
 
-/// Write the HF model files of `bundle` into `dir` (which must exist).
+/// Write the HF model files of `bundle` into `dir` (which must exist); for a
+/// GenLLaVA also `genllava.json`, `gen_head/` and the frozen decoder as `sd/`.
 fn write_model_files(dir: &Path, bundle: &Bundle) -> anyhow::Result<()> {
     write_synced(&dir.join("config.json"), serde_json::to_string_pretty(&bundle.config_json)?.as_bytes())?;
-    write_synced(&dir.join("model.safetensors"), &model::export_safetensors(&bundle.model)?)?;
+    write_synced(&dir.join("model.safetensors"), &model::export_safetensors(&bundle.model.llava)?)?;
     write_synced(&dir.join("tokenizer.json"), bundle.tokenizer.to_json()?.as_bytes())?;
     write_synced(&dir.join("processor_config.json"), serde_json::to_string_pretty(&bundle.processor_json)?.as_bytes())?;
+    if let (Some(genr), Some(head)) = (&bundle.generation, &bundle.model.head) {
+        write_synced(&dir.join("genllava.json"), serde_json::to_string_pretty(&genr.config)?.as_bytes())?;
+        let head_dir = dir.join("gen_head");
+        std::fs::create_dir_all(&head_dir).with_context(|| head_dir.display().to_string())?;
+        write_synced(&head_dir.join("config.json"), serde_json::to_string_pretty(&genr.head_config)?.as_bytes())?;
+        write_synced(&head_dir.join("model.safetensors"), &model::export_head(head))?;
+        sync_dir(&head_dir)?;
+        copy_tree(&genr.sd_dir, &dir.join("sd"))?;
+    }
     Ok(())
+}
+
+/// Copy the files of folder `from` (recursively) into `to`, fsynced.
+fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to).with_context(|| to.display().to_string())?;
+    for entry in std::fs::read_dir(from).with_context(|| from.display().to_string())? {
+        let entry = entry?;
+        let path = entry.path();
+        let target = to.join(entry.file_name());
+        if path.is_dir() {
+            copy_tree(&path, &target)?;
+        } else {
+            write_synced(&target, &crate::files::read(&path)?)?;
+        }
+    }
+    sync_dir(to)
 }
 
 /// Build a folder under a temporary name with `fill`, then move it to `target`

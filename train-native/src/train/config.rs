@@ -5,6 +5,11 @@ use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+/// The embedded default run (`train` without `--config`, and the main job): the
+/// single stage on the shapes world with a GenLLaVA small enough for a CPU
+/// (`train-native/configs/shapes.json`). Unset fields take [`TrainConfig::default`].
+pub const SHAPES: &str = include_str!("../../configs/shapes.json");
+
 /// Everything a `train` run needs to know. Defaults are the paper's (Table A1)
 /// except where the tiny built-in model needs otherwise (noted per field).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -50,8 +55,10 @@ pub struct TrainConfig {
     pub keep_checkpoints: usize,
     /// Evaluate every this many steps (0: only at the end).
     pub eval_every: usize,
-    /// Number of held-out samples scored per evaluation.
+    /// Number of held-out questions scored per evaluation.
     pub eval_samples: usize,
+    /// Number of held-out generations and of edits scored per evaluation (GenLLaVA).
+    pub eval_images: usize,
     /// Output folder: checkpoints, `latest`, `metrics.jsonl`, report.
     pub out_dir: PathBuf,
 }
@@ -79,7 +86,8 @@ impl Default for TrainConfig {
             checkpoint_every: 500,
             keep_checkpoints: 2,
             eval_every: 0,
-            eval_samples: 32,
+            eval_samples: 64,
+            eval_images: 32,
             out_dir: PathBuf::from("runs/train"),
         }
     }
@@ -162,11 +170,21 @@ pub struct ModelSource {
     pub init: Option<serde_json::Value>,
     /// Standard deviation of the fresh weights.
     pub init_std: f64,
+    /// Build a GenLLaVA (task tokens, `[IMG]` tokens, generation head, frozen
+    /// diffusion decoder); `null`: when the data has generation or editing samples.
+    pub generation: Option<bool>,
+    /// The frozen Stable Diffusion folder (`null`: the shipped `assets/sd-shapes`).
+    pub sd: Option<PathBuf>,
+    /// Number N of `[IMG]` tokens.
+    pub n_img: usize,
+    /// Generation head sizes (a partial `gen_head/config.json`: `d_model`, `heads`,
+    /// `enc_layers`, `dec_layers`, `ffn`); the rest follows the LLM and the UNet.
+    pub head: Option<serde_json::Value>,
 }
 
 impl Default for ModelSource {
     fn default() -> Self {
-        Self { from: None, init: None, init_std: 0.02 }
+        Self { from: None, init: None, init_std: 0.02, generation: None, sd: None, n_img: 16, head: None }
     }
 }
 
@@ -174,15 +192,19 @@ impl Default for ModelSource {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DataConfig {
-    /// `colours`: the built-in solid-colour question answering set.
+    /// `shapes`: the built-in shapes world (understanding, generation, editing and
+    /// text; held out: its test and novel splits); `colours`: a solid-colour
+    /// question set (understanding only).
     pub source: String,
-    /// Number of distinct samples the built-in source offers.
+    /// Number of distinct samples per task the built-in source offers.
     pub size: usize,
+    /// Lightly textured backgrounds behind the understanding images (shapes).
+    pub textured: bool,
 }
 
 impl Default for DataConfig {
     fn default() -> Self {
-        Self { source: "colours".into(), size: 4096 }
+        Self { source: "shapes".into(), size: 100_000, textured: true }
     }
 }
 
@@ -194,7 +216,7 @@ impl TrainConfig {
                 let bytes = std::fs::read(path).with_context(|| path.display().to_string())?;
                 serde_json::from_slice(&bytes).with_context(|| format!("{}: invalid JSON", path.display()))?
             }
-            None => serde_json::to_value(TrainConfig::default())?,
+            None => serde_json::from_str(SHAPES)?,
         };
         // Fill the fields the file left out, so overrides of nested keys find their parent.
         let cfg: TrainConfig = serde_json::from_value(value).context("config")?;
@@ -288,6 +310,17 @@ mod tests {
         assert!(TrainConfig::load(None, &["nope=1".into()]).is_err());
         assert!(TrainConfig::load(None, &["global_batch=10".into(), "micro_batch=3".into()]).is_err());
         assert_eq!(TrainConfig::load(None, &["out_dir=/tmp/x".into()]).expect("cfg").out_dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn embedded_configs_parse() {
+        let shapes: TrainConfig = serde_json::from_str(SHAPES).expect("shapes.json");
+        shapes.validate().expect("valid");
+        assert_eq!(shapes.data.source, "shapes");
+        assert_eq!(TrainConfig::load(None, &[]).expect("default"), shapes);
+        let full: TrainConfig = serde_json::from_str(include_str!("../../configs/full.json")).expect("full.json");
+        full.validate().expect("valid");
+        assert_eq!((full.lr, full.global_batch), (2e-5, 128));
     }
 
     #[test]

@@ -58,6 +58,8 @@ pub struct Sample {
     pub target_image: Option<RgbImage>,
     /// The target image's caption (the alignment loss' CLIP text input).
     pub target_caption: Option<String>,
+    /// The scene of the input image, when the data knows it (the edit evaluator needs it).
+    pub source_scene: Option<genllava::shapes::Scene>,
 }
 
 /// A source of samples of one kind, indexable and deterministic: `get(i)` always
@@ -170,6 +172,7 @@ mod tests {
                 turns: vec![Turn::user(i.to_string())],
                 target_image: None,
                 target_caption: None,
+                source_scene: None,
             })
         }
         fn describe(&self) -> String {

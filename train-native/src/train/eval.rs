@@ -1,66 +1,113 @@
-//! Held-out evaluation through the inference pipeline itself: greedy answers
-//! scored by exact match, plus the held-out cross-entropy.
+//! Held-out evaluation through the inference pipelines themselves: greedy
+//! answers scored by exact match (after the shapes world's short-answer
+//! normalisation), generated images scored by the shapes-world evaluator (does
+//! the scene satisfy the caption), edits likewise (is the asked change there and
+//! the rest kept), plus the held-out cross-entropy.
 
-use super::data::{Dataset, Sample};
+use super::config::TrainConfig;
+use super::data::{Dataset, Kind, Sample};
 use super::loss::{self, LossContext, MicroBatch};
 use super::model::Bundle;
 use super::tokenize;
+use crate::files::DirSource;
 use genllava::llava::LlavaCheckpoint;
-use genllava::pipeline::{UnderstandRequest, understand};
+use genllava::pipeline::{GenLlava, ImageOptions, UnderstandRequest, understand};
 use genllava::sampling::SamplingConfig;
+use genllava::scheduler::SchedulerKind;
+use genllava::sd::pipeline::StableDiffusion;
+use genllava::shapes::{score_answer, score_edit, score_generation};
 use genllava::template::{self, ChatFormat};
+
+/// The score of one held-out set.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct SetScore {
+    /// The set (task, split).
+    pub set: String,
+    pub kind: Kind,
+    pub correct: usize,
+    pub total: usize,
+}
+
+impl SetScore {
+    pub fn rate(&self) -> f64 {
+        if self.total > 0 { self.correct as f64 / self.total as f64 } else { 0.0 }
+    }
+}
 
 /// Scores of one evaluation.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct EvalResult {
     pub step: usize,
-    /// Exact-match accuracy of greedy answers.
+    /// Exact-match accuracy of greedy answers over every held-out question (understanding).
     pub accuracy: f64,
-    /// Held-out cross-entropy per target token.
+    /// Share of generated images that satisfy their caption (GenLLaVA only).
+    pub generation: Option<f64>,
+    /// Share of edits with the asked change and the rest kept (GenLLaVA only).
+    pub editing: Option<f64>,
+    /// Held-out cross-entropy per target token (understanding and text).
     pub ce: f64,
+    /// Questions asked.
     pub samples: usize,
+    /// Per held-out set.
+    pub sets: Vec<SetScore>,
     /// A few (expected, answered) pairs for the report.
     pub examples: Vec<(String, String)>,
 }
 
-/// Evaluate `bundle` (any device; the model is put in inference mode here) on the
-/// first `n` samples of `set`.
+impl EvalResult {
+    /// One line for the log.
+    pub fn summary(&self) -> String {
+        let mut s = format!("eval at step {}: understanding {:.3}", self.step, self.accuracy);
+        if let Some(g) = self.generation {
+            s += &format!(", generation {g:.3}");
+        }
+        if let Some(e) = self.editing {
+            s += &format!(", editing {e:.3}");
+        }
+        s + &format!(", ce {:.4} ({} questions)", self.ce, self.samples)
+    }
+}
+
+fn pooled(sets: &[SetScore], kinds: &[Kind]) -> Option<f64> {
+    let (c, t) = sets.iter().filter(|s| kinds.contains(&s.kind)).fold((0, 0), |(c, t), s| (c + s.correct, t + s.total));
+    (t > 0).then(|| c as f64 / t as f64)
+}
+
+/// The instruction inside the editing template's user text.
+fn edit_instruction(user: &str) -> &str {
+    let marker = "Edit the image according to the description. ";
+    user.rsplit_once(marker).map_or(user, |(_, i)| i)
+}
+
+/// Evaluate `bundle` (any device; the model is put in inference mode here) on
+/// held-out `sets`: `cfg.eval_samples` questions per understanding / text set and
+/// `cfg.eval_images` images per generation / editing set.
 pub fn evaluate(
     bundle: &Bundle,
-    set: &dyn Dataset,
-    n: usize,
+    sets: &[Box<dyn Dataset>],
+    cfg: &TrainConfig,
     step: usize,
-    max_len: usize,
 ) -> anyhow::Result<EvalResult> {
     let model = burn::module::Module::valid(&bundle.model);
-    let device = model.language_model.embed_tokens.weight.device();
-    let samples: Vec<Sample> = (0..n.min(set.len())).map(|i| set.get(i)).collect::<anyhow::Result<_>>()?;
-    let cfg = &bundle.config;
-    let encoded = samples
-        .iter()
-        .map(|s| {
-            tokenize::encode(
-                &bundle.tokenizer,
-                ChatFormat::Vicuna,
-                s,
-                cfg.image_token_index,
-                cfg.image_seq_len(),
-                max_len,
-            )
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let device = model.llava.language_model.embed_tokens.weight.device();
+    let lcfg = &bundle.config;
+    let task = bundle.generation.as_ref().map(|g| &g.config.task_tokens);
     let pad_id = bundle.tokenizer.token_id("<pad>").unwrap_or(0);
-    let ctx = LossContext { config: cfg, processor: &bundle.processor, pad_id, device: &device };
-    let (mut nll, mut count) = (0.0, 0usize);
-    for (s, e) in samples.iter().zip(&encoded) {
-        if e.targets() == 0 {
-            continue;
-        }
-        let (sum, c) = loss::cross_entropy(&model, &ctx, &MicroBatch { samples: vec![s], encoded: vec![e] })?;
-        nll += f64::from(sum.into_scalar::<f32>());
-        count += c;
-    }
-    let ckpt = LlavaCheckpoint { config: cfg.clone(), model, unused: Vec::new() };
+    let ctx = LossContext { config: lcfg, processor: &bundle.processor, pad_id, device: &device };
+    let ckpt = LlavaCheckpoint { config: lcfg.clone(), model: model.llava.clone(), unused: Vec::new() };
+    let pipeline = match (&bundle.generation, &model.head) {
+        (Some(g), Some(head)) => Some(GenLlava {
+            llava: LlavaCheckpoint { config: lcfg.clone(), model: model.llava.clone(), unused: Vec::new() },
+            head: head.clone(),
+            head_config: g.head_config.clone(),
+            config: g.config.clone(),
+            sd: StableDiffusion::load(&DirSource::open(&g.sd_dir)?, &device)?,
+            tokenizer: bundle.tokenizer.clone(),
+            processor: Some(bundle.processor.clone()),
+            device: device.clone(),
+        }),
+        _ => None,
+    };
     let sampling = SamplingConfig {
         temperature: 0.0,
         top_k: 0,
@@ -70,32 +117,99 @@ pub fn evaluate(
         max_new_tokens: 24,
         logprobs: 0,
     };
-    let (mut right, mut asked, mut examples) = (0usize, 0usize, Vec::new());
-    for s in &samples {
-        let Some(last) = s.turns.iter().rposition(|t| t.role == "assistant") else { continue };
-        let prompt = template::render(ChatFormat::Vicuna, None, &s.turns[..last], tokenize::EOS);
-        let req = UnderstandRequest {
-            prompt: &prompt,
-            image: s.image.as_ref(),
-            pad_to_square: false,
-            sampling: &sampling,
-            stop: &[],
-            stop_ids: &[],
-        };
-        let answer = understand(&ckpt, &bundle.tokenizer, Some(&bundle.processor), &req, &device, &mut |_| true)?;
-        let expected = s.turns[last].text.trim().to_string();
-        let got = answer.text.trim().to_string();
-        right += usize::from(got == expected);
-        asked += 1;
-        if examples.len() < 4 {
-            examples.push((expected, got));
+    let (mut nll, mut count) = (0.0, 0usize);
+    let mut scores = Vec::new();
+    let mut examples = Vec::new();
+    for set in sets {
+        let kind = set.kind();
+        let n = match kind {
+            Kind::Understanding => cfg.eval_samples,
+            Kind::Text => cfg.eval_samples / 4,
+            Kind::Generation | Kind::Editing => cfg.eval_images,
+        }
+        .min(set.len());
+        let mut score = SetScore { set: set.describe(), kind, correct: 0, total: 0 };
+        for i in 0..n {
+            let s: Sample = set.get(i)?;
+            let ok = match kind {
+                Kind::Understanding | Kind::Text => {
+                    let e = tokenize::encode(
+                        &bundle.tokenizer,
+                        ChatFormat::Vicuna,
+                        &s,
+                        lcfg.image_token_index,
+                        lcfg.image_seq_len(),
+                        cfg.max_seq_len,
+                        task,
+                    )?;
+                    if e.targets() > 0 {
+                        let mb = MicroBatch { samples: vec![&s], encoded: vec![&e] };
+                        let (sum, c) = loss::cross_entropy(&model.llava, &ctx, &mb)?;
+                        nll += f64::from(sum.into_scalar::<f32>());
+                        count += c;
+                    }
+                    let Some(last) = s.turns.iter().rposition(|t| t.role == "assistant") else { continue };
+                    let mut prompt = template::render(ChatFormat::Vicuna, None, &s.turns[..last], tokenize::EOS);
+                    if task.is_some() {
+                        prompt.insert_str(0, tokenize::task_token(&s));
+                    }
+                    let req = UnderstandRequest {
+                        prompt: &prompt,
+                        image: s.image.as_ref(),
+                        pad_to_square: false,
+                        sampling: &sampling,
+                        stop: &[],
+                        stop_ids: &[],
+                    };
+                    let answer =
+                        understand(&ckpt, &bundle.tokenizer, Some(&bundle.processor), &req, &device, &mut |_| true)?;
+                    let expected = s.turns[last].text.trim().to_string();
+                    let got = answer.text.trim().to_string();
+                    let ok = score_answer(&got, &expected);
+                    if examples.len() < 6 && kind == Kind::Understanding {
+                        examples.push((format!("{} → {expected}", s.turns[last - 1].text.replace('\n', " ")), got));
+                    }
+                    ok
+                }
+                Kind::Generation | Kind::Editing => {
+                    let Some(p) = &pipeline else { continue };
+                    let d = &p.config.diffusion;
+                    let options = ImageOptions {
+                        steps: d.steps,
+                        guidance: d.guidance,
+                        scheduler: SchedulerKind::from_name(&d.scheduler)?,
+                        seed: i as u64,
+                        edit: None,
+                    };
+                    let user = s.turns.first().map_or("", |t| t.text.as_str());
+                    if kind == Kind::Generation {
+                        let caption = s.target_caption.as_deref().unwrap_or_default();
+                        let img = p.generate(caption, &options, &mut |_, _| {})?;
+                        score_generation(&img.data, img.width, img.height, caption)
+                    } else {
+                        let (Some(source), Some(scene)) = (&s.image, &s.source_scene) else { continue };
+                        let instruction = edit_instruction(user);
+                        let img = p.edit(source, instruction, &options, &mut |_, _| {})?;
+                        score_edit(scene, instruction, &img.data, img.width, img.height)
+                    }
+                }
+            };
+            score.correct += usize::from(ok);
+            score.total += 1;
+        }
+        if score.total > 0 {
+            scores.push(score);
         }
     }
+    let asked = scores.iter().filter(|s| s.kind == Kind::Understanding).map(|s| s.total).sum();
     Ok(EvalResult {
         step,
-        accuracy: if asked > 0 { right as f64 / asked as f64 } else { 0.0 },
+        accuracy: pooled(&scores, &[Kind::Understanding]).unwrap_or(0.0),
+        generation: pooled(&scores, &[Kind::Generation]),
+        editing: pooled(&scores, &[Kind::Editing]),
         ce: if count > 0 { nll / count as f64 } else { 0.0 },
         samples: asked,
+        sets: scores,
         examples,
     })
 }

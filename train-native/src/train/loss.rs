@@ -1,18 +1,22 @@
-//! Loss terms over a micro-batch. Today: next-token cross-entropy on the
-//! assistant tokens (the understanding and text path, and the `[IMG]` tokens
-//! once generation samples carry them). The generation terms (diffusion MSE
-//! through the frozen UNet, alignment MSE to CLIP text states) plug in beside
-//! [`cross_entropy`] and are summed with the weights of `TrainConfig::loss` in
-//! the trainer.
+//! Loss terms over a micro-batch, from one pass of the decoder: next-token
+//! cross-entropy on the assistant tokens (the `[IMG]` tokens included) and, for
+//! the samples that answer with an image, the generation terms of the paper:
+//! the denoising MSE of the frozen UNet conditioned on the head's `U` (MGIE) and
+//! the alignment MSE between `U` and the frozen text encoder's states of the
+//! target caption (GILL). The trainer weights them with `TrainConfig::loss`.
 
 use super::data::Sample;
 use super::tokenize::Encoded;
 use anyhow::Context;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use genllava::genllava::{head_input, img_positions};
 use genllava::image::ImageProcessorConfig;
 use genllava::llama::Rope;
 use genllava::llava::{Llava, LlavaConfig};
+use genllava::sd::pipeline::StableDiffusion;
+use genllava::sd::pixels::rgb_to_tensor;
+use genllava::shapes::SplitMix64;
 
 /// A micro-batch ready for the model: samples and their encodings, in order.
 pub struct MicroBatch<'a> {
@@ -65,9 +69,19 @@ pub fn embed_batch(model: &Llava, ctx: &LossContext, batch: &MicroBatch) -> anyh
 /// target count so that accumulating micro-batches gives the step's token mean.
 pub fn cross_entropy(model: &Llava, ctx: &LossContext, batch: &MicroBatch) -> anyhow::Result<(Tensor<1>, usize)> {
     let (embeds, len) = embed_batch(model, ctx, batch)?;
+    let hidden = model.language_model.forward(embeds, &mut Rope::for_config(&ctx.config.text_config, ctx.device));
+    nll_of(model, ctx, batch, hidden, len)
+}
+
+fn nll_of(
+    model: &Llava,
+    ctx: &LossContext,
+    batch: &MicroBatch,
+    hidden: Tensor<3>,
+    len: usize,
+) -> anyhow::Result<(Tensor<1>, usize)> {
     let b = batch.samples.len();
     let lm = &model.language_model;
-    let hidden = lm.forward(embeds, &mut Rope::for_config(&ctx.config.text_config, ctx.device));
     let logits = lm.logits(hidden.narrow(1, 0, len - 1)); // [b, len-1, vocab]
     let mut targets = Vec::with_capacity(b * (len - 1));
     let mut weights = Vec::with_capacity(b * (len - 1));
@@ -83,4 +97,158 @@ pub fn cross_entropy(model: &Llava, ctx: &LossContext, batch: &MicroBatch) -> an
     let weights = Tensor::<2>::from_data(TensorData::new(weights, [b, len - 1]), ctx.device);
     let logp = log_softmax(logits, 2).gather(2, targets).reshape([b, len - 1]);
     Ok((logp.mul(weights).sum().neg(), count))
+}
+
+/// Share of image samples whose `U` is replaced by the null condition (the
+/// unconditional branch classifier-free guidance needs; the same null the
+/// pipeline guides against).
+pub const CONDITION_DROPOUT: f64 = 0.1;
+
+/// The frozen diffusion decoder and what the generation losses need from it.
+pub struct Frozen {
+    /// On the inner (non-autodiff) device: its weights are constants, while the
+    /// gradient flows through its activations back to `U`.
+    pub sd: StableDiffusion,
+    /// The null condition `[1, L, D]`.
+    pub null: Tensor<3>,
+    /// ᾱ_t of the training schedule.
+    pub alphas: Vec<f64>,
+    /// Pixel side of the decoder's images.
+    pub pixels: usize,
+}
+
+impl Frozen {
+    /// Load the Stable Diffusion folder `dir` onto the inner device of `device`;
+    /// the null condition is fitted to the head's `l` queries.
+    pub fn load(dir: &std::path::Path, l: usize, device: &Device) -> anyhow::Result<Self> {
+        let inner = device.clone().inner();
+        let sd = StableDiffusion::load(&crate::files::DirSource::open(dir)?, &inner)
+            .with_context(|| format!("the frozen diffusion decoder {}", dir.display()))?;
+        let null = fit_rows(sd.null_embedding()?, l);
+        let alphas = sd.scheduler_config.alphas_cumprod()?;
+        let pixels = sd.unet_config.sample_size.unwrap_or(8) * sd.vae_scale();
+        Ok(Self { sd, null, alphas, pixels })
+    }
+
+    /// The caption's text states fitted to `l` rows: the alignment target.
+    pub fn caption_states(&self, caption: &str, l: usize) -> anyhow::Result<Tensor<3>> {
+        Ok(fit_rows(self.sd.encode_prompt(caption)?, l))
+    }
+}
+
+/// `[1, n, d]` cut or extended (last row repeated) to `[1, l, d]`, as the
+/// pipeline fits the null embedding to the head's queries.
+pub fn fit_rows(x: Tensor<3>, l: usize) -> Tensor<3> {
+    let n = x.dims()[1];
+    if n >= l {
+        x.narrow(1, 0, l)
+    } else {
+        let last = x.clone().narrow(1, n - 1, 1).repeat_dim(1, l - n);
+        Tensor::cat(vec![x, last], 1)
+    }
+}
+
+/// What the generation losses read besides the model.
+pub struct GenContext<'a> {
+    pub head: &'a genllava::head::GenHead,
+    /// Ids of the `[IMG]` tokens.
+    pub img: &'a [u32],
+    pub frozen: &'a Frozen,
+    /// Seed of this micro-batch's timesteps, noise and condition dropout.
+    pub seed: u64,
+}
+
+/// The loss terms of one micro-batch (sums: the trainer divides by the step's counts).
+pub struct Losses {
+    /// Summed NLL of the target tokens, `[1]`.
+    pub nll: Tensor<1>,
+    /// Summed per-sample denoising MSE over the image samples, `[1]`.
+    pub diffusion: Option<Tensor<1>>,
+    /// Summed per-sample alignment MSE over the image samples, `[1]`.
+    pub align: Option<Tensor<1>>,
+    /// Number of image samples.
+    pub images: usize,
+}
+
+/// Whether a micro-batch row trains the generation path: it has a target image and
+/// every `[IMG]` token survived truncation.
+pub fn is_image_row(sample: &Sample, enc: &Encoded, img: &[u32]) -> bool {
+    sample.target_image.is_some() && img.iter().all(|t| enc.ids.contains(t))
+}
+
+/// All loss terms of a micro-batch from one decoder pass.
+pub fn losses(
+    model: &Llava,
+    ctx: &LossContext,
+    batch: &MicroBatch,
+    genr: Option<&GenContext>,
+) -> anyhow::Result<Losses> {
+    let (embeds, len) = embed_batch(model, ctx, batch)?;
+    let hidden =
+        model.language_model.forward(embeds.clone(), &mut Rope::for_config(&ctx.config.text_config, ctx.device));
+    let (nll, _) = nll_of(model, ctx, batch, hidden.clone(), len)?;
+    let mut out = Losses { nll, diffusion: None, align: None, images: 0 };
+    let Some(genr) = genr else { return Ok(out) };
+    let rows: Vec<usize> =
+        (0..batch.samples.len()).filter(|&i| is_image_row(batch.samples[i], batch.encoded[i], genr.img)).collect();
+    if rows.is_empty() {
+        return Ok(out);
+    }
+    let g = rows.len();
+    let index = Tensor::<1, Int>::from_data(
+        TensorData::new(rows.iter().map(|&i| i as i64).collect::<Vec<_>>(), [g]),
+        ctx.device,
+    );
+    let ids: Vec<Vec<u32>> = rows.iter().map(|&i| batch.encoded[i].ids.clone()).collect();
+    let pos = img_positions(&ids, genr.img, ctx.device)?;
+    let u = genr.head.forward(head_input(embeds.select(0, index.clone()), hidden.select(0, index), pos));
+    let [_, l, d] = u.dims();
+    let f = genr.frozen;
+    let inner = f.null.device();
+
+    // Alignment: U against the text encoder's states of the target caption.
+    let captions = rows
+        .iter()
+        .map(|&i| {
+            let caption =
+                batch.samples[i].target_caption.as_deref().context("an image sample has no target caption")?;
+            f.caption_states(caption, l)
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let align = u.clone().sub(Tensor::cat(captions, 0)).powi_scalar(2).sum().div_scalar((l * d) as f64);
+
+    // Denoising: the frozen UNet predicts the noise added to the target's latents, conditioned on U.
+    let images = rows
+        .iter()
+        .map(|&i| {
+            let img = batch.samples[i].target_image.as_ref().context("image sample without target image")?;
+            Ok(if img.width == f.pixels && img.height == f.pixels {
+                img.clone()
+            } else {
+                img.resize(f.pixels, f.pixels, genllava::image::Resample::Bicubic)?
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let x0 = f.sd.encode_image(rgb_to_tensor(&images, &inner)?)?.mode().mul_scalar(f.sd.vae_config.scaling_factor);
+    let [_, c, h, w] = x0.dims();
+    let mut rng = SplitMix64::new(genr.seed);
+    let ts: Vec<usize> = (0..g).map(|_| rng.below(f.alphas.len())).collect();
+    let keep: Vec<f32> = (0..g).map(|_| if rng.chance(CONDITION_DROPOUT as f32) { 0.0 } else { 1.0 }).collect();
+    let coef = |h: fn(f64) -> f64| {
+        let v: Vec<f32> = ts.iter().map(|&t| h(f.alphas[t]) as f32).collect();
+        Tensor::<4>::from_data(TensorData::new(v, [g, 1, 1, 1]), &inner)
+    };
+    let eps = genllava::pipeline::gaussian([g, c, h, w], rng.next_u64(), &inner);
+    let xt = x0.mul(coef(f64::sqrt)).add(eps.clone().mul(coef(|a| (1.0 - a).sqrt())));
+    let t = Tensor::<1>::from_data(TensorData::new(ts.iter().map(|&t| t as f32).collect::<Vec<_>>(), [g]), &inner);
+    let keep = Tensor::<3>::from_data(TensorData::new(keep, [g, 1, 1]), &inner);
+    let null = f.null.clone().repeat_dim(0, g);
+    let cond = u.mul(keep.clone()).add(null.mul(keep.neg().add_scalar(1.0)));
+    let pred = f.sd.unet.forward(xt, t, cond)?;
+    let diffusion = pred.sub(eps).powi_scalar(2).sum().div_scalar((c * h * w) as f64);
+
+    out.align = Some(align);
+    out.diffusion = Some(diffusion);
+    out.images = g;
+    Ok(out)
 }

@@ -14,6 +14,15 @@ pub struct StepMetrics {
     pub loss: f64,
     /// Cross-entropy per target token.
     pub ce: f64,
+    /// Denoising MSE per image sample (GenLLaVA).
+    #[serde(default)]
+    pub diffusion: f64,
+    /// Alignment MSE per image sample (GenLLaVA).
+    #[serde(default)]
+    pub align: f64,
+    /// Image samples (generation, editing) in the step.
+    #[serde(default)]
+    pub images: usize,
     pub lr: f64,
     /// Global gradient norm before clipping.
     pub grad_norm: f64,

@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod model;
 pub mod optim;
 pub mod report;
+pub mod shapes;
 pub mod synthetic;
 pub mod tokenize;
 pub mod trainer;
@@ -44,18 +45,36 @@ pub struct TrainArgs {
     pub device: DeviceArg,
 }
 
-/// The training data of a config: (train sets, held-out set).
-/// Training sets (one per kind) and the held-out set.
-type DataSets = (Vec<Box<dyn Dataset>>, Box<dyn Dataset>);
+/// Training sets (one per kind) and the held-out sets (one per kind and split).
+type DataSets = (Vec<Box<dyn Dataset>>, Vec<Box<dyn Dataset>>);
 
 fn data_sets(cfg: &TrainConfig, image_size: usize) -> anyhow::Result<DataSets> {
+    let boxed = |sets: Vec<shapes::ShapesSet>| sets.into_iter().map(|s| Box::new(s) as Box<dyn Dataset>);
+    let (seed, size, textured) = (cfg.seed, cfg.data.size, cfg.data.textured);
     match cfg.data.source.as_str() {
         "colours" => Ok((
-            vec![Box::new(synthetic::Colours { len: cfg.data.size, size: image_size, seed: cfg.seed })],
-            Box::new(synthetic::Colours { len: cfg.data.size, size: image_size, seed: cfg.seed ^ 0xE7A1 }),
+            vec![Box::new(synthetic::Colours { len: size, size: image_size, seed })],
+            vec![Box::new(synthetic::Colours { len: size, size: image_size, seed: seed ^ 0xE7A1 })],
         )),
-        other => anyhow::bail!("data.source `{other}` is unknown (available: colours)"),
+        "shapes" => {
+            use genllava::shapes::Split;
+            let train = boxed(shapes::ShapesSet::all(Split::Train, seed, image_size, size, textured)).collect();
+            let held = [Split::Test, Split::Novel]
+                .into_iter()
+                .flat_map(|split| boxed(shapes::ShapesSet::all(split, seed, image_size, size, textured)))
+                .collect();
+            Ok((train, held))
+        }
+        other => anyhow::bail!("data.source `{other}` is unknown (available: shapes, colours)"),
     }
+}
+
+/// Whether a fresh model is a GenLLaVA: as configured, else when the data asks for images.
+fn wants_generation(cfg: &TrainConfig, sets: &[Box<dyn Dataset>]) -> bool {
+    cfg.model.generation.unwrap_or_else(|| {
+        sets.iter().any(|s| matches!(s.kind(), data::Kind::Generation | data::Kind::Editing))
+            && (cfg.mixture.generation > 0.0 || cfg.mixture.editing > 0.0)
+    })
 }
 
 /// The text a fresh tokenizer is trained on: every distinct conversation shape
@@ -63,7 +82,7 @@ fn data_sets(cfg: &TrainConfig, image_size: usize) -> anyhow::Result<DataSets> {
 fn tokenizer_corpus(sets: &[Box<dyn Dataset>]) -> anyhow::Result<Vec<String>> {
     let mut texts = Vec::new();
     for set in sets {
-        for i in 0..set.len().min(512) {
+        for i in 0..set.len().min(2048) {
             let s = set.get(i)?;
             texts.push(tokenize::render_with_spans(genllava::template::ChatFormat::Vicuna, &s.turns).0);
         }
@@ -88,6 +107,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             let cfg: TrainConfig = serde_json::from_value(value).context("config after --set overrides")?;
             cfg.validate()?;
             let mut bundle = restored.bundle;
+            model::resolve_sd_dir(&mut bundle, &cfg);
             bundle.model = model::apply_trainable(model::stable_params(bundle.model, &device), &cfg.trainable);
             let optim = checkpoint::restore_optimizer(optim::adamw(&cfg), restored.optimizer_bytes)?;
             build(cfg, bundle, optim, restored.state, device)?
@@ -105,7 +125,14 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
                 );
             }
             let mut bundle = match &cfg.model.from {
-                Some(dir) => model::load(dir, &device)?,
+                Some(dir) => {
+                    let mut bundle = model::load(dir, &device)?;
+                    if bundle.generation.is_none() && cfg.model.generation.unwrap_or(false) {
+                        model::add_generation(&mut bundle, &cfg, &device)?;
+                    }
+                    model::resolve_sd_dir(&mut bundle, &cfg);
+                    bundle
+                }
                 None => {
                     let size = model::tiny_preset()["vision_config"]["image_size"].as_u64().unwrap_or(32) as usize;
                     let size = cfg
@@ -116,7 +143,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
                         .map_or(size, |s| s as usize);
                     let (sets, _) = data_sets(&cfg, size)?;
                     let tokenizer = tokenize::train_tokenizer(tokenizer_corpus(&sets)?.into_iter())?;
-                    model::fresh(&cfg, tokenizer, &device)?
+                    model::fresh(&cfg, tokenizer, wants_generation(&cfg, &sets), &device)?
                 }
             };
             bundle.model = model::apply_trainable(model::stable_params(bundle.model, &device), &cfg.trainable);
@@ -153,13 +180,17 @@ fn build(
     device: burn::tensor::Device,
 ) -> anyhow::Result<trainer::Trainer> {
     std::fs::create_dir_all(&cfg.out_dir).with_context(|| cfg.out_dir.display().to_string())?;
-    let (sets, eval_set) = data_sets(&cfg, bundle.config.vision_config.image_size)?;
+    let (sets, eval_sets) = data_sets(&cfg, bundle.config.vision_config.image_size)?;
     let sampler = MixtureSampler::new(sets, &cfg.mixture, cfg.seed)?;
     let missing = sampler.missing(&cfg.mixture);
     if !missing.is_empty() {
         let names: Vec<&str> = missing.iter().map(|k| k.name()).collect();
         eprintln!("note: no data for {} in the mixture: shares renormalised over the rest", names.join(", "));
     }
+    let frozen = match &bundle.generation {
+        Some(g) => Some(loss::Frozen::load(&g.sd_dir, g.head_config.num_queries, &device)?),
+        None => None,
+    };
     let (trainable, total) = model::count_params(&bundle.model);
     eprintln!(
         "model: {total} parameters, {trainable} trainable; {} steps of {} samples ({} × {})",
@@ -168,5 +199,5 @@ fn build(
         cfg.accumulation(),
         cfg.micro_batch
     );
-    Ok(trainer::Trainer { cfg, bundle, optim, state, sampler, eval_set: Some(eval_set), device, evals: Vec::new() })
+    Ok(trainer::Trainer { cfg, bundle, optim, state, sampler, eval_sets, device, evals: Vec::new(), frozen })
 }

@@ -7,11 +7,33 @@ use crate::files::{self, DirSource};
 use anyhow::Context;
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::tensor::{Device, Tensor};
+use genllava::genllava::GenLlavaConfig;
+use genllava::head::{GenHead, GenHeadConfig};
 use genllava::image::ImageProcessorConfig;
 use genllava::llava::{Llava, LlavaCheckpoint, LlavaConfig};
-
 use genllava::tokenizer::TextTokenizer;
 use genllava::weights::VarBuilder;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// What trains, as one module (one optimizer, one gradient tree): the LLaVA and,
+/// for GenLLaVA, the generation head.
+#[derive(Module, Debug)]
+pub struct GenModel {
+    pub llava: Llava,
+    pub head: Option<GenHead>,
+}
+
+/// The generation side of a GenLLaVA bundle (absent for a plain LLaVA).
+#[derive(Debug, Clone)]
+pub struct GenParts {
+    /// `genllava.json`.
+    pub config: GenLlavaConfig,
+    /// `gen_head/config.json`.
+    pub head_config: GenHeadConfig,
+    /// The frozen Stable Diffusion folder (copied into every checkpoint as `sd/`).
+    pub sd_dir: PathBuf,
+}
 
 /// A model plus everything that travels with it in a checkpoint folder.
 pub struct Bundle {
@@ -22,7 +44,8 @@ pub struct Bundle {
     /// `processor_config.json` as written.
     pub processor_json: serde_json::Value,
     pub processor: ImageProcessorConfig,
-    pub model: Llava,
+    pub model: GenModel,
+    pub generation: Option<GenParts>,
 }
 
 /// The built-in tiny LLaVA (SigLIP 32×32 / patch 8, a 2-layer Mistral of width 64):
@@ -65,8 +88,52 @@ pub fn processor_json(size: usize) -> serde_json::Value {
     })
 }
 
-/// Fresh weights from `cfg.model.init` (or the tiny preset), sized for `tokenizer`.
-pub fn fresh(cfg: &TrainConfig, tokenizer: TextTokenizer, device: &Device) -> anyhow::Result<Bundle> {
+/// The generation head's sizes for an LLM of width `d_llm` feeding a UNet whose
+/// text context is `l × out_dim`: the paper's mapper shape scaled down by
+/// `cfg.model.head` (a partial `gen_head/config.json`; defaults: width 64, 4 heads,
+/// 2 + 2 layers, FFN 128).
+fn head_config(cfg: &TrainConfig, d_llm: usize, l: usize, out_dim: usize) -> anyhow::Result<GenHeadConfig> {
+    let mut json = serde_json::json!({"d_model": 64, "heads": 4, "enc_layers": 2, "dec_layers": 2, "ffn": 128});
+    if let Some(serde_json::Value::Object(given)) = &cfg.model.head {
+        for (k, v) in given {
+            json[k] = v.clone();
+        }
+    }
+    json["d_llm"] = d_llm.into();
+    json["num_queries"] = l.into();
+    json["out_dim"] = out_dim.into();
+    json["num_img_tokens"] = cfg.model.n_img.into();
+    Ok(GenHeadConfig::from_json(&json.to_string())?)
+}
+
+/// The frozen Stable Diffusion folder of a GenLLaVA run (`cfg.model.sd`, else the
+/// shipped shapes-world stand-in).
+pub fn sd_dir(cfg: &TrainConfig) -> PathBuf {
+    cfg.model.sd.clone().unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/sd-shapes"))
+}
+
+/// Point a GenLLaVA bundle at the run's own decoder folder: `cfg.model.sd` when
+/// given, else `sd/` of `cfg.model.from`, else the shipped stand-in. (A resumed
+/// bundle was read from a step folder that pruning may delete.)
+pub fn resolve_sd_dir(bundle: &mut Bundle, cfg: &TrainConfig) {
+    if let Some(g) = &mut bundle.generation {
+        g.sd_dir = match (&cfg.model.sd, &cfg.model.from) {
+            (None, Some(from)) => from.join("sd"),
+            _ => sd_dir(cfg),
+        };
+    }
+}
+
+/// Fresh weights from `cfg.model.init` (or the tiny preset), sized for `tokenizer`;
+/// with `generation`, the task and `[IMG]` tokens are added and a fresh
+/// generation head is built for the frozen Stable Diffusion in [`sd_dir`].
+pub fn fresh(
+    cfg: &TrainConfig,
+    mut tokenizer: TextTokenizer,
+    generation: bool,
+    device: &Device,
+) -> anyhow::Result<Bundle> {
+    let task = generation.then(|| tokenizer.add_task_tokens(cfg.model.n_img));
     let mut json = cfg.model.init.clone().unwrap_or_else(tiny_preset);
     let id = |t: &str| tokenizer.token_id(t).with_context(|| format!("the tokenizer has no `{t}` token"));
     json["image_token_index"] = id("<image>")?.into();
@@ -80,8 +147,88 @@ pub fn fresh(cfg: &TrainConfig, tokenizer: TextTokenizer, device: &Device) -> an
     let processor_json = processor_json(size);
     let processor = ImageProcessorConfig::from_json(&processor_json["image_processor"].to_string())?;
     device.seed(cfg.seed);
-    let model = Llava::load(&config, &VarBuilder::init(cfg.model.init_std, device))?;
-    Ok(Bundle { config_json: json, config, tokenizer, processor_json, processor, model })
+    let vb = VarBuilder::init(cfg.model.init_std, device);
+    let llava = Llava::load(&config, &vb)?;
+    let (head, genr) = match task {
+        None => (None, None),
+        Some(task_tokens) => {
+            let sd_dir = sd_dir(cfg);
+            let (l, out_dim) = sd_context(&sd_dir)?;
+            let head_config = head_config(cfg, config.text_config.hidden_size, l, out_dim)?;
+            let head = GenHead::load(&head_config, &vb.pp("gen_head"))?;
+            let gen_json = serde_json::json!({"task_tokens": task_tokens, "system": null,
+                "diffusion": {"steps": 25, "guidance": 4.0, "scheduler": "ddim", "edit": {"img2img": {"strength": 0.75}}}});
+            let config = GenLlavaConfig::from_json("genllava.json", gen_json.to_string().as_bytes())?;
+            (Some(head), Some(GenParts { config, head_config, sd_dir }))
+        }
+    };
+    Ok(Bundle {
+        config_json: json,
+        config,
+        tokenizer,
+        processor_json,
+        processor,
+        model: GenModel { llava, head },
+        generation: genr,
+    })
+}
+
+/// Turn a loaded plain LLaVA into a GenLLaVA to tune: the task and `[IMG]`
+/// tokens join the tokenizer, the embedding and output rows grow to match (new
+/// rows start at the mean of the old ones, as LLaVA-style token additions do), a
+/// fresh generation head is built for the decoder in [`sd_dir`].
+pub fn add_generation(bundle: &mut Bundle, cfg: &TrainConfig, device: &Device) -> anyhow::Result<()> {
+    let task_tokens = bundle.tokenizer.add_task_tokens(cfg.model.n_img);
+    let vocab = super::tokenize::id_space(&bundle.tokenizer);
+    let lm = &mut bundle.model.llava.language_model;
+    let grow = |w: Tensor<2>, dim: usize| -> Tensor<2> {
+        let old = w.dims()[dim];
+        if vocab <= old {
+            return w;
+        }
+        let mean = w.clone().mean_dim(dim);
+        Tensor::cat(vec![w, mean.repeat_dim(dim, vocab - old)], dim)
+    };
+    let (id, w, _) = lm.embed_tokens.weight.clone().consume();
+    lm.embed_tokens.weight = Param::initialized(id, grow(w, 0).require_grad());
+    if let Some(head) = &mut lm.lm_head {
+        // Burn's linear weight is `[in, out]`: the vocabulary is the second axis.
+        let (id, w, _) = head.weight.clone().consume();
+        head.weight = Param::initialized(id, grow(w, 1).require_grad());
+        if let Some(b) = &head.bias {
+            let (id, bias, _) = b.clone().consume();
+            let old = bias.dims()[0];
+            let bias =
+                if vocab > old { Tensor::cat(vec![bias, Tensor::zeros([vocab - old], device)], 0) } else { bias };
+            head.bias = Some(Param::initialized(id, bias.require_grad()));
+        }
+    }
+    bundle.config_json["text_config"]["vocab_size"] = vocab.into();
+    bundle.config.text_config.vocab_size = vocab;
+    let sd_dir = sd_dir(cfg);
+    let (l, out_dim) = sd_context(&sd_dir)?;
+    let head_config = head_config(cfg, bundle.config.text_config.hidden_size, l, out_dim)?;
+    device.seed(cfg.seed);
+    let head = GenHead::load(&head_config, &VarBuilder::init(cfg.model.init_std, device).pp("gen_head"))?;
+    let gen_json = serde_json::json!({"task_tokens": task_tokens});
+    let config = GenLlavaConfig::from_json("genllava.json", gen_json.to_string().as_bytes())?;
+    bundle.model.head = Some(head);
+    bundle.generation = Some(GenParts { config, head_config, sd_dir });
+    Ok(())
+}
+
+/// The text context the UNet in `sd_dir` cross-attends to: (positions of its text
+/// encoder, `cross_attention_dim`).
+fn sd_context(sd_dir: &Path) -> anyhow::Result<(usize, usize)> {
+    let read = |name: &str| -> anyhow::Result<serde_json::Value> {
+        let path = sd_dir.join(name);
+        serde_json::from_slice(&files::read(&path)?).with_context(|| path.display().to_string())
+    };
+    let unet = read("unet/config.json")?;
+    let text = read("text_encoder/config.json")?;
+    let dim = unet["cross_attention_dim"].as_u64().context("unet/config.json: no cross_attention_dim")?;
+    let l = text["max_position_embeddings"].as_u64().unwrap_or(77);
+    Ok((l as usize, dim as usize))
 }
 
 /// Load an HF LLaVA folder (a base model, or one of our checkpoints).
@@ -98,7 +245,27 @@ pub fn load(dir: &std::path::Path, device: &Device) -> anyhow::Result<Bundle> {
             serde_json::json!({"image_processor": serde_json::from_slice::<serde_json::Value>(&files::read(&dir.join("preprocessor_config.json"))?)?})
         }
     };
-    Ok(Bundle { config_json, config: ckpt.config, tokenizer, processor_json, processor, model: ckpt.model })
+    let (head, genr) = if dir.join("genllava.json").exists() {
+        let config = GenLlavaConfig::from_json("genllava.json", &files::read(&dir.join("genllava.json"))?)?;
+        let head_dir = dir.join("gen_head");
+        let head_config =
+            GenHeadConfig::from_json(&String::from_utf8_lossy(&files::read(&head_dir.join("config.json"))?))?;
+        let weights = genllava::checkpoint::load_weights(&DirSource::open(&head_dir)?, "model")
+            .with_context(|| head_dir.display().to_string())?;
+        let head = GenHead::load(&head_config, &VarBuilder::from_map(Arc::new(weights), device))?;
+        (Some(head), Some(GenParts { config, head_config, sd_dir: dir.join("sd") }))
+    } else {
+        (None, None)
+    };
+    Ok(Bundle {
+        config_json,
+        config: ckpt.config,
+        tokenizer,
+        processor_json,
+        processor,
+        model: GenModel { llava: ckpt.model, head },
+        generation: genr,
+    })
 }
 
 /// Give every parameter an id that depends only on its position in the module
@@ -122,15 +289,19 @@ pub fn stable_params<M: Module>(module: M, device: &Device) -> M {
     module.map(&mut Renumber { next: 0, device })
 }
 
-/// Freeze what the config leaves untrained: the vision tower always, the projector
-/// and the LLM on request.
-pub fn apply_trainable(mut model: Llava, t: &Trainable) -> Llava {
-    model.vision_tower = model.vision_tower.no_grad();
+/// Freeze what the config leaves untrained: the vision tower always, the projector,
+/// the LLM and the generation head on request.
+pub fn apply_trainable(mut model: GenModel, t: &Trainable) -> GenModel {
+    let llava = &mut model.llava;
+    llava.vision_tower = llava.vision_tower.clone().no_grad();
     if !t.projector {
-        model.multi_modal_projector = model.multi_modal_projector.no_grad();
+        llava.multi_modal_projector = llava.multi_modal_projector.clone().no_grad();
     }
     if t.llm == LlmMode::Frozen {
-        model.language_model = model.language_model.no_grad();
+        llava.language_model = llava.language_model.clone().no_grad();
+    }
+    if !t.head {
+        model.head = model.head.map(|h| h.no_grad());
     }
     model
 }
@@ -157,6 +328,15 @@ pub fn count_params<M: Module>(module: &M) -> (usize, usize) {
 /// `model.language_model.*`, `lm_head.*`), linear weights back in PyTorch's
 /// `[out, in]`, f32.
 pub fn export_safetensors(model: &Llava) -> anyhow::Result<Vec<u8>> {
+    export_llava(model)
+}
+
+/// The generation head as `gen_head/model.safetensors` (torch `nn.Transformer` keys).
+pub fn export_head(head: &GenHead) -> Vec<u8> {
+    genllava::export::safetensors_bytes(&genllava::export::named_tensors(head, ""), false)
+}
+
+fn export_llava(model: &Llava) -> anyhow::Result<Vec<u8>> {
     let mut tensors = genllava::export::named_tensors(model, "");
     for t in &mut tensors {
         let parts: Vec<&str> = t.name.split('.').collect();

@@ -34,11 +34,20 @@ pub fn write(t: &Trainer) -> anyhow::Result<PathBuf> {
         writeln!(md, "| data: {name} | {:.1} % |", share * 100.0)?;
     }
     if !t.evals.is_empty() {
-        writeln!(md, "\n## Evaluation\n\n| step | accuracy | ce | samples |\n|---|---|---|---|")?;
+        let pct = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{:.1} %", v * 100.0));
+        writeln!(
+            md,
+            "\n## Held-out evaluation\n\n| step | understanding | generation | editing | ce |\n|---|---|---|---|---|"
+        )?;
         for e in &t.evals {
-            writeln!(md, "| {} | {:.3} | {:.4} | {} |", e.step, e.accuracy, e.ce, e.samples)?;
+            let u = pct((e.samples > 0).then_some(e.accuracy));
+            writeln!(md, "| {} | {u} | {} | {} | {:.4} |", e.step, pct(e.generation), pct(e.editing), e.ce)?;
         }
         if let Some(e) = t.evals.last() {
+            writeln!(md, "\n| held-out set (last evaluation) | correct | of | score |\n|---|---|---|---|")?;
+            for s in &e.sets {
+                writeln!(md, "| {} | {} | {} | {:.1} % |", s.set, s.correct, s.total, s.rate() * 100.0)?;
+            }
             writeln!(md, "\n| expected | answered |\n|---|---|")?;
             for (want, got) in &e.examples {
                 writeln!(md, "| {want} | {got} |")?;

@@ -6,7 +6,7 @@ use super::data::Sample;
 use anyhow::Context;
 use genllava::llava::expand_image_tokens;
 use genllava::template::{self, ChatFormat, Turn};
-use genllava::tokenizer::TextTokenizer;
+use genllava::tokenizer::{TaskTokens, TextTokenizer};
 use tokenizers::models::TrainerWrapper;
 use tokenizers::models::wordlevel::WordLevelTrainer;
 use tokenizers::{Model, Tokenizer};
@@ -113,9 +113,20 @@ pub fn render_with_spans(format: ChatFormat, turns: &[Turn]) -> (String, Vec<std
     (template::render(format, None, turns, EOS), spans)
 }
 
+/// The task token that leads a sample's text in a GenLLaVA model: `[T2I]` when
+/// the answer is an image, `[I2T]` otherwise.
+pub fn task_token(sample: &Sample) -> &'static str {
+    if sample.target_image.is_some() { genllava::tokenizer::T2I } else { genllava::tokenizer::I2T }
+}
+
 /// Tokenize `sample` and mark the assistant tokens: a token is a target when its
 /// text starts inside an assistant span (so the answer's leading-space word and
 /// the closing `</s>` count, the `ASSISTANT:` cue does not).
+///
+/// With `task` (a GenLLaVA model) the text is led by the sample's task token, and
+/// a sample with a target image answers, in place of its last assistant turn,
+/// with `[SOI][IMG0]…[IMG{N-1}][EOI]</s>` as ids (all targets): exactly the ids
+/// the generation pipeline appends to the prompt at inference.
 pub fn encode(
     tok: &TextTokenizer,
     format: ChatFormat,
@@ -123,8 +134,24 @@ pub fn encode(
     image_token: u32,
     image_len: usize,
     max_len: usize,
+    task: Option<&TaskTokens>,
 ) -> anyhow::Result<Encoded> {
-    let (text, spans) = render_with_spans(format, &sample.turns);
+    let image_answer = task.is_some() && sample.target_image.is_some();
+    let turns = match (image_answer, sample.turns.last()) {
+        (true, Some(last)) if last.role == "assistant" => &sample.turns[..sample.turns.len() - 1],
+        (true, _) => anyhow::bail!("a sample with a target image must end with an assistant turn"),
+        (false, _) => &sample.turns[..],
+    };
+    let (mut text, mut spans) = render_with_spans(format, turns);
+    if image_answer {
+        // The prompt as the pipeline renders it: ending in the assistant cue.
+        text = template::render(format, None, turns, EOS);
+    }
+    if task.is_some() {
+        let lead = task_token(sample);
+        text.insert_str(0, lead);
+        spans = spans.into_iter().map(|s| s.start + lead.len()..s.end + lead.len()).collect();
+    }
     let enc = tok.inner().encode(text.as_str(), true).map_err(|e| anyhow::anyhow!("tokenizing: {e}"))?;
     let mut ids = Vec::new();
     let mut mask = Vec::new();
@@ -138,6 +165,12 @@ pub fn encode(
             ids.push(id);
             mask.push(target);
         }
+    }
+    if let (true, Some(t)) = (image_answer, task) {
+        let eos = tok.token_id(EOS).context("the tokenizer has no </s>")?;
+        let answer: Vec<u32> = std::iter::once(t.soi).chain(t.img.iter().copied()).chain([t.eoi, eos]).collect();
+        mask.extend(std::iter::repeat_n(true, answer.len()));
+        ids.extend(answer);
     }
     let has_image = ids.contains(&image_token);
     let truncated = ids.len() > max_len;
@@ -165,6 +198,7 @@ mod tests {
             turns: vec![Turn::user("<image>\nWhat colour is it?"), Turn::assistant("The colour is red.")],
             target_image: None,
             target_caption: None,
+            source_scene: None,
         }
     }
 
@@ -182,7 +216,7 @@ mod tests {
             tok.encode("a <image> b", false).expect("encode")
         );
         assert_eq!(id_space(&tok), tok.vocab_size());
-        let enc = encode(&tok, ChatFormat::Vicuna, &sample(), 4, 3, 100).expect("encode");
+        let enc = encode(&tok, ChatFormat::Vicuna, &sample(), 4, 3, 100, None).expect("encode");
         assert_eq!(enc.ids[0], 1, "BOS first");
         let first = enc.ids.iter().position(|&i| i == 4).expect("image token");
         assert_eq!(&enc.ids[first..first + 4], &[4, 4, 4, tok.token_id("▁\nWhat").expect("word")], "image expanded");
@@ -192,8 +226,39 @@ mod tests {
         assert_eq!(tok.decode(&answer, true).expect("decode"), "The colour is red.");
         assert_eq!(enc.targets(), answer.len());
         // Cut before the answer: no target left.
-        let cut = encode(&tok, ChatFormat::Vicuna, &sample(), 4, 3, 8).expect("encode");
+        let cut = encode(&tok, ChatFormat::Vicuna, &sample(), 4, 3, 8, None).expect("encode");
         assert!(cut.truncated);
         assert_eq!(cut.targets(), 0);
+    }
+
+    #[test]
+    fn image_answers_end_in_the_ids_the_pipeline_appends() {
+        let texts = ["USER: Generate an image with the following description. a red circle ASSISTANT:".to_string()];
+        let mut tok = train_tokenizer(texts.into_iter()).expect("tokenizer");
+        let task = tok.add_task_tokens(3);
+        let s = Sample {
+            kind: Kind::Generation,
+            image: None,
+            turns: vec![Turn::user(template::generation("a red circle")), Turn::assistant("")],
+            target_image: Some(genllava::image::RgbImage::filled(4, 4, [255, 0, 0])),
+            target_caption: Some("a red circle".into()),
+            source_scene: None,
+        };
+        let enc = encode(&tok, ChatFormat::Vicuna, &s, 4, 3, 100, Some(&task)).expect("encode");
+        // The pipeline's ids: the rendered prompt led by [T2I], then [SOI][IMG…].
+        let prompt = format!("[T2I]{}", template::render(ChatFormat::Vicuna, None, &s.turns[..1], EOS));
+        let mut want = tok.encode(&prompt, true).expect("encode");
+        let n = want.len();
+        assert_eq!(want[1], task.t2i, "the task token follows BOS");
+        want.push(task.soi);
+        want.extend(&task.img);
+        want.extend([task.eoi, 2]);
+        assert_eq!(enc.ids, want);
+        assert!(enc.mask[..n].iter().all(|m| !m) && enc.mask[n..].iter().all(|&m| m));
+        // Understanding samples are led by [I2T] and keep their text answer.
+        let u = super::tests::sample();
+        let e = encode(&tok, ChatFormat::Vicuna, &u, 4, 3, 100, Some(&task)).expect("encode");
+        assert_eq!(e.ids[1], task.i2t);
+        assert!(e.targets() > 0);
     }
 }

@@ -7,14 +7,13 @@ use super::checkpoint::{self, TrainState};
 use super::config::TrainConfig;
 use super::data::{Dataset, MixtureSampler, Sample, splitmix64};
 use super::eval::{self, EvalResult};
-use super::loss::{self, LossContext, MicroBatch};
+use super::loss::{self, Frozen, GenContext, LossContext, MicroBatch};
 use super::metrics::{MetricsLog, Progress, StepMetrics};
-use super::model::Bundle;
+use super::model::{Bundle, GenModel};
 use super::optim;
 use super::tokenize::{self, Encoded};
 use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::tensor::Device;
-use genllava::llava::Llava;
 use genllava::template::ChatFormat;
 use std::time::Instant;
 
@@ -25,9 +24,12 @@ pub struct Trainer {
     pub optim: ModuleOptimizer,
     pub state: TrainState,
     pub sampler: MixtureSampler,
-    pub eval_set: Option<Box<dyn Dataset>>,
+    /// Held-out sets (per task and split).
+    pub eval_sets: Vec<Box<dyn Dataset>>,
     pub device: Device,
     pub evals: Vec<EvalResult>,
+    /// The frozen diffusion decoder of a GenLLaVA run.
+    pub frozen: Option<Frozen>,
 }
 
 impl Trainer {
@@ -64,10 +66,11 @@ impl Trainer {
     }
 
     fn evaluate(&mut self) -> anyhow::Result<()> {
-        let Some(set) = &self.eval_set else { return Ok(()) };
-        let r =
-            eval::evaluate(&self.bundle, set.as_ref(), self.cfg.eval_samples, self.state.step, self.cfg.max_seq_len)?;
-        eprintln!("\neval at step {}: accuracy {:.3}, ce {:.4} over {} samples", r.step, r.accuracy, r.ce, r.samples);
+        if self.eval_sets.is_empty() {
+            return Ok(());
+        }
+        let r = eval::evaluate(&self.bundle, &self.eval_sets, &self.cfg, self.state.step)?;
+        eprintln!("\n{}", r.summary());
         let path = self.cfg.out_dir.join("eval.jsonl");
         let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
         std::io::Write::write_all(&mut f, format!("{}\n", serde_json::to_string(&r)?).as_bytes())?;
@@ -91,6 +94,7 @@ impl Trainer {
                 cfg.image_token_index,
                 cfg.image_seq_len(),
                 self.cfg.max_seq_len,
+                self.bundle.generation.as_ref().map(|g| &g.config.task_tokens),
             )?;
             self.state.truncated += u64::from(enc.truncated);
             if enc.targets() == 0 {
@@ -118,26 +122,49 @@ impl Trainer {
         let total_targets: usize = batch.iter().map(|(_, e)| e.targets()).sum();
         let lr = optim::lr_at(self.state.step, self.cfg.steps, self.cfg.warmup_ratio, self.cfg.lr);
         let pad_id = self.bundle.tokenizer.token_id("<pad>").unwrap_or(0);
-        let mut ce_sum = 0.0;
+        let img: Vec<u32> =
+            self.bundle.generation.as_ref().map(|g| g.config.task_tokens.img.clone()).unwrap_or_default();
+        let total_images =
+            batch.iter().filter(|(s, e)| self.frozen.is_some() && loss::is_image_row(s, e, &img)).count();
+        let w = &self.cfg.loss;
+        let (mut ce_sum, mut diffusion_sum, mut align_sum) = (0.0, 0.0, 0.0);
         let mut grad_norm = 0.0;
-        if total_targets > 0 {
-            let mut acc = GradientsAccumulator::<Llava>::new();
+        if total_targets > 0 || total_images > 0 {
+            let mut acc = GradientsAccumulator::<GenModel>::new();
             let ctx = LossContext {
                 config: &self.bundle.config,
                 processor: &self.bundle.processor,
                 pad_id,
                 device: &self.device,
             };
-            for chunk in batch.chunks(self.cfg.micro_batch) {
+            for (k, chunk) in batch.chunks(self.cfg.micro_batch).enumerate() {
                 let mb = MicroBatch {
                     samples: chunk.iter().map(|(s, _)| s).collect(),
                     encoded: chunk.iter().map(|(_, e)| e).collect(),
                 };
-                let (nll, _) = loss::cross_entropy(&self.bundle.model, &ctx, &mb)?;
-                let scaled = nll.mul_scalar(self.cfg.loss.ce / total_targets as f64);
-                ce_sum += f64::from(scaled.clone().into_scalar::<f32>());
-                let grads = GradientsParams::from_grads(scaled.backward(), &self.bundle.model);
-                acc.accumulate(&self.bundle.model, grads);
+                let model = &self.bundle.model;
+                let genr = match (&model.head, &self.frozen) {
+                    (Some(head), Some(frozen)) => {
+                        Some(GenContext { head, img: &img, frozen, seed: splitmix64(self.state.rng ^ k as u64) })
+                    }
+                    _ => None,
+                };
+                let l = loss::losses(&model.llava, &ctx, &mb, genr.as_ref())?;
+                let scalar = |t: &burn::tensor::Tensor<1>| f64::from(t.clone().into_scalar::<f32>());
+                let mut total = l.nll.mul_scalar(w.ce / total_targets.max(1) as f64);
+                ce_sum += scalar(&total);
+                if let Some(d) = l.diffusion {
+                    let d = d.mul_scalar(w.diffusion / total_images as f64);
+                    diffusion_sum += scalar(&d);
+                    total = total.add(d);
+                }
+                if let Some(a) = l.align {
+                    let a = a.mul_scalar(w.align / total_images as f64);
+                    align_sum += scalar(&a);
+                    total = total.add(a);
+                }
+                let grads = GradientsParams::from_grads(total.backward(), model);
+                acc.accumulate(model, grads);
             }
             let (grads, norm) = optim::clip_global(&self.bundle.model, acc.grads(), self.cfg.clip_norm);
             grad_norm = norm;
@@ -147,11 +174,14 @@ impl Trainer {
         self.state.step += 1;
         self.state.samples_seen += batch.len() as u64;
         self.state.tokens_seen += total_targets as u64;
-        let ce = if self.cfg.loss.ce > 0.0 { ce_sum / self.cfg.loss.ce } else { 0.0 };
+        let per = |sum: f64, weight: f64| if weight > 0.0 { sum / weight } else { 0.0 };
         Ok(StepMetrics {
             step: self.state.step,
-            loss: ce_sum,
-            ce,
+            loss: ce_sum + diffusion_sum + align_sum,
+            ce: per(ce_sum, w.ce),
+            diffusion: per(diffusion_sum, w.diffusion),
+            align: per(align_sum, w.align),
+            images: total_images,
             lr,
             grad_norm,
             samples: batch.len(),

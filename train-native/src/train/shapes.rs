@@ -1,0 +1,153 @@
+//! The shapes world as training data: one [`Dataset`] per task over the
+//! records of `genllava::shapes::dataset`, in the conversation shapes of the
+//! paper's Figure A1 (generation and editing answer with the image tokens).
+//!
+//! Every sample is rendered on demand from `(seed, split, index)`, so the sets
+//! are as large as asked for and cost no memory.
+
+use super::data::{Dataset, Kind, Sample};
+use genllava::image::RgbImage;
+use genllava::shapes::dataset::{self, DatasetConfig, Split};
+use genllava::shapes::{Scene, caption};
+use genllava::template::{self, Turn};
+
+/// One task of the shapes world over one split.
+pub struct ShapesSet {
+    pub kind: Kind,
+    pub split: Split,
+    pub world: DatasetConfig,
+    pub len: usize,
+}
+
+impl ShapesSet {
+    /// The four sets of `split`, `len` samples each (`textured` backgrounds for the
+    /// understanding images; generated and edited images are on white, as the
+    /// diffusion decoder was pre-trained).
+    pub fn all(split: Split, seed: u64, image_size: usize, len: usize, textured: bool) -> Vec<ShapesSet> {
+        let world = DatasetConfig { seed, image_size, textured, ..DatasetConfig::default() };
+        let plain = DatasetConfig { textured: false, ..world };
+        vec![
+            ShapesSet { kind: Kind::Text, split, world, len },
+            ShapesSet { kind: Kind::Generation, split, world: plain, len },
+            ShapesSet { kind: Kind::Editing, split, world: plain, len },
+            ShapesSet { kind: Kind::Understanding, split, world, len },
+        ]
+    }
+}
+
+fn rgb(img: &dataset::ImageOut) -> anyhow::Result<RgbImage> {
+    Ok(RgbImage::new(img.size, img.size, img.rgb.clone())?)
+}
+
+/// LLaVA / ShareGPT `conversations` as turns (`human` → user, `gpt` → assistant).
+fn turns(record: &serde_json::Value) -> anyhow::Result<Vec<Turn>> {
+    let conv = record["conversations"].as_array().ok_or_else(|| anyhow::anyhow!("record has no conversations"))?;
+    conv.iter()
+        .map(|m| {
+            let text = m["value"].as_str().unwrap_or_default();
+            match m["from"].as_str() {
+                Some("human") => Ok(Turn::user(text)),
+                Some("gpt") => Ok(Turn::assistant(text)),
+                other => anyhow::bail!("conversation turn from {other:?}"),
+            }
+        })
+        .collect()
+}
+
+impl Dataset for ShapesSet {
+    fn kind(&self) -> Kind {
+        self.kind
+    }
+    fn len(&self) -> usize {
+        self.len
+    }
+    fn get(&self, i: usize) -> anyhow::Result<Sample> {
+        let (w, split) = (&self.world, self.split);
+        Ok(match self.kind {
+            Kind::Understanding => {
+                let s = dataset::understanding(w, split, i);
+                Sample {
+                    kind: self.kind,
+                    image: Some(rgb(&s.images[0])?),
+                    turns: turns(&s.record)?,
+                    target_image: None,
+                    target_caption: None,
+                    source_scene: Some(s.images[0].scene.clone()),
+                }
+            }
+            Kind::Text => {
+                let s = dataset::text_only(w, split, i);
+                Sample {
+                    kind: self.kind,
+                    image: None,
+                    turns: turns(&s.record)?,
+                    target_image: None,
+                    target_caption: None,
+                    source_scene: None,
+                }
+            }
+            Kind::Generation => {
+                let s = dataset::generation(w, split, i);
+                let cap = caption(&s.images[0].scene);
+                Sample {
+                    kind: self.kind,
+                    image: None,
+                    turns: vec![Turn::user(template::generation(&cap)), Turn::assistant("")],
+                    target_image: Some(rgb(&s.images[0])?),
+                    target_caption: Some(cap),
+                    source_scene: None,
+                }
+            }
+            Kind::Editing => {
+                let s = dataset::editing(w, split, i);
+                let instruction = s.record["edit_prompt"].as_str().unwrap_or_default();
+                let target: &Scene = &s.images[1].scene;
+                Sample {
+                    kind: self.kind,
+                    image: Some(rgb(&s.images[0])?),
+                    turns: vec![Turn::user(template::editing(instruction)), Turn::assistant("")],
+                    target_image: Some(rgb(&s.images[1])?),
+                    target_caption: Some(caption(target)),
+                    source_scene: Some(s.images[0].scene.clone()),
+                }
+            }
+        })
+    }
+    fn describe(&self) -> String {
+        format!("shapes {} ({}, {} samples)", self.kind.name(), self.split.name(), self.len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_follow_the_figure_a1_shapes() {
+        for set in ShapesSet::all(Split::Train, 3, 32, 50, true) {
+            for i in 0..10 {
+                let s = set.get(i).expect("sample");
+                assert_eq!(s.kind, set.kind);
+                assert_eq!(s, set.get(i).expect("again"), "deterministic");
+                match s.kind {
+                    Kind::Understanding => {
+                        assert!(s.turns[0].text.starts_with("<image>\n") && s.image.is_some());
+                        assert!(!s.turns[1].text.is_empty());
+                    }
+                    Kind::Text => assert!(s.image.is_none() && !s.turns[0].text.contains("<image>")),
+                    Kind::Generation => {
+                        assert!(s.turns[0].text.starts_with("Generate an image with the following description."));
+                        assert_eq!(s.target_image.as_ref().map(|i| i.width), Some(32));
+                        let cap = s.target_caption.as_deref().expect("caption");
+                        assert!(s.turns[0].text.ends_with(cap));
+                    }
+                    Kind::Editing => {
+                        assert!(s.turns[0].text.contains("<image>\nEdit the image according to the description."));
+                        assert!(s.image.is_some() && s.target_image.is_some() && s.source_scene.is_some());
+                        assert_ne!(s.image, s.target_image);
+                    }
+                }
+            }
+        }
+    }
+}
