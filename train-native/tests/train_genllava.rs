@@ -119,3 +119,52 @@ fn genllava_run_resumes_exactly_and_its_checkpoint_generates() {
     let _ = std::fs::remove_dir_all(&a);
     let _ = std::fs::remove_dir_all(&b);
 }
+
+#[test]
+fn a_plain_llava_checkpoint_becomes_a_genllava_to_tune() {
+    // The fixture transformers wrote: no task tokens, no head.
+    let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/llava-tiny");
+    let out = temp("from");
+    let log = run_ok(bin().args([
+        "train",
+        "--set",
+        &format!("model.from={}", from.display()),
+        "--set",
+        "model.generation=true",
+        "--set",
+        &format!("out_dir={}", out.display()),
+        "--set",
+        "steps=2",
+        "--set",
+        "global_batch=4",
+        "--set",
+        "micro_batch=4",
+        "--set",
+        "eval_samples=0",
+        "--set",
+        "eval_images=1",
+        "--set",
+        "mixture.generation=0.5",
+    ]));
+    assert!(log.contains("done: model in"), "{log}");
+    let model = out.join("model");
+    let tok: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(model.join("tokenizer.json")).expect("tokenizer")).expect("json");
+    let added = tok["added_tokens"].as_array().expect("added tokens");
+    for t in ["[I2T]", "[T2I]", "[SOI]", "[EOI]", "[IMG0]", "[IMG15]"] {
+        assert!(added.iter().any(|a| a["content"] == t), "{t} missing");
+    }
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(model.join("config.json")).expect("config")).expect("json");
+    assert_eq!(cfg["text_config"]["vocab_size"], 160 + 20, "embedding rows grown by the 20 new tokens");
+    let png = out.join("gen.png");
+    run_ok(
+        bin()
+            .args(["generate", "--model"])
+            .arg(&model)
+            .args(["--prompt", "a small blue square", "--steps", "2", "--out"])
+            .arg(&png),
+    );
+    assert!(png.exists());
+    let _ = std::fs::remove_dir_all(&out);
+}

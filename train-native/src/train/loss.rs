@@ -156,6 +156,10 @@ pub struct GenContext<'a> {
     pub frozen: &'a Frozen,
     /// Seed of this micro-batch's timesteps, noise and condition dropout.
     pub seed: u64,
+    /// Compute the denoising term (skipped when its weight is 0).
+    pub diffusion: bool,
+    /// Compute the alignment term (skipped when its weight is 0).
+    pub align: bool,
 }
 
 /// The loss terms of one micro-batch (sums: the trainer divides by the step's counts).
@@ -202,11 +206,21 @@ pub fn losses(
     let ids: Vec<Vec<u32>> = rows.iter().map(|&i| batch.encoded[i].ids.clone()).collect();
     let pos = img_positions(&ids, genr.img, ctx.device)?;
     let u = genr.head.forward(head_input(embeds.select(0, index.clone()), hidden.select(0, index), pos));
-    let [_, l, d] = u.dims();
     let f = genr.frozen;
-    let inner = f.null.device();
-
+    out.images = g;
     // Alignment: U against the text encoder's states of the target caption.
+    if genr.align {
+        out.align = Some(alignment(batch, &rows, &u, f)?);
+    }
+    if genr.diffusion {
+        out.diffusion = Some(denoising(batch, &rows, u, f, genr.seed)?);
+    }
+    Ok(out)
+}
+
+/// Summed per-sample MSE between `U` and the caption states of the targets.
+fn alignment(batch: &MicroBatch, rows: &[usize], u: &Tensor<3>, f: &Frozen) -> anyhow::Result<Tensor<1>> {
+    let [_, l, d] = u.dims();
     let captions = rows
         .iter()
         .map(|&i| {
@@ -215,9 +229,15 @@ pub fn losses(
             f.caption_states(caption, l)
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let align = u.clone().sub(Tensor::cat(captions, 0)).powi_scalar(2).sum().div_scalar((l * d) as f64);
+    Ok(u.clone().sub(Tensor::cat(captions, 0)).powi_scalar(2).sum().div_scalar((l * d) as f64))
+}
 
-    // Denoising: the frozen UNet predicts the noise added to the target's latents, conditioned on U.
+/// Summed per-sample denoising MSE: the frozen UNet predicts the noise added to
+/// the targets' latents at random timesteps, conditioned on `U` (or, with
+/// probability [`CONDITION_DROPOUT`], on the null condition).
+fn denoising(batch: &MicroBatch, rows: &[usize], u: Tensor<3>, f: &Frozen, seed: u64) -> anyhow::Result<Tensor<1>> {
+    let g = rows.len();
+    let inner = f.null.device();
     let images = rows
         .iter()
         .map(|&i| {
@@ -231,7 +251,7 @@ pub fn losses(
         .collect::<anyhow::Result<Vec<_>>>()?;
     let x0 = f.sd.encode_image(rgb_to_tensor(&images, &inner)?)?.mode().mul_scalar(f.sd.vae_config.scaling_factor);
     let [_, c, h, w] = x0.dims();
-    let mut rng = SplitMix64::new(genr.seed);
+    let mut rng = SplitMix64::new(seed);
     let ts: Vec<usize> = (0..g).map(|_| rng.below(f.alphas.len())).collect();
     let keep: Vec<f32> = (0..g).map(|_| if rng.chance(CONDITION_DROPOUT as f32) { 0.0 } else { 1.0 }).collect();
     let coef = |h: fn(f64) -> f64| {
@@ -245,10 +265,5 @@ pub fn losses(
     let null = f.null.clone().repeat_dim(0, g);
     let cond = u.mul(keep.clone()).add(null.mul(keep.neg().add_scalar(1.0)));
     let pred = f.sd.unet.forward(xt, t, cond)?;
-    let diffusion = pred.sub(eps).powi_scalar(2).sum().div_scalar((c * h * w) as f64);
-
-    out.align = Some(align);
-    out.diffusion = Some(diffusion);
-    out.images = g;
-    Ok(out)
+    Ok(pred.sub(eps).powi_scalar(2).sum().div_scalar((c * h * w) as f64))
 }

@@ -144,9 +144,14 @@ impl Trainer {
                 };
                 let model = &self.bundle.model;
                 let genr = match (&model.head, &self.frozen) {
-                    (Some(head), Some(frozen)) => {
-                        Some(GenContext { head, img: &img, frozen, seed: splitmix64(self.state.rng ^ k as u64) })
-                    }
+                    (Some(head), Some(frozen)) => Some(GenContext {
+                        head,
+                        img: &img,
+                        frozen,
+                        seed: splitmix64(self.state.rng ^ k as u64),
+                        diffusion: w.diffusion > 0.0,
+                        align: w.align > 0.0,
+                    }),
                     _ => None,
                 };
                 let l = loss::losses(&model.llava, &ctx, &mb, genr.as_ref())?;
