@@ -331,9 +331,11 @@ async function setupOffline() {
     return;
   }
   try {
-    const hadController = !!navigator.serviceWorker.controller;
+    // The first controller (first visit) is no news; a later one is a new version taking over.
+    let controlled = !!navigator.serviceWorker.controller;
     navigator.serviceWorker.addEventListener('controllerchange', () => {
-      if (hadController) offlineBadge('ready', 'update installed: reload', 'a new version of the app was cached; reload the page to use it');
+      if (controlled) offlineBadge('ready', 'update installed: reload', 'a new version of the app was cached; reload the page to use it');
+      controlled = true;
     });
     await navigator.serviceWorker.register('sw.js');
     await navigator.serviceWorker.ready;

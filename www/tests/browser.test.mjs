@@ -1,6 +1,7 @@
 // Browser test of www/: headless Debian chromium with WebGPU on SwiftShader, driven by
 // playwright-core. Run `bash www/build.sh` first, then `node www/tests/browser.test.mjs`.
 //   CHROMIUM=/path/to/chromium   another chromium binary (default /usr/bin/chromium)
+//   ONLY=text                    run only the steps whose name contains `text` (while developing)
 import { chromium } from 'playwright-core';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -40,6 +41,10 @@ if (!existsSync(join(WWW, 'pkg/genllava_web_bg.wasm')) || !existsSync(join(WWW, 
 
 const results = [];
 async function step(name, fn) {
+  if (process.env.ONLY && !name.includes(process.env.ONLY)) {
+    console.log(`skip ${name}`);
+    return;
+  }
   const t0 = Date.now();
   try {
     await fn();
@@ -187,27 +192,50 @@ try {
     await cpu.fill('#max-tokens', String(expectedIds.length));
     assert.deepEqual((await ask(cpu, question)).ids, expectedIds);
   });
-  await step('offline PWA: after a first visit, the page loads and answers with the network gone', async () => {
-    const pwaServer = await serve(WWW, 0);
+  await step('offline PWA: a new build replaces the cache; with the network gone the page loads and answers', async () => {
+    // A copy of the built site, so that a "rebuild" (a new precache.js) can be served to it.
+    const site = mkdtempSync(join(tmpdir(), 'genllava-pwa-'));
+    cpSync(WWW, site, { recursive: true, filter: (f) => !f.startsWith(join(WWW, 'tests')) && !f.startsWith(join(WWW, 'npm')) });
+    const pwaServer = await serve(site, 0);
     const own = `http://127.0.0.1:${pwaServer.address().port}`;
-    const pwa = await openPage('', own);
-    await pwa.locator('#offline[data-state="ready"]').waitFor();
-    assert.match(await pwa.getAttribute('#offline', 'title'), /^version [0-9a-f]{16}: .* are cached/);
-    await pwa.locator('#model-status[data-loaded="llava-tiny"]').waitFor();
-    // The network goes: the browser is offline and the server is shut down.
-    await pwa.context().setOffline(true);
-    pwaServer.closeAllConnections();
-    await new Promise((ok) => pwaServer.close(ok));
-    await pwa.reload();
-    assert.equal(await pwa.evaluate(() => !!navigator.serviceWorker.controller), true);
-    await pwa.locator('#backend[data-backend="webgpu"]').waitFor();
-    await pwa.locator('#model-status[data-loaded="llava-tiny"]').waitFor();
-    await pwa.locator('#offline[data-state="ready"]').waitFor();
-    await pwa.setInputFiles('#image-file', join(FIXTURE, 'image.png'));
-    await pwa.locator('#preview:not([hidden])').waitFor();
-    await pwa.fill('#max-tokens', String(expectedIds.length));
-    assert.deepEqual((await ask(pwa, question)).ids, expectedIds);
-    await pwa.context().close();
+    try {
+      const pwa = await openPage('', own);
+      await pwa.locator('#offline[data-state="ready"]').waitFor();
+      const title = await pwa.getAttribute('#offline', 'title');
+      const version = title.match(/^version ([0-9a-f]{16}): .* are cached/)?.[1];
+      assert.ok(version, title);
+      assert.deepEqual(await pwa.evaluate(() => caches.keys()), [`genllava-${version}`]);
+      await pwa.locator('#model-status[data-loaded="llava-tiny"]').waitFor();
+
+      // Cache versioning: a rebuild changes precache.js; the update check installs the worker
+      // again, it fills the new cache, takes over and deletes the old one.
+      const precache = join(site, 'precache.js');
+      const next = '0123456789abcdef';
+      writeFileSync(precache, readFileSync(precache, 'utf8').replace(`version: '${version}'`, `version: '${next}'`));
+      await pwa.evaluate(async () => (await navigator.serviceWorker.getRegistration()).update());
+      await pwa.locator('#offline', { hasText: 'update installed: reload' }).waitFor();
+      await pwa.waitForFunction(async (want) => JSON.stringify(await caches.keys()) === JSON.stringify([want]), `genllava-${next}`);
+
+      // The network goes: the browser is offline and the server is shut down.
+      await pwa.context().setOffline(true);
+      pwaServer.closeAllConnections();
+      await new Promise((ok) => pwaServer.close(ok));
+      await pwa.reload();
+      assert.equal(await pwa.evaluate(() => !!navigator.serviceWorker.controller), true);
+      await pwa.locator('#backend[data-backend="webgpu"]').waitFor();
+      await pwa.locator('#model-status[data-loaded="llava-tiny"]').waitFor();
+      await pwa.locator('#offline[data-state="ready"]').waitFor();
+      assert.match(await pwa.getAttribute('#offline', 'title'), new RegExp(`^version ${next}: `));
+      await pwa.setInputFiles('#image-file', join(FIXTURE, 'image.png'));
+      await pwa.locator('#preview:not([hidden])').waitFor();
+      await pwa.fill('#max-tokens', String(expectedIds.length));
+      assert.deepEqual((await ask(pwa, question)).ids, expectedIds);
+      await pwa.context().close();
+    } finally {
+      pwaServer.closeAllConnections();
+      pwaServer.close();
+      rmSync(site, { recursive: true, force: true });
+    }
   });
   await step('npm package: packed, installed into an empty folder, its two-line embed answers', async () => {
     const tmp = mkdtempSync(join(tmpdir(), 'genllava-npm-'));
@@ -323,4 +351,5 @@ export { answer, engine, info };
   server.close();
 }
 console.log(JSON.stringify({ passed: results.filter((r) => r.ok).length, failed: results.filter((r) => !r.ok).length, timings }));
-process.exit(failed ? 1 : 0);
+if (!results.length) console.log(`no step matched ONLY=${process.env.ONLY}`);
+process.exit(failed || !results.length ? 1 : 0);
