@@ -33,7 +33,12 @@ function start(preferWebgpu) {
 }
 
 async function fetchFile(id, url, file) {
-  const res = await fetch(url);
+  let res;
+  try {
+    res = await fetch(url);
+  } catch (err) {
+    throw new Error(`${file}: cannot download it (offline, or the server is unreachable: ${err.message})`);
+  }
   if (!res.ok) throw new Error(`${file}: HTTP ${res.status} ${res.statusText}`);
   const total = Number(res.headers.get('content-length')) || 0;
   const reader = res.body.getReader();

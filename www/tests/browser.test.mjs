@@ -94,13 +94,27 @@ async function openPage(query = '', own = origin, setup = null) {
   return page;
 }
 
+/**
+ * Wait for `selector`, failing at once (with the page's message) when the page shows an error
+ * instead of after the whole timeout.
+ */
+async function until(page, selector) {
+  const settle = (p, tag) => p.then(() => ({ tag }), (error) => ({ tag: 'failed', error }));
+  const first = await Promise.race([
+    settle(page.locator(selector).first().waitFor(), 'ok'),
+    settle(page.locator('#error:not([hidden])').waitFor(), 'error'),
+  ]);
+  if (first.tag === 'error') throw new Error(`waiting for ${selector}, the page showed: ${await page.textContent('#error-text')}`);
+  if (first.tag === 'failed') throw first.error;
+}
+
 /** Ask `q` in a fresh conversation; returns the finished assistant message's data. */
 async function ask(page, q) {
   await page.click('#new-chat');
   await page.fill('#question', q);
   await page.click('#send:not([disabled])');
+  await until(page, '.msg.assistant[data-state]');
   const msg = page.locator('.msg.assistant[data-state]').last();
-  await msg.waitFor();
   return {
     ids: JSON.parse(await msg.getAttribute('data-ids')),
     prompt: await msg.getAttribute('data-prompt'),
@@ -127,7 +141,7 @@ try {
   });
   await step('the bundled fixture model loads', async () => {
     const t0 = Date.now();
-    await page.locator('#model-status[data-loaded="llava-tiny"]').waitFor();
+    await until(page, '#model-status[data-loaded="llava-tiny"]');
     timings.load_ms = Date.now() - t0;
     assert.match(await page.textContent('#model'), /random weights/);
   });
@@ -170,7 +184,7 @@ try {
     const cpu = await openPage('?backend=cpu');
     await cpu.locator('#backend[data-backend="cpu"]').waitFor();
     assert.equal(await cpu.textContent('#backend'), 'CPU (no WebGPU)');
-    await cpu.locator('#model-status[data-loaded="llava-tiny"]').waitFor();
+    await until(cpu, '#model-status[data-loaded="llava-tiny"]');
     await cpu.setInputFiles('#image-file', join(FIXTURE, 'image.png'));
     await cpu.fill('#max-tokens', String(expectedIds.length));
     const got = await ask(cpu, question);
@@ -205,7 +219,7 @@ try {
       const version = title.match(/^version ([0-9a-f]{16}): .* are cached/)?.[1];
       assert.ok(version, title);
       assert.deepEqual(await pwa.evaluate(() => caches.keys()), [`genllava-${version}`]);
-      await pwa.locator('#model-status[data-loaded="llava-tiny"]').waitFor();
+      await until(pwa, '#model-status[data-loaded="llava-tiny"]');
 
       // Cache versioning: a rebuild changes precache.js; the update check installs the worker
       // again, it fills the new cache, takes over and deletes the old one.
@@ -223,7 +237,7 @@ try {
       await pwa.reload();
       assert.equal(await pwa.evaluate(() => !!navigator.serviceWorker.controller), true);
       await pwa.locator('#backend[data-backend="webgpu"]').waitFor();
-      await pwa.locator('#model-status[data-loaded="llava-tiny"]').waitFor();
+      await until(pwa, '#model-status[data-loaded="llava-tiny"]');
       await pwa.locator('#offline[data-state="ready"]').waitFor();
       assert.match(await pwa.getAttribute('#offline', 'title'), new RegExp(`^version ${next}: `));
       await pwa.setInputFiles('#image-file', join(FIXTURE, 'image.png'));
