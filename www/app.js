@@ -139,22 +139,28 @@ async function setImage(blob, name) {
     showError(`"${name}" is not a PNG or JPEG image; the image was not changed.`);
     return;
   }
+  try {
+    // The engine's own check, from the header only: refuses e.g. a 6000×6000 picture before
+    // anything decodes it.
+    await request({ type: 'check-image', image: bytes.slice(0) });
+  } catch (err) {
+    showError(`"${name}": ${err.message}; the image was not changed.`);
+    return;
+  }
   const url = URL.createObjectURL(new Blob([bytes], { type: kind }));
   try {
-    await new Promise((ok, bad) => {
-      const img = $('preview');
-      img.onload = ok;
-      img.onerror = () => bad(new Error('the browser cannot decode it'));
-      img.src = url;
-    });
-  } catch (err) {
+    // Decode off-screen first: the preview keeps the current image unless this one is good.
+    const probe = new Image();
+    probe.src = url;
+    await probe.decode();
+  } catch {
     URL.revokeObjectURL(url);
-    if (state.image) $('preview').src = state.image.url;
-    showError(`"${name}" looks like an image but is broken (${err.message}); the image was not changed.`);
+    showError(`"${name}" looks like an image but is broken (the browser cannot decode it); the image was not changed.`);
     return;
   }
   if (state.image) URL.revokeObjectURL(state.image.url);
   state.image = { bytes, name, url };
+  $('preview').src = url;
   $('preview').hidden = false;
   $('preview').alt = name;
   $('drop-hint').hidden = true;
@@ -296,9 +302,67 @@ $('question').addEventListener('keydown', (e) => {
 });
 $('stop').addEventListener('click', () => worker.postMessage({ type: 'abort' }));
 
+// ---- offline (service worker) -------------------------------------------------------------
+function offlineBadge(cls, text, title) {
+  const badge = $('offline');
+  badge.className = `badge ${cls}`;
+  badge.dataset.state = cls;
+  badge.textContent = text;
+  badge.title = title;
+}
+
+/** Ask the controlling service worker for its version and whether its cache is complete. */
+function swStatus() {
+  return new Promise((ok, bad) => {
+    const timer = setTimeout(() => bad(new Error('the service worker did not answer')), 10_000);
+    navigator.serviceWorker.addEventListener('message', function on(e) {
+      if (e.data?.type !== 'sw-status') return;
+      navigator.serviceWorker.removeEventListener('message', on);
+      clearTimeout(timer);
+      ok(e.data);
+    });
+    navigator.serviceWorker.controller.postMessage({ type: 'status' });
+  });
+}
+
+async function setupOffline() {
+  if (!('serviceWorker' in navigator)) {
+    offlineBadge('off', 'no offline mode', 'this browser (or this address) offers no service workers');
+    return;
+  }
+  try {
+    // The first controller (first visit) is no news; a later one is a new version taking over.
+    let controlled = !!navigator.serviceWorker.controller;
+    navigator.serviceWorker.addEventListener('controllerchange', () => {
+      if (controlled) offlineBadge('ready', 'update installed: reload', 'a new version of the app was cached; reload the page to use it');
+      controlled = true;
+    });
+    await navigator.serviceWorker.register('sw.js');
+    await navigator.serviceWorker.ready;
+    if (!navigator.serviceWorker.controller) {
+      await new Promise((ok) => navigator.serviceWorker.addEventListener('controllerchange', ok, { once: true }));
+    }
+    const status = await swStatus();
+    if (status.missing.length) {
+      offlineBadge('off', 'offline: incomplete', `version ${status.version}: not cached: ${status.missing.join(', ')}`);
+      return;
+    }
+    let title = `version ${status.version}: the app, the engine and the default model (${status.files} files) are cached`;
+    if (navigator.storage?.persist) {
+      const persistent = await navigator.storage.persist();
+      title += persistent ? '; storage is persistent' : '; the browser may evict the cache under storage pressure';
+    }
+    offlineBadge('ready', 'works offline', title);
+  } catch (err) {
+    offlineBadge('off', 'no offline mode', `the service worker failed: ${err.message}`);
+    console.warn(`offline mode unavailable: ${err.message}`);
+  }
+}
+
 // ---- start --------------------------------------------------------------------------------
 // `?backend=cpu` skips WebGPU (the fallback path, on purpose).
 const preferWebgpu = new URLSearchParams(location.search).get('backend') !== 'cpu';
 worker.postMessage({ type: 'init', prefer_webgpu: preferWebgpu });
+setupOffline();
 await listModels();
 if (state.models.length) $('load').click();

@@ -19,7 +19,13 @@ rustup target list --installed | grep -q wasm32-unknown-unknown || rustup target
 echo "== cargo build (release, wasm32)"
 cargo build -q --release -p genllava-web --target wasm32-unknown-unknown
 rm -rf www/pkg
-"$WB" --target web --no-typescript --remove-name-section --out-dir www/pkg "$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/genllava_web.wasm"
+"$WB" --target web --remove-name-section --out-dir www/pkg "$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/genllava_web.wasm"
+
+echo "== npm package (www/npm): the engine and the worker, for npm pack"
+rm -rf www/npm/pkg
+mkdir -p www/npm/pkg
+cp www/pkg/genllava_web.js www/pkg/genllava_web.d.ts www/pkg/genllava_web_bg.wasm www/npm/pkg/
+cp www/worker.js www/npm/worker.js
 
 echo "== models"
 rm -rf www/models
@@ -43,6 +49,25 @@ cat > www/models/index.json <<JSON
   }
 ]
 JSON
+
+echo "== offline: precache list for the service worker (www/precache.js)"
+# Everything the page needs offline; the version is a hash of all of it (see sw.js).
+precache=(index.html app.js worker.js style.css manifest.webmanifest icons/icon-192.png icons/icon-512.png
+          pkg/genllava_web.js pkg/genllava_web_bg.wasm models/index.json models/llava-tiny/example.png)
+for f in www/models/llava-tiny/*; do
+    [ "$f" = www/models/llava-tiny/example.png ] || precache+=("models/llava-tiny/$(basename "$f")")
+done
+version=$(cd www && for f in sw.js "${precache[@]}"; do printf '%s\n' "$f"; sha256sum < "$f"; done | sha256sum | cut -c1-16)
+{
+    echo "// Written by www/build.sh: what sw.js precaches, and the cache version (a hash of those files)."
+    echo "self.PRECACHE = {"
+    echo "  version: '$version',"
+    echo "  files: ["
+    echo "    './',"
+    for f in "${precache[@]}"; do echo "    '$f',"; done
+    echo "  ],"
+    echo "};"
+} > www/precache.js
 
 size=$(stat -c %s www/pkg/genllava_web_bg.wasm)
 gz=$(gzip -9 -c www/pkg/genllava_web_bg.wasm | wc -c)

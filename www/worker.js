@@ -4,6 +4,7 @@
 //   {type: 'load', id, label, buffers: {name: ArrayBuffer}} files the user picked
 //   {type: 'chat', id, turns, format, system, image: ArrayBuffer|null, options}
 //   {type: 'chat', id, prompt, image, options}            a prompt taken as written
+//   {type: 'check-image', id, image: ArrayBuffer}         format and size, from the header
 //   {type: 'abort'}
 // worker → page:
 //   {type: 'progress', stage: 'ready', backend, note}
@@ -12,6 +13,7 @@
 //   {type: 'token', id, text, token}
 //   {type: 'done', id, kind: 'load', info} | {type: 'done', id, kind: 'chat', text, ids, prompt,
 //                                            first_token_ms, total_ms, aborted}
+//                                          | {type: 'done', id, kind: 'check-image', width, height}
 //   {type: 'error', id, message}
 import init, { Engine } from './pkg/genllava_web.js';
 
@@ -31,7 +33,12 @@ function start(preferWebgpu) {
 }
 
 async function fetchFile(id, url, file) {
-  const res = await fetch(url);
+  let res;
+  try {
+    res = await fetch(url);
+  } catch (err) {
+    throw new Error(`${file}: cannot download it (offline, or the server is unreachable: ${err.message})`);
+  }
   if (!res.ok) throw new Error(`${file}: HTTP ${res.status} ${res.statusText}`);
   const total = Number(res.headers.get('content-length')) || 0;
   const reader = res.body.getReader();
@@ -94,6 +101,10 @@ self.onmessage = async (e) => {
     await start(msg.prefer_webgpu ?? true);
     if (msg.type === 'load') await load(msg);
     else if (msg.type === 'chat') await chat(msg);
+    else if (msg.type === 'check-image') {
+      const { width, height } = engine.check_image(new Uint8Array(msg.image));
+      post({ type: 'done', id: msg.id, kind: 'check-image', width, height });
+    }
     else if (msg.type !== 'init') throw new Error(`unknown message type ${msg.type}`);
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);

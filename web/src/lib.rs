@@ -8,10 +8,12 @@
 //! `into_data_async`, because a browser cannot block on the GPU.
 
 mod backend;
+mod input;
 mod js;
 mod options;
 
 pub use backend::Backend;
+pub use input::{MAX_IMAGE_SIDE, check_image};
 pub use options::ChatOptions;
 
 use burn::tensor::Device;
@@ -96,6 +98,19 @@ impl Engine {
         });
         *self.model.borrow_mut() = Some(Rc::new(loaded));
         js::json(&info)
+    }
+
+    /// Check PNG/JPEG `bytes` the way [`Self::chat`] will, from the header only:
+    /// resolves to `{width, height}`, or throws a plain reason (not an image,
+    /// broken header, a side over [`MAX_IMAGE_SIDE`] pixels).
+    pub fn check_image(&self, bytes: &[u8]) -> Result<JsValue, JsError> {
+        let (width, height) = check_image(bytes).map_err(|e| JsError::new(&e))?;
+        js::json(&serde_json::json!({ "width": width, "height": height }))
+    }
+
+    /// The largest image side (pixels) [`Self::chat`] accepts.
+    pub fn max_image_side() -> u32 {
+        MAX_IMAGE_SIDE
     }
 
     /// Whether a model is loaded.
@@ -197,6 +212,9 @@ impl Chat {
     ) -> Result<String, JsError> {
         let err = |e: genllava::Error| JsError::new(&e.to_string());
         let m = &*self.model;
+        if let Some(bytes) = image {
+            check_image(bytes).map_err(|e| JsError::new(&format!("image: {e}")))?;
+        }
         let image = image.map(RgbImage::decode).transpose().map_err(err)?;
         let Prompt { embeds, text_ids } =
             prepare(&m.ckpt, &m.tokenizer, m.processor.as_ref(), prompt, image.as_ref(), false, &self.device)

@@ -1,11 +1,15 @@
 // Browser test of www/: headless Debian chromium with WebGPU on SwiftShader, driven by
 // playwright-core. Run `bash www/build.sh` first, then `node www/tests/browser.test.mjs`.
 //   CHROMIUM=/path/to/chromium   another chromium binary (default /usr/bin/chromium)
+//   ONLY=text                    run only the steps whose name contains `text` (while developing)
 import { chromium } from 'playwright-core';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { serve, WWW } from './serve.mjs';
+import { encodePng } from '../tools/png.mjs';
 
 const ROOT = join(WWW, '..');
 const FIXTURE = join(ROOT, 'tests/fixtures/llava-tiny');
@@ -37,6 +41,10 @@ if (!existsSync(join(WWW, 'pkg/genllava_web_bg.wasm')) || !existsSync(join(WWW, 
 
 const results = [];
 async function step(name, fn) {
+  if (process.env.ONLY && !name.includes(process.env.ONLY)) {
+    console.log(`skip ${name}`);
+    return;
+  }
   const t0 = Date.now();
   try {
     await fn();
@@ -56,25 +64,48 @@ const foreign = [];
 const timings = {};
 let failed = false;
 
-async function openPage(query = '') {
-  const context = await browser.newContext();
-  // Every request not to the page's own origin is recorded and refused.
+/**
+ * Record every request of `context` that is not to `own` (an origin) into `sink` and refuse it;
+ * the `request` event also sees requests a route might miss (e.g. from a service worker).
+ */
+async function guard(context, own, sink) {
   await context.route('**/*', (route) => {
     const url = route.request().url();
-    if (new URL(url).origin === origin) return route.continue();
-    foreign.push(url);
+    if (new URL(url).origin === own) return route.continue();
+    sink.push(url);
     return route.abort();
   });
   context.on('request', (r) => {
     const url = r.url();
-    if (/^https?:/.test(url) && new URL(url).origin !== origin) foreign.push(url);
+    if (/^https?:/.test(url) && new URL(url).origin !== own && !sink.includes(url)) sink.push(url);
   });
+}
+
+async function openPage(query = '', own = origin, setup = null) {
+  const context = await browser.newContext();
+  // Every request not to the page's own origin is recorded and refused.
+  await guard(context, own, foreign);
+  await setup?.(context);
   const page = await context.newPage();
   page.setDefaultTimeout(TIMEOUT);
   page.on('console', (m) => m.type() === 'error' && console.log(`  [console] ${m.text()}`));
   page.on('pageerror', (e) => console.log(`  [pageerror] ${e.message}`));
-  await page.goto(`${origin}/${query}`);
+  await page.goto(`${own}/${query}`);
   return page;
+}
+
+/**
+ * Wait for `selector`, failing at once (with the page's message) when the page shows an error
+ * instead of after the whole timeout.
+ */
+async function until(page, selector) {
+  const settle = (p, tag) => p.then(() => ({ tag }), (error) => ({ tag: 'failed', error }));
+  const first = await Promise.race([
+    settle(page.locator(selector).first().waitFor(), 'ok'),
+    settle(page.locator('#error:not([hidden])').waitFor(), 'error'),
+  ]);
+  if (first.tag === 'error') throw new Error(`waiting for ${selector}, the page showed: ${await page.textContent('#error-text')}`);
+  if (first.tag === 'failed') throw first.error;
 }
 
 /** Ask `q` in a fresh conversation; returns the finished assistant message's data. */
@@ -82,8 +113,8 @@ async function ask(page, q) {
   await page.click('#new-chat');
   await page.fill('#question', q);
   await page.click('#send:not([disabled])');
+  await until(page, '.msg.assistant[data-state]');
   const msg = page.locator('.msg.assistant[data-state]').last();
-  await msg.waitFor();
   return {
     ids: JSON.parse(await msg.getAttribute('data-ids')),
     prompt: await msg.getAttribute('data-prompt'),
@@ -110,7 +141,7 @@ try {
   });
   await step('the bundled fixture model loads', async () => {
     const t0 = Date.now();
-    await page.locator('#model-status[data-loaded="llava-tiny"]').waitFor();
+    await until(page, '#model-status[data-loaded="llava-tiny"]');
     timings.load_ms = Date.now() - t0;
     assert.match(await page.textContent('#model'), /random weights/);
   });
@@ -131,6 +162,14 @@ try {
     assert.deepEqual(again.ids, expectedIds);
     timings.webgpu_first_token_warm_ms = again.firstTokenMs;
   });
+  await step('a 6000×6000 image gets a visible error, the image stays and the page still answers', async () => {
+    const row = new Uint8Array(6000 * 3).fill(200);
+    const huge = encodePng(6000, 6000, 3, () => row);
+    await page.setInputFiles('#image-file', { name: 'huge.png', mimeType: 'image/png', buffer: huge });
+    await expectError(page, /"huge\.png": the image is 6000×6000 pixels; the largest side allowed is 4096 pixels/);
+    assert.equal(await page.getAttribute('#preview', 'alt'), 'image.png');
+    assert.deepEqual((await ask(page, question)).ids, expectedIds);
+  });
   await step('a corrupt model file gets a visible error and the old model keeps answering', async () => {
     const file = (name, buffer) => ({ name, mimeType: 'application/octet-stream', buffer: buffer ?? readFileSync(join(FIXTURE, name)) });
     await page.setInputFiles('#model-files', [
@@ -145,7 +184,7 @@ try {
     const cpu = await openPage('?backend=cpu');
     await cpu.locator('#backend[data-backend="cpu"]').waitFor();
     assert.equal(await cpu.textContent('#backend'), 'CPU (no WebGPU)');
-    await cpu.locator('#model-status[data-loaded="llava-tiny"]').waitFor();
+    await until(cpu, '#model-status[data-loaded="llava-tiny"]');
     await cpu.setInputFiles('#image-file', join(FIXTURE, 'image.png'));
     await cpu.fill('#max-tokens', String(expectedIds.length));
     const got = await ask(cpu, question);
@@ -167,6 +206,155 @@ try {
     await cpu.fill('#max-tokens', String(expectedIds.length));
     assert.deepEqual((await ask(cpu, question)).ids, expectedIds);
   });
+  await step('offline PWA: a new build replaces the cache; with the network gone the page loads and answers', async () => {
+    // A copy of the built site, so that a "rebuild" (a new precache.js) can be served to it.
+    const site = mkdtempSync(join(tmpdir(), 'genllava-pwa-'));
+    cpSync(WWW, site, { recursive: true, filter: (f) => !f.startsWith(join(WWW, 'tests')) && !f.startsWith(join(WWW, 'npm')) });
+    const pwaServer = await serve(site, 0);
+    const own = `http://127.0.0.1:${pwaServer.address().port}`;
+    try {
+      const pwa = await openPage('', own);
+      await pwa.locator('#offline[data-state="ready"]').waitFor();
+      const title = await pwa.getAttribute('#offline', 'title');
+      const version = title.match(/^version ([0-9a-f]{16}): .* are cached/)?.[1];
+      assert.ok(version, title);
+      assert.deepEqual(await pwa.evaluate(() => caches.keys()), [`genllava-${version}`]);
+      await until(pwa, '#model-status[data-loaded="llava-tiny"]');
+
+      // Cache versioning: a rebuild changes precache.js; the update check installs the worker
+      // again, it fills the new cache, takes over and deletes the old one.
+      const precache = join(site, 'precache.js');
+      const next = '0123456789abcdef';
+      writeFileSync(precache, readFileSync(precache, 'utf8').replace(`version: '${version}'`, `version: '${next}'`));
+      await pwa.evaluate(async () => (await navigator.serviceWorker.getRegistration()).update());
+      await pwa.locator('#offline', { hasText: 'update installed: reload' }).waitFor();
+      await pwa.waitForFunction(async (want) => JSON.stringify(await caches.keys()) === JSON.stringify([want]), `genllava-${next}`);
+
+      // The network goes: the browser is offline and the server is shut down.
+      await pwa.context().setOffline(true);
+      pwaServer.closeAllConnections();
+      await new Promise((ok) => pwaServer.close(ok));
+      await pwa.reload();
+      assert.equal(await pwa.evaluate(() => !!navigator.serviceWorker.controller), true);
+      await pwa.locator('#backend[data-backend="webgpu"]').waitFor();
+      await until(pwa, '#model-status[data-loaded="llava-tiny"]');
+      await pwa.locator('#offline[data-state="ready"]').waitFor();
+      assert.match(await pwa.getAttribute('#offline', 'title'), new RegExp(`^version ${next}: `));
+      await pwa.setInputFiles('#image-file', join(FIXTURE, 'image.png'));
+      await pwa.locator('#preview:not([hidden])').waitFor();
+      await pwa.fill('#max-tokens', String(expectedIds.length));
+      assert.deepEqual((await ask(pwa, question)).ids, expectedIds);
+      await pwa.context().close();
+    } finally {
+      pwaServer.closeAllConnections();
+      pwaServer.close();
+      rmSync(site, { recursive: true, force: true });
+    }
+  });
+  await step('npm package: packed, installed into an empty folder, its two-line embed answers', async () => {
+    const tmp = mkdtempSync(join(tmpdir(), 'genllava-npm-'));
+    try {
+      const run = (cmd, args, cwd) => {
+        try {
+          return execFileSync(cmd, args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+        } catch (err) {
+          throw new Error(`${cmd} ${args.join(' ')} failed:\n${err.stdout}${err.stderr}`);
+        }
+      };
+      const npm = (args, cwd) => run('npm', args, cwd);
+      const tgz = npm(['pack', '--silent', '--pack-destination', tmp], join(WWW, 'npm')).trim().split('\n').pop();
+      const site = join(tmp, 'site');
+      mkdirSync(join(site, 'models/llava-tiny'), { recursive: true });
+      writeFileSync(join(site, 'package.json'), JSON.stringify({ name: 'third-party-site', private: true }));
+      npm(['install', '--offline', '--no-audit', '--no-fund', '--silent', join(tmp, tgz)], site);
+      // The types: a consumer type-checks strictly, and a wrong option type is caught.
+      writeFileSync(join(site, 'check.ts'), `
+import { DEFAULT_MODEL_FILES, Engine, GenllavaChat, GenllavaClient, init } from 'genllava-chat';
+import type { ChatResult, ModelInfo } from 'genllava-chat';
+const client = new GenllavaClient({ preferWebgpu: false });
+const info: Promise<ModelInfo> = client.load({ url: 'models/x/', files: [...DEFAULT_MODEL_FILES] });
+const answer: Promise<ChatResult> = client.chat({ turns: [{ role: 'user', text: 'hi' }], options: { max_new_tokens: 4 } });
+const el: GenllavaChat = document.createElement('genllava-chat');
+el.addEventListener('genllava-answer', (e) => console.log(e.detail.ids.length, e.detail.text.length));
+const engine: Promise<Engine> = init().then(() => Engine.create(true));
+// @ts-expect-error: temperature is a number
+client.chat({ options: { temperature: 'hot' } });
+export { answer, engine, info };
+`);
+      run(process.execPath, [join(WWW, 'tests/node_modules/typescript/bin/tsc'), '--noEmit', '--strict',
+        '--target', 'es2022', '--module', 'esnext', '--moduleResolution', 'bundler', '--lib', 'esnext,dom', 'check.ts'], site);
+      for (const f of ['config.json', 'tokenizer.json', 'model.safetensors', 'processor_config.json']) {
+        cpSync(join(FIXTURE, f), join(site, 'models/llava-tiny', f));
+      }
+      // The README's embed, verbatim, in an otherwise plain third-party page.
+      const readme = readFileSync(join(site, 'node_modules/genllava-chat/README.md'), 'utf8');
+      const embed = readme.match(/## Embed\n\n```html\n([\s\S]*?)```/)[1];
+      assert.equal(embed.trim().split('\n').length, 2, `the embed is not two lines:\n${embed}`);
+      writeFileSync(join(site, 'index.html'),
+        `<!doctype html>\n<meta charset="utf-8">\n<title>Someone's blog</title>\n<h1>Shapes</h1>\n<p>Ask the widget.</p>\n${embed}`);
+
+      const siteServer = await serve(site, 0);
+      const own = `http://127.0.0.1:${siteServer.address().port}`;
+      try {
+        const requested = [];
+        const widget = await openPage('', own, (c) => c.on('request', (r) => requested.push(new URL(r.url()).pathname)));
+        await widget.locator('genllava-chat[state="ready"]').waitFor();
+        assert.equal(await widget.getAttribute('genllava-chat', 'data-backend'), 'webgpu');
+        // Bad input first: a text file is refused visibly, and the widget still answers after.
+        await widget.setInputFiles('genllava-chat input[type=file]',
+          { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('not an image') });
+        await widget.locator('genllava-chat .error:not([hidden])').waitFor();
+        assert.match(await widget.textContent('genllava-chat .error'), /"notes\.txt": not a PNG or JPEG image/);
+        await widget.setInputFiles('genllava-chat input[type=file]', join(FIXTURE, 'image.png'));
+        await widget.locator('genllava-chat img:not([hidden])').waitFor();
+        // Attributes are read at each question: a short answer keeps the test quick on SwiftShader.
+        await widget.evaluate((n) => document.querySelector('genllava-chat').setAttribute('max-tokens', n), expectedIds.length);
+        await widget.fill('genllava-chat textarea', question);
+        await widget.press('genllava-chat textarea', 'Enter');
+        const answer = widget.locator('genllava-chat .msg.assistant[data-state]');
+        await answer.waitFor();
+        assert.equal(await answer.getAttribute('data-prompt'), fixturePrompt);
+        assert.deepEqual(JSON.parse(await answer.getAttribute('data-ids')), expectedIds);
+        // The page fetched the package's own files and exactly the model files it was given.
+        const models = [...new Set(requested.filter((p) => p.startsWith('/models/')))].sort();
+        assert.deepEqual(models, ['config.json', 'model.safetensors', 'processor_config.json', 'tokenizer.json']
+          .map((f) => `/models/llava-tiny/${f}`));
+        // (Besides the page itself and the browser's own favicon probe.)
+        const others = requested.filter((p) => !p.startsWith('/models/') && !p.startsWith('/node_modules/genllava-chat/') &&
+          p !== '/favicon.ico');
+        assert.deepEqual([...new Set(others)], ['/']);
+        await widget.context().close();
+      } finally {
+        siteServer.closeAllConnections();
+        siteServer.close();
+      }
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  });
+  await step('the request guard sees and refuses foreign requests (page, worker, image)', async () => {
+    // The guard must catch what it is meant to: a page with its CSP bypassed asks another origin.
+    const caught = [];
+    const context = await browser.newContext({ bypassCSP: true });
+    await guard(context, origin, caught);
+    const probe = await context.newPage();
+    await probe.goto(`${origin}/`);
+    await probe.evaluate(async () => {
+      await fetch('http://192.0.2.1/from-page').catch(() => {});
+      await new Promise((ok) => {
+        const img = new Image();
+        img.onload = img.onerror = ok;
+        img.src = 'http://192.0.2.1/from-image.png';
+      });
+      const src = "fetch('http://192.0.2.1/from-worker').catch(() => {}).finally(() => postMessage(1));";
+      const w = new Worker(URL.createObjectURL(new Blob([src], { type: 'text/javascript' })));
+      await new Promise((ok) => (w.onmessage = ok));
+    });
+    await context.close();
+    for (const path of ['from-page', 'from-image.png', 'from-worker']) {
+      assert.ok(caught.includes(`http://192.0.2.1/${path}`), `${path} not caught: ${JSON.stringify(caught)}`);
+    }
+  });
   await step('no request left the page origin', async () => {
     assert.deepEqual(foreign, []);
   });
@@ -177,4 +365,5 @@ try {
   server.close();
 }
 console.log(JSON.stringify({ passed: results.filter((r) => r.ok).length, failed: results.filter((r) => !r.ok).length, timings }));
-process.exit(failed ? 1 : 0);
+if (!results.length) console.log(`no step matched ONLY=${process.env.ONLY}`);
+process.exit(failed || !results.length ? 1 : 0);
