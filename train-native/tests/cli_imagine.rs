@@ -97,3 +97,43 @@ fn bad_inputs_get_one_clear_line() {
     assert!(!o.status.success() && err.contains("unet/config.json") && err.trim().lines().count() == 1, "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The model the main job trained, shipped in `assets/genllava-shapes`: `generate`
+/// and `edit` run on it with no `--model`, and `chat` loads it as a LLaVA.
+#[test]
+fn the_shipped_default_model_generates_edits_and_answers() {
+    let dir = std::env::temp_dir().join(format!("genllava-default-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let out = dir.join("gen.png");
+    let o = run(&["generate", "--prompt", "a large red circle in the center", "--out", out.to_str().expect("utf8")]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let img = image::open(&out).expect("png").to_rgb8();
+    assert_eq!(img.dimensions(), (32, 32));
+    let edited = dir.join("edit.png");
+    let o = run(&[
+        "edit",
+        "--image",
+        out.to_str().expect("utf8"),
+        "--prompt",
+        "make the circle blue",
+        "--out",
+        edited.to_str().expect("utf8"),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(edited.exists());
+    let shipped = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/genllava-shapes");
+    let o = run(&[
+        "chat",
+        "--model",
+        shipped.to_str().expect("utf8"),
+        "--image",
+        out.to_str().expect("utf8"),
+        "--prompt",
+        "[I2T]USER: <image>\nHow many shapes are there? ASSISTANT:",
+        "--max-new-tokens",
+        "4",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!String::from_utf8_lossy(&o.stdout).trim().is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}

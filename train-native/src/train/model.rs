@@ -113,12 +113,12 @@ pub fn sd_dir(cfg: &TrainConfig) -> PathBuf {
 }
 
 /// Point a GenLLaVA bundle at the run's own decoder folder: `cfg.model.sd` when
-/// given, else `sd/` of `cfg.model.from`, else the shipped stand-in. (A resumed
+/// given, else `sd/` of `cfg.model.from` when it has one, else the shipped stand-in. (A resumed
 /// bundle was read from a step folder that pruning may delete.)
 pub fn resolve_sd_dir(bundle: &mut Bundle, cfg: &TrainConfig) {
     if let Some(g) = &mut bundle.generation {
         g.sd_dir = match (&cfg.model.sd, &cfg.model.from) {
-            (None, Some(from)) => from.join("sd"),
+            (None, Some(from)) if from.join("sd").is_dir() => from.join("sd"),
             _ => sd_dir(cfg),
         };
     }
@@ -190,17 +190,17 @@ pub fn add_generation(bundle: &mut Bundle, cfg: &TrainConfig, device: &Device) -
         Tensor::cat(vec![w, mean.repeat_dim(dim, vocab - old)], dim)
     };
     let (id, w, _) = lm.embed_tokens.weight.clone().consume();
-    lm.embed_tokens.weight = Param::initialized(id, grow(w, 0).require_grad());
+    lm.embed_tokens.weight = Param::initialized(id, grow(w, 0).detach().require_grad());
     if let Some(head) = &mut lm.lm_head {
         // Burn's linear weight is `[in, out]`: the vocabulary is the second axis.
         let (id, w, _) = head.weight.clone().consume();
-        head.weight = Param::initialized(id, grow(w, 1).require_grad());
+        head.weight = Param::initialized(id, grow(w, 1).detach().require_grad());
         if let Some(b) = &head.bias {
             let (id, bias, _) = b.clone().consume();
             let old = bias.dims()[0];
             let bias =
                 if vocab > old { Tensor::cat(vec![bias, Tensor::zeros([vocab - old], device)], 0) } else { bias };
-            head.bias = Some(Param::initialized(id, bias.require_grad()));
+            head.bias = Some(Param::initialized(id, bias.detach().require_grad()));
         }
     }
     bundle.config_json["text_config"]["vocab_size"] = vocab.into();
@@ -210,7 +210,8 @@ pub fn add_generation(bundle: &mut Bundle, cfg: &TrainConfig, device: &Device) -
     let head_config = head_config(cfg, bundle.config.text_config.hidden_size, l, out_dim)?;
     device.seed(cfg.seed);
     let head = GenHead::load(&head_config, &VarBuilder::init(cfg.model.init_std, device).pp("gen_head"))?;
-    let gen_json = serde_json::json!({"task_tokens": task_tokens});
+    let gen_json = serde_json::json!({"task_tokens": task_tokens,
+        "diffusion": {"steps": 50, "guidance": 7.5, "scheduler": "ddim", "edit": {"img2img": {"strength": 0.75}}}});
     let config = GenLlavaConfig::from_json("genllava.json", gen_json.to_string().as_bytes())?;
     bundle.model.head = Some(head);
     bundle.generation = Some(GenParts { config, head_config, sd_dir });
