@@ -40,10 +40,15 @@ pub struct BenchArgs {
     /// Timed runs per measurement after the warm-up (default: 3 with `--quick`, else 5).
     #[arg(long)]
     pub runs: Option<usize>,
-    /// Threads PyTorch may use. Burn's CPU backend in this build runs on one thread,
-    /// so the default of 1 compares like with like.
-    #[arg(long, default_value_t = 1)]
+    /// Threads PyTorch may use. Burn's CPU backend is built with rayon and uses every
+    /// core, so the default (the cores available) compares like with like.
+    #[arg(long, default_value_t = available_threads())]
     pub torch_threads: usize,
+}
+
+/// The cores this process may use.
+fn available_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Prompt lengths of the prefill measurements.
