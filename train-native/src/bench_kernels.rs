@@ -86,7 +86,8 @@ fn bench_attention(quick: bool, runs: usize, device: &Device) -> anyhow::Result<
 
 fn bench_ddim_step(quick: bool, runs: usize, device: &Device) -> anyhow::Result<Vec<KernelRow>> {
     use genllava::scheduler::{Ddim, Scheduler, SchedulerConfig};
-    // SD 1.x latents (4 channels) at 512×512 and 768×768, batch 2 (one image, guidance on).
+    // SD 1.x latents (4 channels) at 512×512 and 768×768 for one and four images; the UNet
+    // output holds twice as many rows (uncond and cond, guidance on).
     let shapes: &[[usize; 4]] =
         if quick { &[[1, 4, 32, 32]] } else { &[[1, 4, 64, 64], [1, 4, 96, 96], [4, 4, 64, 64]] };
     let mut rows = Vec::new();
