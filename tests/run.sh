@@ -8,8 +8,17 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/genllava-target}"
 export CARGO_TERM_COLOR=never
 
 rustup target list --installed | grep -q wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown >/dev/null
-if ! command -v chromium >/dev/null; then
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null
+# chromium: the browser tests; mesa-vulkan-drivers: lavapipe, the CPU Vulkan driver `--device wgpu` runs on.
+missing=()
+command -v chromium >/dev/null || missing+=(chromium)
+dpkg -s mesa-vulkan-drivers >/dev/null 2>&1 || missing+=(mesa-vulkan-drivers)
+if ((${#missing[@]})); then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}") >/dev/null
+fi
+# wgpu's Vulkan loader wants a runtime dir; CI containers have none.
+if [[ -z "${XDG_RUNTIME_DIR:-}" ]]; then
+    export XDG_RUNTIME_DIR=/tmp/xdg-runtime-$(id -u)
+    mkdir -p "$XDG_RUNTIME_DIR" && chmod 700 "$XDG_RUNTIME_DIR"
 fi
 
 echo "== core builds for wasm32-unknown-unknown"
@@ -20,6 +29,9 @@ DOCS_RS=1 cargo check -q -p train-native --features cuda
 
 echo "== unit, parity and CLI tests"
 cargo test -q --workspace --lib --bins --tests
+
+echo "== --device wgpu on lavapipe: CLI parity with the CPU and the WGSL kernels of shaders/"
+cargo test -q -p train-native --features wgpu --test cli_wgpu --test wgpu_kernels
 
 echo "== browser: build (wasm-bindgen-cli pinned to Cargo.lock) and test in headless chromium"
 (cd www/tests && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent)

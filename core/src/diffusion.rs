@@ -55,17 +55,7 @@ pub fn denoise_over(
         let input = scheduler.scale_model_input(input, t)?;
         let pred = predict(input, t)?;
         check_batch("predict", &pred, if cfg { 2 * b } else { b })?;
-        let eps = if cfg {
-            let mut parts = pred.chunk(2, 0).into_iter();
-            let (uncond, cond) = (parts.next(), parts.next());
-            let (uncond, cond) = uncond
-                .zip(cond)
-                .ok_or_else(|| Error::input("predict", "cannot split CFG batch"))?;
-            uncond.clone().add(cond.sub(uncond).mul_scalar(guidance))
-        } else {
-            pred
-        };
-        latents = scheduler.step(eps, t, latents)?;
+        latents = scheduler.step_guided(pred, cfg.then_some(guidance), t, latents)?;
         on_step(i, &latents);
     }
     Ok(latents)

@@ -11,6 +11,7 @@ pub mod export;
 pub mod genllava;
 pub mod head;
 pub mod image;
+pub mod kernels;
 pub mod llama;
 pub mod llava;
 pub mod nn;

@@ -280,6 +280,17 @@ pub trait Scheduler {
     /// One denoising step from `sample` at `t` given the model output.
     fn step(&mut self, model_output: Tensor<4>, t: f64, sample: Tensor<4>) -> Result<Tensor<4>>;
 
+    /// [`step`](Self::step) on the UNet output `pred`: for the batch `[uncond; cond]`
+    /// combined with classifier-free guidance `g` first (`u + g (c - u)`) when
+    /// `guidance` is `Some(g)`, as is otherwise. A scheduler may fuse the two.
+    fn step_guided(&mut self, pred: Tensor<4>, guidance: Option<f32>, t: f64, sample: Tensor<4>) -> Result<Tensor<4>> {
+        let eps = match guidance {
+            Some(g) => guide(pred, g)?,
+            None => pred,
+        };
+        self.step(eps, t, sample)
+    }
+
     /// Noise `original` to the level of timestep `t` (img2img start).
     fn add_noise(&self, original: Tensor<4>, noise: Tensor<4>, t: f64) -> Result<Tensor<4>>;
 
@@ -290,6 +301,15 @@ pub trait Scheduler {
     fn order(&self) -> usize {
         1
     }
+}
+
+/// Classifier-free guidance on the UNet output for the batch `[uncond; cond]`:
+/// `u + g (c - u)`.
+pub fn guide(pred: Tensor<4>, guidance: f32) -> Result<Tensor<4>> {
+    let mut parts = pred.chunk(2, 0).into_iter();
+    let (uncond, cond) = (parts.next(), parts.next());
+    let (uncond, cond) = uncond.zip(cond).ok_or_else(|| Error::input("predict", "cannot split CFG batch"))?;
+    Ok(uncond.clone().add(cond.sub(uncond).mul_scalar(guidance)))
 }
 
 /// img2img: the timesteps diffusers' `StableDiffusionImg2ImgPipeline.get_timesteps`

@@ -44,6 +44,10 @@ pub struct BenchArgs {
     /// core, so the default (the cores available) compares like with like.
     #[arg(long, default_value_t = available_threads())]
     pub torch_threads: usize,
+    /// Instead of the models, time each WGSL kernel against the Burn ops it replaces
+    /// (needs `--device wgpu`).
+    #[arg(long, conflicts_with_all = ["torch", "only", "json"])]
+    pub kernels: bool,
 }
 
 /// The cores this process may use.
@@ -331,6 +335,10 @@ fn row(case: &Case, key: String, what: String, seconds: f64, tokens: Option<usiz
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let device = args.device.device()?;
     let runs = args.runs.unwrap_or(if args.quick { 3 } else { 5 });
+    if args.kernels {
+        print!("{}", crate::bench_kernels::run(&device, args.quick, runs)?);
+        return Ok(());
+    }
     let selected: Vec<Case> = cases()?
         .into_iter()
         .filter(|c| !(args.quick && c.heavy))

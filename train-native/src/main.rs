@@ -2,6 +2,7 @@
 //! images with, benchmark and train the model natively (CPU by default).
 
 mod bench;
+mod bench_kernels;
 mod chat;
 mod device;
 mod diffuse;

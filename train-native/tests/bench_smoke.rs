@@ -56,3 +56,11 @@ fn unknown_model_filter_is_an_error() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no model matches"));
 }
+
+#[test]
+fn kernel_bench_needs_a_wgpu_device() {
+    let out = bench(&["--kernels", "--quick"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("--device wgpu") && !stderr.contains("panicked"), "{stderr}");
+}

@@ -453,7 +453,7 @@ impl UNet2DConditionModel {
             });
             x = block.forward(x, temb.clone(), encoder_hidden_states.clone(), &mut skips, up_size);
         }
-        Ok(self.conv_out.forward(silu(self.conv_norm_out.forward(x))))
+        Ok(self.conv_out.forward(crate::kernels::group_norm_silu(&self.conv_norm_out, x, true)))
     }
 
     /// [`forward`](Self::forward) with one scalar timestep for the whole batch.

@@ -3,6 +3,7 @@
 //! mid / up blocks that chain them with the spatial transformers.
 
 use crate::error::Result;
+use crate::kernels::group_norm_silu;
 use crate::nn::{conv2d, group_norm, linear};
 use crate::sd::attention::{Transformer2DConfig, Transformer2DModel};
 use crate::weights::VarBuilder;
@@ -57,10 +58,10 @@ impl ResnetBlock2D {
 
     /// `x`: `[b, c_in, h, w]`, `temb`: `[b, temb_dim]` → `[b, c_out, h, w]`.
     pub fn forward(&self, x: Tensor<4>, temb: Tensor<2>) -> Tensor<4> {
-        let h = self.conv1.forward(silu(self.norm1.forward(x.clone())));
+        let h = self.conv1.forward(group_norm_silu(&self.norm1, x.clone(), true));
         let [b, c, _, _] = h.dims();
         let t = self.time_emb_proj.forward(silu(temb)).reshape([b, c, 1, 1]);
-        let h = self.conv2.forward(silu(self.norm2.forward(h.add(t))));
+        let h = self.conv2.forward(group_norm_silu(&self.norm2, h.add(t), true));
         let shortcut = match &self.conv_shortcut {
             Some(conv) => conv.forward(x),
             None => x,

@@ -46,10 +46,18 @@ impl ResnetBlock2D {
         })
     }
 
+    /// `act(norm(x))`, fused into one kernel for SiLU (see [`crate::kernels`]).
+    fn norm_act(&self, norm: &GroupNorm, x: Tensor<4>) -> Tensor<4> {
+        match self.act {
+            Activation::Silu => crate::kernels::group_norm_silu(norm, x, true),
+            _ => self.act.forward(norm.forward(x)),
+        }
+    }
+
     /// `x`: `[b, c_in, h, w]` → `[b, c_out, h, w]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let h = self.conv1.forward(self.act.forward(self.norm1.forward(x.clone())));
-        let h = self.conv2.forward(self.act.forward(self.norm2.forward(h)));
+        let h = self.conv1.forward(self.norm_act(&self.norm1, x.clone()));
+        let h = self.conv2.forward(self.norm_act(&self.norm2, h));
         let x = match &self.conv_shortcut {
             Some(c) => c.forward(x),
             None => x,

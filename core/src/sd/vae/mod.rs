@@ -22,7 +22,6 @@ use burn::module::Module;
 use burn::nn::GroupNorm;
 use burn::nn::conv::Conv2d;
 use burn::tensor::Tensor;
-use burn::tensor::activation::silu;
 
 /// A diagonal Gaussian over latents, what [`AutoencoderKL::encode`] returns
 /// (diffusers' `DiagonalGaussianDistribution`). Both tensors are `[b, latent, h, w]`.
@@ -101,7 +100,7 @@ impl Encoder {
             }
         }
         let x = self.mid_block.forward(x);
-        self.conv_out.forward(silu(self.conv_norm_out.forward(x)))
+        self.conv_out.forward(crate::kernels::group_norm_silu(&self.conv_norm_out, x, true))
     }
 }
 
@@ -154,7 +153,7 @@ impl Decoder {
                 x = u.forward(x);
             }
         }
-        self.conv_out.forward(silu(self.conv_norm_out.forward(x)))
+        self.conv_out.forward(crate::kernels::group_norm_silu(&self.conv_norm_out, x, true))
     }
 }
 

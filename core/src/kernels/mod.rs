@@ -1,0 +1,168 @@
+//! Hand-written WGSL kernels for Burn's wgpu backend, each beside the plain-Burn
+//! reference it must match.
+//!
+//! The WGSL lives in the workspace's top-level `shaders/` folder, one kernel per
+//! file. With the `wgpu-kernels` cargo feature the functions here launch them on
+//! a wgpu device (native Vulkan/Metal/DX12; browser WebGPU is the intent, but the
+//! feature has not been built for wasm32 yet) through Burn 0.22.1's backend-extension mechanism
+//! (`#[backend_extension(Cube)]` plus `burn-wgpu`'s `template` API, which takes a
+//! raw WGSL `SourceTemplate`). On every other device, without the feature, and
+//! for inputs a kernel does not cover, they run the reference, so callers never
+//! need to ask which path ran; [`wgsl_active`] tells benchmarks and tests.
+
+use crate::error::{Error, Result};
+use burn::nn::GroupNorm;
+#[cfg(feature = "wgpu-kernels")]
+use burn::tensor::DType;
+use burn::tensor::{Device, Tensor, activation};
+
+#[cfg(feature = "wgpu-kernels")]
+mod wgpu;
+
+/// Whether tensors on `device` run the WGSL kernels: the `wgpu-kernels`
+/// feature is on and `device` is a wgpu device without autodiff.
+pub fn wgsl_active(device: &Device) -> bool {
+    #[cfg(feature = "wgpu-kernels")]
+    {
+        wgpu::is_wgpu(device)
+    }
+    #[cfg(not(feature = "wgpu-kernels"))]
+    {
+        let _ = device;
+        false
+    }
+}
+
+/// `silu(norm(x))` (or `norm(x)` when `silu` is false) for an affine
+/// `GroupNorm` on an `[N, C, H, W]` input: one fused kernel on wgpu
+/// (`shaders/group_norm_silu.wgsl`), [`group_norm_silu_reference`] elsewhere.
+pub fn group_norm_silu(norm: &GroupNorm, x: Tensor<4>, silu: bool) -> Tensor<4> {
+    #[cfg(feature = "wgpu-kernels")]
+    if wgsl_active(&x.device()) {
+        if let (Some(gamma), Some(beta)) = (&norm.gamma, &norm.beta) {
+            let [n, c, _, _] = x.dims();
+            let groups = norm.num_groups;
+            let f32s = [x.dtype(), gamma.val().dtype(), beta.val().dtype()].iter().all(|d| *d == DType::F32);
+            if f32s && groups > 0 && c == norm.num_channels && c % groups == 0 && n * groups <= wgpu::MAX_WORKGROUPS {
+                return wgpu::group_norm_silu(x, gamma.val(), beta.val(), groups, norm.epsilon as f32, silu);
+            }
+        }
+    }
+    group_norm_silu_reference(norm, x, silu)
+}
+
+/// Scaled dot-product attention `softmax(q kᵀ / √d) v` on `q` `[batch, heads, n_q, d]`,
+/// `k`, `v` `[batch, heads, n_kv, d]` → `[batch, heads, n_q, d]`: one flash-style
+/// kernel on wgpu (`shaders/attention.wgsl`, the scores never stored),
+/// [`attention_reference`] elsewhere.
+///
+/// Not yet called by the UNet (`sd::attention` runs Burn's matmul path): on
+/// lavapipe it is 2–15× slower than Burn's ops (README, `bench --kernels`).
+pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+    #[cfg(feature = "wgpu-kernels")]
+    if wgsl_active(&q.device())
+        && [q.dtype(), k.dtype(), v.dtype()].iter().all(|d| *d == DType::F32)
+        && k.dims() == v.dims()
+        && k.dims()[3] == q.dims()[3]
+        && wgpu::attention_fits(q.dims(), k.dims())
+    {
+        return wgpu::attention(q, k, v);
+    }
+    attention_reference(q, k, v)
+}
+
+/// The plain-Burn attention: a scores matmul, softmax, a values matmul (what
+/// `sd::attention::scaled_dot_product_attention` runs).
+pub fn attention_reference(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+    let d = q.dims()[3];
+    let scores = q.mul_scalar(1.0 / (d as f64).sqrt()).matmul(k.swap_dims(2, 3));
+    activation::softmax(scores, 3).matmul(v)
+}
+
+/// One DDIM step (eta 0) as a linear map of the sample `x` and the guided model
+/// output `m`: `x0 = clip(x0_sample·x + x0_output·m)`, `eps = eps_sample·x + eps_output·m`,
+/// `out = prev_x0·x0 + prev_eps·eps` (see `shaders/ddim_step.wgsl`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DdimCoefficients {
+    pub x0_sample: f32,
+    pub x0_output: f32,
+    pub eps_sample: f32,
+    pub eps_output: f32,
+    /// `sqrt(ᾱ_prev)`.
+    pub prev_x0: f32,
+    /// `sqrt(1 - ᾱ_prev)`.
+    pub prev_eps: f32,
+    /// Clamp `x0` to `[-r, r]`.
+    pub clip: Option<f32>,
+}
+
+/// Check the UNet output against the latents: `[2b, …]` (`[uncond; cond]`) when
+/// guided, `[b, …]` otherwise, with the same `[c, h, w]`.
+fn check_step_shapes(pred: &Tensor<4>, guided: bool, sample: &Tensor<4>) -> Result<()> {
+    let ([pb, pc, ph, pw], [b, c, h, w]) = (pred.dims(), sample.dims());
+    let want = if guided { 2 * b } else { b };
+    if (pb, pc, ph, pw) != (want, c, h, w) {
+        return Err(Error::input(
+            "model output",
+            format!(
+                "shape {:?} does not fit latents {:?} (expected [{want}, {c}, {h}, {w}])",
+                pred.dims(),
+                sample.dims()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A DDIM step fused with the classifier-free guidance combine: `pred` is the
+/// UNet output for `[uncond; cond]` when `guidance` is `Some(g)` (`m = u + g(c - u)`),
+/// the plain output otherwise. One elementwise kernel on wgpu
+/// (`shaders/ddim_step.wgsl`), [`guided_ddim_step_reference`] elsewhere.
+pub fn guided_ddim_step(
+    pred: Tensor<4>,
+    guidance: Option<f32>,
+    sample: Tensor<4>,
+    step: DdimCoefficients,
+) -> Result<Tensor<4>> {
+    check_step_shapes(&pred, guidance.is_some(), &sample)?;
+    #[cfg(feature = "wgpu-kernels")]
+    if wgsl_active(&sample.device())
+        && pred.dtype() == DType::F32
+        && sample.dtype() == DType::F32
+        && sample.shape().num_elements() <= wgpu::MAX_WORKGROUPS * 256
+    {
+        return Ok(wgpu::guided_ddim_step(pred, guidance, sample, step));
+    }
+    guided_ddim_step_reference(pred, guidance, sample, step)
+}
+
+/// The plain-Burn guidance combine and DDIM update.
+pub fn guided_ddim_step_reference(
+    pred: Tensor<4>,
+    guidance: Option<f32>,
+    sample: Tensor<4>,
+    step: DdimCoefficients,
+) -> Result<Tensor<4>> {
+    check_step_shapes(&pred, guidance.is_some(), &sample)?;
+    let m = match guidance {
+        Some(g) => {
+            let b = sample.dims()[0];
+            let (uncond, cond) = (pred.clone().narrow(0, 0, b), pred.narrow(0, b, b));
+            uncond.clone().add(cond.sub(uncond).mul_scalar(g))
+        }
+        None => pred,
+    };
+    let x0 = sample.clone().mul_scalar(step.x0_sample).add(m.clone().mul_scalar(step.x0_output));
+    let x0 = match step.clip {
+        Some(r) => x0.clamp(-r, r),
+        None => x0,
+    };
+    let eps = sample.mul_scalar(step.eps_sample).add(m.mul_scalar(step.eps_output));
+    Ok(x0.mul_scalar(step.prev_x0).add(eps.mul_scalar(step.prev_eps)))
+}
+
+/// The plain-Burn path the kernel replaces: `GroupNorm::forward`, then `silu`.
+pub fn group_norm_silu_reference(norm: &GroupNorm, x: Tensor<4>, silu: bool) -> Tensor<4> {
+    let y = norm.forward(x);
+    if silu { activation::silu(y) } else { y }
+}

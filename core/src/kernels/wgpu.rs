@@ -1,0 +1,260 @@
+//! Launching the `shaders/*.wgsl` kernels on Burn's cubecl backend.
+//!
+//! `#[backend_extension(Cube)]` generates the routing from Burn's `Dispatch`
+//! tensors to `CubeBackend` primitives (`CubeTensor`: a cubecl client, a buffer
+//! handle, shape and strides). The kernels are raw WGSL handed to cubecl as
+//! precompiled source (`KernelSource` with `lang() == "wgsl"`), so naga compiles
+//! them as written; their pipeline layout comes from the shader, so each binding
+//! declared there must be bound here, in order, and used by the shader.
+
+use burn::backend::wgpu::{CubeBackend, CubeTensor, KernelSource, SourceKernel, SourceTemplate, into_contiguous};
+use burn::backend::{Backend, DispatchDevice, backend_extension, tensor::FloatTensor};
+use burn::tensor::{DType, Device, Shape, Tensor};
+use cubecl::prelude::{CubeCount, CubeDim, KernelId};
+use cubecl::server::KernelArguments;
+
+/// WebGPU's guaranteed limit on workgroups along one dispatch dimension.
+pub const MAX_WORKGROUPS: usize = 65_535;
+
+/// A wgpu device (not CUDA or another cubecl runtime, not autodiff).
+pub fn is_wgpu(device: &Device) -> bool {
+    matches!(device.as_dispatch(), DispatchDevice::Cube(cubecl::Device::Wgpu(_)))
+}
+
+/// The kernels, as operations of Burn's backend.
+#[backend_extension(Cube)]
+pub trait WgslKernels: Backend {
+    /// See `shaders/group_norm_silu.wgsl`.
+    fn group_norm_silu(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        groups: usize,
+        eps: f32,
+        silu: bool,
+    ) -> FloatTensor<Self>;
+
+    /// See `shaders/ddim_step.wgsl`; `coefficients`: `[g, a0, b0, a1, b1, prev_x0, prev_eps, r]`.
+    fn guided_ddim_step(
+        pred: FloatTensor<Self>,
+        sample: FloatTensor<Self>,
+        guided: bool,
+        clip: bool,
+        coefficients: [f32; 8],
+    ) -> FloatTensor<Self>;
+
+    /// See `shaders/attention.wgsl`.
+    fn attention(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>) -> FloatTensor<Self>;
+}
+
+struct GroupNormSilu;
+
+impl KernelSource for GroupNormSilu {
+    fn source(&self) -> SourceTemplate {
+        SourceTemplate::new(include_str!("../../../shaders/group_norm_silu.wgsl"))
+    }
+    fn id(&self) -> KernelId {
+        KernelId::new::<Self>()
+    }
+    fn lang(&self) -> &'static str {
+        "wgsl"
+    }
+}
+
+/// `shaders/attention.wgsl` for one head dim.
+struct Attention {
+    head_dim: usize,
+    keys_per_tile: usize,
+}
+
+impl Attention {
+    fn new(head_dim: usize) -> Self {
+        // Two tiles of `keys_per_tile * head_dim` floats within WebGPU's 16 KiB of workgroup memory.
+        Self { head_dim, keys_per_tile: (2048 / head_dim).clamp(1, 32) }
+    }
+}
+
+impl KernelSource for Attention {
+    fn source(&self) -> SourceTemplate {
+        SourceTemplate::new(include_str!("../../../shaders/attention.wgsl"))
+            .register("d", self.head_dim.to_string())
+            .register("bc", self.keys_per_tile.to_string())
+            .register("tile", (self.head_dim * self.keys_per_tile).to_string())
+    }
+    fn id(&self) -> KernelId {
+        KernelId::new::<Self>().info((self.head_dim, self.keys_per_tile))
+    }
+    fn lang(&self) -> &'static str {
+        "wgsl"
+    }
+}
+
+/// Query rows per workgroup of `shaders/attention.wgsl`.
+const ATTENTION_ROWS: usize = 64;
+
+struct DdimStep;
+
+impl KernelSource for DdimStep {
+    fn source(&self) -> SourceTemplate {
+        SourceTemplate::new(include_str!("../../../shaders/ddim_step.wgsl"))
+    }
+    fn id(&self) -> KernelId {
+        KernelId::new::<Self>()
+    }
+    fn lang(&self) -> &'static str {
+        "wgsl"
+    }
+}
+
+/// A storage buffer of `u32` parameters.
+fn params(x: &CubeTensor, words: &[u32]) -> cubecl::server::Handle {
+    let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+    x.client.create_from_slice(&bytes)
+}
+
+/// An uninitialised contiguous f32 output shaped like `shape`, on `x`'s device.
+fn empty_like(x: &CubeTensor, shape: Shape) -> CubeTensor {
+    let handle = x.client.empty(shape.num_elements() * core::mem::size_of::<f32>());
+    CubeTensor::new_contiguous(x.client.clone(), x.device.clone(), shape, handle, DType::F32)
+}
+
+impl WgslKernels for CubeBackend {
+    fn group_norm_silu(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        groups: usize,
+        eps: f32,
+        silu: bool,
+    ) -> FloatTensor<Self> {
+        let (x, gamma, beta) = (into_contiguous(x), into_contiguous(gamma), into_contiguous(beta));
+        let shape = x.meta.shape().clone();
+        let (n, c, hw) = (shape[0], shape[1], shape[2] * shape[3]);
+        let out = empty_like(&x, shape);
+        let p = params(&x, &[groups as u32, (c / groups) as u32, hw as u32, eps.to_bits(), silu as u32]);
+        let args = KernelArguments::new()
+            .with_buffer(x.handle.clone().binding())
+            .with_buffer(gamma.handle.clone().binding())
+            .with_buffer(beta.handle.clone().binding())
+            .with_buffer(out.handle.clone().binding())
+            .with_buffer(p.binding());
+        let kernel = SourceKernel::new(GroupNormSilu, CubeDim::new_1d(256));
+        x.client.launch(Box::new(kernel), CubeCount::Static((n * groups) as u32, 1, 1), args);
+        out
+    }
+
+    fn guided_ddim_step(
+        pred: FloatTensor<Self>,
+        sample: FloatTensor<Self>,
+        guided: bool,
+        clip: bool,
+        coefficients: [f32; 8],
+    ) -> FloatTensor<Self> {
+        let (pred, sample) = (into_contiguous(pred), into_contiguous(sample));
+        let shape = sample.meta.shape().clone();
+        let n = shape.num_elements();
+        let out = empty_like(&sample, shape);
+        let mut words = vec![n as u32, guided as u32, clip as u32];
+        words.extend(coefficients.iter().map(|c| c.to_bits()));
+        let p = params(&sample, &words);
+        let args = KernelArguments::new()
+            .with_buffer(pred.handle.clone().binding())
+            .with_buffer(sample.handle.clone().binding())
+            .with_buffer(out.handle.clone().binding())
+            .with_buffer(p.binding());
+        let kernel = SourceKernel::new(DdimStep, CubeDim::new_1d(256));
+        sample.client.launch(Box::new(kernel), CubeCount::Static(n.div_ceil(256) as u32, 1, 1), args);
+        out
+    }
+
+    fn attention(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>) -> FloatTensor<Self> {
+        let (q, k, v) = (into_contiguous(q), into_contiguous(k), into_contiguous(v));
+        let shape = q.meta.shape().clone();
+        let (bh, nq, d) = (shape[0] * shape[1], shape[2], shape[3]);
+        let nk = k.meta.shape()[2];
+        let out = empty_like(&q, shape);
+        let scale = 1.0 / (d as f32).sqrt();
+        let p = params(&q, &[nq as u32, nk as u32, scale.to_bits()]);
+        let args = KernelArguments::new()
+            .with_buffer(q.handle.clone().binding())
+            .with_buffer(k.handle.clone().binding())
+            .with_buffer(v.handle.clone().binding())
+            .with_buffer(out.handle.clone().binding())
+            .with_buffer(p.binding());
+        let kernel = SourceKernel::new(Attention::new(d), CubeDim::new_1d(ATTENTION_ROWS as u32));
+        let count = CubeCount::Static(nq.div_ceil(ATTENTION_ROWS) as u32, bh as u32, 1);
+        q.client.launch(Box::new(kernel), count, args);
+        out
+    }
+}
+
+/// Whether `shaders/attention.wgsl` covers these `[batch, heads, n, d]` shapes.
+pub fn attention_fits(q: [usize; 4], k: [usize; 4]) -> bool {
+    let [b, h, nq, d] = q;
+    let nk = k[2];
+    (1..=MAX_HEAD_DIM).contains(&d)
+        && nq > 0
+        && nk > 0
+        && b * h <= MAX_WORKGROUPS
+        && nq.div_ceil(ATTENTION_ROWS) <= MAX_WORKGROUPS
+}
+
+/// The largest head dim the attention kernel is built for (SD 1.x: 40 to 160).
+pub const MAX_HEAD_DIM: usize = 256;
+
+/// The attention kernel on f32 `q` `[b, h, nq, d]`, `k`, `v` `[b, h, nk, d]`;
+/// the caller checked [`attention_fits`].
+pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+    let out =
+        <burn::backend::Dispatch as WgslKernels>::attention(q.into_dispatch(), k.into_dispatch(), v.into_dispatch());
+    Tensor::from_dispatch(out)
+}
+
+/// The fused guidance + DDIM step kernel; the caller checked shapes, dtypes and size.
+pub fn guided_ddim_step(
+    pred: Tensor<4>,
+    guidance: Option<f32>,
+    sample: Tensor<4>,
+    step: super::DdimCoefficients,
+) -> Tensor<4> {
+    let coefficients = [
+        guidance.unwrap_or(1.0),
+        step.x0_sample,
+        step.x0_output,
+        step.eps_sample,
+        step.eps_output,
+        step.prev_x0,
+        step.prev_eps,
+        step.clip.unwrap_or(0.0),
+    ];
+    let out = <burn::backend::Dispatch as WgslKernels>::guided_ddim_step(
+        pred.into_dispatch(),
+        sample.into_dispatch(),
+        guidance.is_some(),
+        step.clip.is_some(),
+        coefficients,
+    );
+    Tensor::from_dispatch(out)
+}
+
+/// The fused GroupNorm (+ SiLU) kernel on f32 `[N, C, H, W]` `x`; the caller
+/// checked that `x` is on wgpu, `C % groups == 0` and `N * groups` fits one
+/// dispatch dimension.
+pub fn group_norm_silu(
+    x: Tensor<4>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    groups: usize,
+    eps: f32,
+    silu: bool,
+) -> Tensor<4> {
+    let out = <burn::backend::Dispatch as WgslKernels>::group_norm_silu(
+        x.into_dispatch(),
+        gamma.into_dispatch(),
+        beta.into_dispatch(),
+        groups,
+        eps,
+        silu,
+    );
+    Tensor::from_dispatch(out)
+}

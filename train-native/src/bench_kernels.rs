@@ -1,0 +1,135 @@
+//! `bench --kernels`: each WGSL kernel of `shaders/` against the plain-Burn
+//! operations it replaces, on the same wgpu device and the same inputs, at the
+//! shapes Stable Diffusion 1.x runs them (smaller ones with `--quick`).
+//!
+//! One warm-up run, then the median of N timed runs; each run ends with a device
+//! sync, so the clock stops only after the work has finished.
+
+use burn::module::Param;
+use burn::nn::GroupNorm;
+use burn::tensor::{Device, Distribution, Tensor};
+use genllava::kernels;
+use std::time::Instant;
+
+/// One measured kernel: median seconds of the WGSL kernel and of Burn's ops.
+struct KernelRow {
+    kernel: &'static str,
+    shape: String,
+    wgsl: f64,
+    burn: f64,
+}
+
+fn median_secs(runs: usize, device: &Device, mut f: impl FnMut() -> Tensor<4>) -> anyhow::Result<f64> {
+    let mut once = || -> anyhow::Result<f64> {
+        let t = Instant::now();
+        let out = f();
+        device.sync().map_err(|e| anyhow::anyhow!("device sync: {e:?}"))?;
+        let secs = t.elapsed().as_secs_f64();
+        drop(out);
+        Ok(secs)
+    };
+    once()?;
+    let mut times = (0..runs.max(1)).map(|_| once()).collect::<anyhow::Result<Vec<f64>>>()?;
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
+fn group_norm(channels: usize, device: &Device) -> GroupNorm {
+    GroupNorm {
+        gamma: Some(Param::from_tensor(Tensor::random([channels], Distribution::Normal(1.0, 0.1), device))),
+        beta: Some(Param::from_tensor(Tensor::random([channels], Distribution::Normal(0.0, 0.1), device))),
+        num_groups: 32,
+        num_channels: channels,
+        epsilon: 1e-5,
+        affine: true,
+    }
+}
+
+fn bench_group_norm_silu(quick: bool, runs: usize, device: &Device) -> anyhow::Result<Vec<KernelRow>> {
+    // The UNet's ResnetBlock inputs at 512×512 (64×64 latents), batch 2 for guidance.
+    let shapes: &[[usize; 4]] = if quick {
+        &[[2, 64, 32, 32], [2, 128, 16, 16]]
+    } else {
+        &[[2, 320, 64, 64], [2, 640, 32, 32], [2, 1280, 16, 16], [2, 1280, 8, 8]]
+    };
+    let mut rows = Vec::new();
+    for &shape in shapes {
+        let norm = group_norm(shape[1], device);
+        let x = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), device);
+        let wgsl = median_secs(runs, device, || kernels::group_norm_silu(&norm, x.clone(), true))?;
+        let burn = median_secs(runs, device, || kernels::group_norm_silu_reference(&norm, x.clone(), true))?;
+        rows.push(KernelRow { kernel: "group_norm_silu", shape: format!("{shape:?}, 32 groups"), wgsl, burn });
+    }
+    Ok(rows)
+}
+
+fn bench_attention(quick: bool, runs: usize, device: &Device) -> anyhow::Result<Vec<KernelRow>> {
+    // ([b, heads, n_q, d], n_kv): SD 1.x self-attention at 32×32 and 16×16 latent tokens and
+    // cross-attention over 77 text tokens, batch 2 for guidance (8 heads).
+    let shapes: &[([usize; 4], usize)] = if quick {
+        &[([2, 8, 256, 40], 256), ([2, 8, 256, 40], 77)]
+    } else {
+        &[([2, 8, 1024, 40], 1024), ([2, 8, 1024, 40], 77), ([2, 8, 256, 80], 256), ([2, 8, 64, 160], 64)]
+    };
+    let mut rows = Vec::new();
+    for &(q_shape, nk) in shapes {
+        let [b, h, _, d] = q_shape;
+        let q = Tensor::<4>::random(q_shape, Distribution::Normal(0.0, 1.0), device);
+        let k = Tensor::<4>::random([b, h, nk, d], Distribution::Normal(0.0, 1.0), device);
+        let v = Tensor::<4>::random([b, h, nk, d], Distribution::Normal(0.0, 1.0), device);
+        let wgsl = median_secs(runs, device, || kernels::attention(q.clone(), k.clone(), v.clone()))?;
+        let burn = median_secs(runs, device, || kernels::attention_reference(q.clone(), k.clone(), v.clone()))?;
+        rows.push(KernelRow { kernel: "attention", shape: format!("q {q_shape:?}, {nk} keys"), wgsl, burn });
+    }
+    Ok(rows)
+}
+
+fn bench_ddim_step(quick: bool, runs: usize, device: &Device) -> anyhow::Result<Vec<KernelRow>> {
+    use genllava::scheduler::{Ddim, Scheduler, SchedulerConfig};
+    // SD 1.x latents (4 channels) at 512×512 and 768×768 for one and four images; the UNet
+    // output holds twice as many rows (uncond and cond, guidance on).
+    let shapes: &[[usize; 4]] =
+        if quick { &[[1, 4, 32, 32]] } else { &[[1, 4, 64, 64], [1, 4, 96, 96], [4, 4, 64, 64]] };
+    let mut rows = Vec::new();
+    for &shape in shapes {
+        let mut ddim = Ddim::new(&SchedulerConfig::sd_v1(), 50)?;
+        let t = ddim.timesteps()[10];
+        let x = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), device);
+        let pred =
+            Tensor::<4>::random([2 * shape[0], shape[1], shape[2], shape[3]], Distribution::Normal(0.0, 1.0), device);
+        let mut reference = ddim.clone();
+        let wgsl =
+            median_secs(runs, device, || ddim.step_guided(pred.clone(), Some(7.5), t, x.clone()).expect("step"))?;
+        // Burn's ops as the scheduler runs them off wgpu: the guidance combine, then `step`.
+        let burn = median_secs(runs, device, || {
+            let eps = genllava::scheduler::guide(pred.clone(), 7.5).expect("guide");
+            reference.step(eps, t, x.clone()).expect("step")
+        })?;
+        rows.push(KernelRow { kernel: "ddim_step + guidance", shape: format!("latents {shape:?}"), wgsl, burn });
+    }
+    Ok(rows)
+}
+
+fn ms(secs: f64) -> String {
+    format!("{:.3} ms", secs * 1e3)
+}
+
+/// The markdown table, with Burn's time over the kernel's (above 1: the kernel is faster).
+fn table(rows: &[KernelRow]) -> String {
+    let mut s = String::from("| kernel | input | WGSL kernel | Burn ops | Burn / kernel |\n|---|---|---|---|---|\n");
+    for r in rows {
+        s += &format!("| {} | {} | {} | {} | {:.2} |\n", r.kernel, r.shape, ms(r.wgsl), ms(r.burn), r.burn / r.wgsl);
+    }
+    s
+}
+
+/// Run every kernel benchmark on `device`, which must take the WGSL path.
+pub fn run(device: &Device, quick: bool, runs: usize) -> anyhow::Result<String> {
+    if !kernels::wgsl_active(device) {
+        anyhow::bail!("bench --kernels compares the WGSL kernels with Burn on one wgpu device: pass --device wgpu");
+    }
+    let mut rows = bench_group_norm_silu(quick, runs, device)?;
+    rows.extend(bench_attention(quick, runs, device)?);
+    rows.extend(bench_ddim_step(quick, runs, device)?);
+    Ok(table(&rows))
+}

@@ -1,0 +1,191 @@
+//! The WGSL kernels of `shaders/` (genllava::kernels) against their plain-Burn
+//! references, on a native wgpu device (lavapipe in CI) and on the CPU backend.
+//! Built only with `--features wgpu`.
+#![cfg(feature = "wgpu")]
+
+use burn::module::Param;
+use burn::nn::GroupNorm;
+use burn::tensor::{Device, Distribution, Tensor};
+use genllava::kernels;
+use std::sync::OnceLock;
+
+/// One wgpu device per test process (the runtime is initialised once).
+fn wgpu() -> Device {
+    static DEVICE: OnceLock<Device> = OnceLock::new();
+    DEVICE.get_or_init(|| Device::wgpu_options().init().expect("a wgpu adapter (lavapipe in CI)")).clone()
+}
+
+fn max_abs_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
+    let (a, b) = (a.into_data().try_to_vec::<f32>().expect("f32"), b.into_data().try_to_vec::<f32>().expect("f32"));
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(&b)
+        .fold(0f32, |m, (x, y)| if x.is_finite() && y.is_finite() { m.max((x - y).abs()) } else { f32::INFINITY })
+}
+
+fn norm(channels: usize, groups: usize, eps: f64, device: &Device) -> GroupNorm {
+    let gamma = Tensor::<1>::random([channels], Distribution::Normal(1.0, 0.5), device);
+    let beta = Tensor::<1>::random([channels], Distribution::Normal(0.0, 0.5), device);
+    GroupNorm {
+        gamma: Some(Param::from_tensor(gamma)),
+        beta: Some(Param::from_tensor(beta)),
+        num_groups: groups,
+        num_channels: channels,
+        epsilon: eps,
+        affine: true,
+    }
+}
+
+/// The same norm with its weights moved to `device`.
+fn norm_on(n: &GroupNorm, device: &Device) -> GroupNorm {
+    GroupNorm {
+        gamma: n.gamma.as_ref().map(|g| Param::from_tensor(g.val().to_device(device))),
+        beta: n.beta.as_ref().map(|b| Param::from_tensor(b.val().to_device(device))),
+        ..n.clone()
+    }
+}
+
+#[test]
+fn the_kernels_run_on_wgpu_only() {
+    assert!(kernels::wgsl_active(&wgpu()), "the wgpu device must take the WGSL path");
+    assert!(!kernels::wgsl_active(&Device::flex()));
+}
+
+#[test]
+fn group_norm_silu_matches_burn() {
+    let gpu = wgpu();
+    let cpu = Device::flex();
+    // (shape, groups, eps): SD's 32 groups at 1e-5 (UNet) and 1e-6 (VAE), odd spatial sizes,
+    // one channel per group, a slice shorter than the workgroup, and a non-SD group count.
+    let cases: [([usize; 4], usize, f64); 6] = [
+        ([2, 64, 8, 8], 32, 1e-5),
+        ([1, 96, 13, 7], 32, 1e-6),
+        ([2, 32, 5, 3], 32, 1e-5),
+        ([3, 12, 1, 1], 4, 1e-5),
+        ([1, 128, 33, 31], 32, 1e-6),
+        ([2, 40, 9, 9], 8, 1e-5),
+    ];
+    for (shape, groups, eps) in cases {
+        let n = norm(shape[1], groups, eps, &gpu);
+        // Inputs off-centre and scaled, so mean and variance both matter.
+        let x = Tensor::<4>::random(shape, Distribution::Normal(0.7, 2.0), &gpu);
+        for silu in [true, false] {
+            let fused = kernels::group_norm_silu(&n, x.clone(), silu);
+            let burn_gpu = kernels::group_norm_silu_reference(&n, x.clone(), silu);
+            let burn_cpu = kernels::group_norm_silu_reference(&norm_on(&n, &cpu), x.clone().to_device(&cpu), silu);
+            let what = format!("{shape:?} groups {groups} eps {eps} silu {silu}");
+            let d = max_abs_diff(fused.clone(), burn_gpu);
+            assert!(d <= 1e-4, "{what}: kernel vs burn on wgpu: {d:e}");
+            let d = max_abs_diff(fused.to_device(&cpu), burn_cpu);
+            assert!(d <= 1e-4, "{what}: kernel vs burn on cpu: {d:e}");
+        }
+    }
+}
+
+#[test]
+fn group_norm_silu_reads_strided_inputs() {
+    let gpu = wgpu();
+    let n = norm(64, 32, 1e-5, &gpu);
+    // [2, 6, 64, 5] → swap dims 1 and 2: a [2, 64, 6, 5] view that is not contiguous.
+    let x = Tensor::<4>::random([2, 6, 64, 5], Distribution::Normal(0.0, 1.0), &gpu).swap_dims(1, 2);
+    let fused = kernels::group_norm_silu(&n, x.clone(), true);
+    let reference = kernels::group_norm_silu_reference(&n, x, true);
+    let d = max_abs_diff(fused, reference);
+    assert!(d <= 1e-4, "strided input: {d:e}");
+}
+
+#[test]
+fn attention_matches_burn() {
+    let gpu = wgpu();
+    let cpu = Device::flex();
+    // ([b, h, n_q, d], n_kv): SD 1.x self-attention (d 40/80/160) and cross-attention over 77
+    // text tokens, row counts that are not multiples of the 64-row workgroup, tiles that do not
+    // divide n_kv, one key, and a tiny head dim.
+    let cases: [([usize; 4], usize); 6] = [
+        ([2, 8, 64, 40], 64),
+        ([2, 8, 100, 40], 77),
+        ([1, 4, 70, 80], 77),
+        ([1, 2, 33, 160], 130),
+        ([2, 1, 5, 8], 1),
+        ([1, 3, 129, 64], 200),
+    ];
+    for ([b, h, nq, d], nk) in cases {
+        for spread in [1.0, 6.0] {
+            // `spread` 6 makes the scores large, so the online softmax must rescale correctly.
+            let q = Tensor::<4>::random([b, h, nq, d], Distribution::Normal(0.0, spread), &gpu);
+            let k = Tensor::<4>::random([b, h, nk, d], Distribution::Normal(0.0, 1.0), &gpu);
+            let v = Tensor::<4>::random([b, h, nk, d], Distribution::Normal(0.0, 1.0), &gpu);
+            let fused = kernels::attention(q.clone(), k.clone(), v.clone());
+            assert_eq!(fused.dims(), [b, h, nq, d]);
+            let burn_gpu = kernels::attention_reference(q.clone(), k.clone(), v.clone());
+            let burn_cpu = kernels::attention_reference(q.to_device(&cpu), k.to_device(&cpu), v.to_device(&cpu));
+            let what = format!("q {:?} n_kv {nk} spread {spread}", [b, h, nq, d]);
+            let diff = max_abs_diff(fused.clone(), burn_gpu);
+            assert!(diff <= 1e-4, "{what}: kernel vs burn on wgpu: {diff:e}");
+            let diff = max_abs_diff(fused.to_device(&cpu), burn_cpu);
+            assert!(diff <= 1e-4, "{what}: kernel vs burn on cpu: {diff:e}");
+        }
+    }
+}
+
+#[test]
+fn attention_reads_strided_heads() {
+    let gpu = wgpu();
+    // As the UNet splits heads: [b, n, h, d] swapped to [b, h, n, d], not contiguous.
+    let split = |n: usize| Tensor::<4>::random([2, n, 4, 40], Distribution::Normal(0.0, 1.0), &gpu).swap_dims(1, 2);
+    let (q, k, v) = (split(50), split(77), split(77));
+    let diff = max_abs_diff(kernels::attention(q.clone(), k.clone(), v.clone()), kernels::attention_reference(q, k, v));
+    assert!(diff <= 1e-4, "strided heads: {diff:e}");
+}
+
+#[test]
+fn guided_ddim_step_matches_the_scheduler() {
+    use genllava::scheduler::{Ddim, PredictionType, Scheduler, SchedulerConfig};
+    let gpu = wgpu();
+    let cpu = Device::flex();
+    for prediction in [PredictionType::Epsilon, PredictionType::VPrediction] {
+        for clip in [false, true] {
+            let cfg =
+                SchedulerConfig { prediction_type: prediction, clip_sample: Some(clip), ..SchedulerConfig::sd_v1() };
+            let mut on_gpu = Ddim::new(&cfg, 10).expect("ddim");
+            let mut on_cpu = on_gpu.clone();
+            let timesteps = on_gpu.timesteps().to_vec();
+            for guidance in [Some(7.5f32), None] {
+                let rows = if guidance.is_some() { 4 } else { 2 };
+                // Latents scaled up so that clipping x0 at ±1 bites.
+                let x = Tensor::<4>::random([2, 4, 9, 7], Distribution::Normal(0.0, 3.0), &gpu);
+                let pred = Tensor::<4>::random([rows, 4, 9, 7], Distribution::Normal(0.0, 1.0), &gpu);
+                for &t in [timesteps[0], timesteps[9]].iter() {
+                    let what = format!("{prediction:?} clip {clip} guidance {guidance:?} t {t}");
+                    let fused = on_gpu.step_guided(pred.clone(), guidance, t, x.clone()).expect("gpu step");
+                    let coefficients = on_gpu.coefficients(t).expect("coefficients");
+                    let burn_gpu = kernels::guided_ddim_step_reference(pred.clone(), guidance, x.clone(), coefficients)
+                        .expect("ref");
+                    // The scheduler's own CPU path: guidance combine, then `step`.
+                    let scheduler_cpu = on_cpu
+                        .step_guided(pred.clone().to_device(&cpu), guidance, t, x.clone().to_device(&cpu))
+                        .expect("cpu");
+                    let diff = max_abs_diff(fused.clone(), burn_gpu);
+                    assert!(diff <= 1e-4, "{what}: kernel vs burn on wgpu: {diff:e}");
+                    let diff = max_abs_diff(fused.to_device(&cpu), scheduler_cpu);
+                    assert!(diff <= 1e-4, "{what}: kernel vs the scheduler on cpu: {diff:e}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn guided_ddim_step_rejects_mismatched_shapes() {
+    use genllava::scheduler::{Ddim, SchedulerConfig};
+    let gpu = wgpu();
+    let ddim = Ddim::new(&SchedulerConfig::sd_v1(), 10).expect("ddim");
+    let step = ddim.coefficients(1.0).expect("coefficients");
+    let x = Tensor::<4>::zeros([2, 4, 8, 8], &gpu);
+    // Guided needs [4, 4, 8, 8]; unguided [2, 4, 8, 8].
+    for (rows, guidance) in [(2, Some(5.0)), (4, None)] {
+        let pred = Tensor::<4>::zeros([rows, 4, 8, 8], &gpu);
+        let err = kernels::guided_ddim_step(pred, guidance, x.clone(), step).expect_err("shape mismatch");
+        assert!(err.to_string().contains("does not fit latents"), "{err}");
+    }
+}
