@@ -109,6 +109,8 @@ pub struct DiffusionData<'a> {
     pub tok: &'a CaptionTokenizer,
     pub image: usize,
     pub seed: u64,
+    /// Distinct training scenes to draw from (at most).
+    pub pool: usize,
 }
 
 /// Train text encoder + UNet for `steps` steps of `b` captioned images; returns them
@@ -132,7 +134,7 @@ pub fn train(
         ..SchedulerConfig::default()
     }
     .alphas_cumprod()?;
-    let pool = LatentPool::encode(data, pool_size(steps, b), device)?;
+    let pool = LatentPool::encode(data, pool_size(steps, b, data.pool), device)?;
     let mut rng = SplitMix64::derive(data.seed, &[0xD1F]);
     let mut progress = Progress::new("unet", steps);
     for step in 0..steps {
@@ -163,9 +165,9 @@ pub fn train(
     Ok(model.valid())
 }
 
-/// Distinct training images the UNet sees: every draw of a step, up to 2048.
-fn pool_size(steps: usize, b: usize) -> usize {
-    (steps * b).clamp(1, 2048)
+/// Distinct training images the UNet sees: every draw of a step, up to `cap`.
+fn pool_size(steps: usize, b: usize, cap: usize) -> usize {
+    (steps * b).min(cap).max(1)
 }
 
 /// Train captions with the VAE posterior of their images, encoded once up front

@@ -2,7 +2,6 @@
 //! and the loader that reads such a folder back through core's own loaders.
 
 use super::diffusion::{self, DiffusionData, TextUnet, UnetSize};
-use genllava::export::{NamedTensor, named_tensors, safetensors_bytes};
 use super::text::{CaptionTokenizer, TextSize, text_config, text_config_json};
 use super::vae::{self, VaeSize};
 use super::{Preset, PretrainArgs};
@@ -11,6 +10,7 @@ use anyhow::Context;
 use burn::tensor::Device;
 use genllava::checkpoint::{FileSource, SubSource, load_weights, read_required};
 use genllava::clip_text::{ClipTextConfig, ClipTextModel};
+use genllava::export::{NamedTensor, named_tensors, safetensors_bytes};
 use genllava::scheduler::SchedulerConfig;
 use genllava::sd::unet::{UNet2DConditionConfig, UNet2DConditionModel};
 use genllava::sd::vae::{AutoencoderKL, AutoencoderKLConfig};
@@ -51,10 +51,32 @@ pub fn run_pretrain(args: PretrainArgs) -> anyhow::Result<()> {
     let text_json = text_config_json(text_size, &tok);
     let text_cfg = text_config(&text_json)?;
 
-    let vae_steps = args.vae_steps.unwrap_or(args.steps.div_ceil(2));
     let vae_cfg = AutoencoderKLConfig::from_json(&vae::vae_config_json(&vae_size, args.size, 1.0).to_string())?;
     let t = Instant::now();
-    let vae_model = vae::train(&vae_cfg, vae_steps, args.vae_batch, args.vae_lr, args.seed, &device)?;
+    let (vae_model, vae_steps) = match &args.vae_from {
+        Some(dir) => {
+            let (vae_model, cfg) = load_vae(dir, &device)?;
+            anyhow::ensure!(
+                cfg.block_out_channels == vae_cfg.block_out_channels
+                    && cfg.latent_channels == vae_cfg.latent_channels
+                    && cfg.sample_size == args.size,
+                "{}: vae/config.json has channels {:?}, {} latent channels, {} px; the preset needs {:?}, {}, {} px",
+                dir.display(),
+                cfg.block_out_channels,
+                cfg.latent_channels,
+                cfg.sample_size,
+                vae_cfg.block_out_channels,
+                vae_cfg.latent_channels,
+                args.size
+            );
+            eprintln!("vae: reused from {}", dir.display());
+            (vae_model, 0)
+        }
+        None => {
+            let steps = args.vae_steps.unwrap_or(args.steps.div_ceil(2));
+            (vae::train(&vae_cfg, steps, args.vae_batch, args.vae_lr, args.seed, &device)?, steps)
+        }
+    };
     let vae_ms = t.elapsed().as_secs_f64() * 1000.0 / vae_steps.max(1) as f64;
     let scaling = vae::scaling_factor(&vae_model, args.seed, args.size, 64, &device)?;
     let recon = vae::reconstruction_accuracy(&vae_model, args.seed, args.size, 64, &device)?;
@@ -64,7 +86,14 @@ pub fn run_pretrain(args: PretrainArgs) -> anyhow::Result<()> {
     let latent_side = args.size >> (vae_size.channels.len() - 1);
     let unet_json = diffusion::unet_config_json(&unet_size, vae_size.latent_channels, latent_side, text_size.hidden);
     let unet_cfg = UNet2DConditionConfig::from_json(&unet_json.to_string())?;
-    let data = DiffusionData { vae: &vae_model, scaling_factor: scaling, tok: &tok, image: args.size, seed: args.seed };
+    let data = DiffusionData {
+        vae: &vae_model,
+        scaling_factor: scaling,
+        tok: &tok,
+        image: args.size,
+        seed: args.seed,
+        pool: args.pool,
+    };
     let t = Instant::now();
     let model = diffusion::train(&text_cfg, &unet_cfg, &data, args.steps, args.batch, args.lr, &device)?;
     let unet_ms = t.elapsed().as_secs_f64() * 1000.0 / args.steps.max(1) as f64;
@@ -154,6 +183,15 @@ fn checked<T>(
     let unused = map.unused();
     anyhow::ensure!(unused.is_empty(), "{}: tensors no module reads: {unused:?}", map.source);
     Ok(module)
+}
+
+/// The VAE of a diffusers folder; its shape must be the preset's (checked by the loader).
+fn load_vae(dir: &Path, device: &Device) -> anyhow::Result<(AutoencoderKL, AutoencoderKLConfig)> {
+    let root = DirSource::open(dir)?;
+    let sub = SubSource::new(&root, "vae");
+    let cfg = AutoencoderKLConfig::from_json(&text_of(&sub, "config.json")?)?;
+    let vae = checked(load_weights(&sub, "diffusion_pytorch_model")?, |vb| AutoencoderKL::load(&cfg, vb), device)?;
+    Ok((vae, cfg))
 }
 
 /// Load a folder written by [`write`] (any SD v1 layout with a `tokenizer/tokenizer.json`).

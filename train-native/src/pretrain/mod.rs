@@ -61,6 +61,13 @@ pub struct PretrainArgs {
     /// Store weights as f16 (half the size; core loads either).
     #[arg(long)]
     pub f16: bool,
+    /// Distinct training scenes the UNet draws from (capped by steps × batch).
+    #[arg(long, default_value_t = 2048)]
+    pub pool: usize,
+    /// Reuse the VAE of this diffusers folder (its `vae/`) instead of training one;
+    /// `--vae-steps` is then ignored.
+    #[arg(long)]
+    pub vae_from: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
