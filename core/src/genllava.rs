@@ -90,6 +90,18 @@ impl GenLlavaConfig {
     }
 }
 
+/// Text states `[b, n, d]` fitted to the head's `l` query rows: cut, or the last row
+/// repeated. Guidance's null condition and the alignment target are fitted this way.
+pub fn fit_rows(x: Tensor<3>, l: usize) -> Tensor<3> {
+    let n = x.dims()[1];
+    if n >= l {
+        x.narrow(1, 0, l)
+    } else {
+        let last = x.clone().narrow(1, n - 1, 1).repeat_dim(1, l - n);
+        Tensor::cat(vec![x, last], 1)
+    }
+}
+
 /// The head's input from a decoder pass: `e[IMG] + h[IMG]`, the input
 /// embeddings plus the last hidden states at the `[IMG]` positions.
 ///

@@ -5,15 +5,13 @@
 //! as an uninterrupted one; the checkpoint is a GenLLaVA folder that `generate`,
 //! `edit` and `chat` load.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
+
+use common::{bin, kill_after_checkpoint, metrics, run_ok, temp, train_args};
+use std::path::Path;
+use std::time::Duration;
 
 const STEPS: usize = 8;
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_train-native"))
-}
 
 fn args(out: &Path) -> Vec<String> {
     let sets = [
@@ -31,38 +29,7 @@ fn args(out: &Path) -> Vec<String> {
         "mixture.generation=0.4".into(),
         "mixture.editing=0.2".into(),
     ];
-    let mut v = vec!["train".to_string()];
-    for s in sets {
-        v.push("--set".into());
-        v.push(s);
-    }
-    v
-}
-
-fn temp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("genllava-gtrain-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("spawn train-native");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "train-native failed:\n{text}");
-    text
-}
-
-fn latest_step(out: &Path) -> Option<usize> {
-    let name = std::fs::read_to_string(out.join("latest")).ok()?;
-    name.trim().strip_prefix("step-")?.parse().ok()
-}
-
-fn metrics(out: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(out.join("metrics.jsonl"))
-        .expect("metrics")
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("json"))
-        .collect()
+    train_args(&sets)
 }
 
 #[test]
@@ -83,20 +50,7 @@ fn genllava_run_resumes_exactly_and_its_checkpoint_generates() {
 
     // Killed after the checkpoint of step ≥ 2, then resumed.
     let b = temp("b");
-    let mut child = bin().args(args(&b)).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn");
-    let start = Instant::now();
-    loop {
-        if latest_step(&b).is_some_and(|s| s >= 2) {
-            break;
-        }
-        assert!(child.try_wait().expect("wait").is_none(), "the run ended before it could be killed");
-        assert!(start.elapsed() < Duration::from_secs(300), "no checkpoint after 300 s");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    child.kill().expect("SIGKILL");
-    child.wait().expect("reap");
-    let killed_at = latest_step(&b).expect("a checkpoint");
-    assert!(killed_at < STEPS, "killed at step {killed_at}, after the end");
+    let killed_at = kill_after_checkpoint(&args(&b), &b, 2, STEPS, Duration::from_secs(300));
     let log = run_ok(bin().args(args(&b)).arg("--resume"));
     assert!(log.contains("resuming from"), "{log}");
     for f in ["model.safetensors", "gen_head/model.safetensors"] {

@@ -199,14 +199,7 @@ impl GenLlava {
         if self.sd.text_encoder.is_none() {
             return Ok(Tensor::zeros([1, l, self.head_config.out_dim], &self.device));
         }
-        let null = self.sd.null_embedding()?;
-        let n = null.dims()[1];
-        Ok(if n >= l {
-            null.narrow(1, 0, l)
-        } else {
-            let last = null.clone().narrow(1, n - 1, 1).repeat_dim(1, l - n);
-            Tensor::cat(vec![null, last], 1)
-        })
+        Ok(genllava::fit_rows(self.sd.null_embedding()?, l))
     }
 
     /// Run the diffusion decoder on `u`; with a `source` image, edit it.

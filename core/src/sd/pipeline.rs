@@ -17,6 +17,8 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use std::sync::Arc;
 
 /// A loaded Stable Diffusion pipeline (diffusers `StableDiffusionPipeline` layout).
+/// Cloning shares the weights' storage, as Burn modules do.
+#[derive(Clone)]
 pub struct StableDiffusion {
     pub unet: UNet2DConditionModel,
     pub unet_config: UNet2DConditionConfig,

@@ -81,12 +81,15 @@ fn edit_instruction(user: &str) -> &str {
 
 /// Evaluate `bundle` (any device; the model is put in inference mode here) on
 /// held-out `sets`: `cfg.eval_samples` questions per understanding / text set and
-/// `cfg.eval_images` images per generation / editing set.
+/// `cfg.eval_images` images per generation / editing set. `sd` is the frozen diffusion
+/// decoder when the caller already holds it (on the model's device); otherwise it is
+/// loaded from the bundle's `sd/` folder.
 pub fn evaluate(
     bundle: &Bundle,
     sets: &[Box<dyn Dataset>],
     cfg: &TrainConfig,
     step: usize,
+    sd: Option<&StableDiffusion>,
 ) -> anyhow::Result<EvalResult> {
     let model = burn::module::Module::valid(&bundle.model);
     let device = model.llava.language_model.embed_tokens.weight.device();
@@ -101,7 +104,10 @@ pub fn evaluate(
             head: head.clone(),
             head_config: g.head_config.clone(),
             config: g.config.clone(),
-            sd: StableDiffusion::load(&DirSource::open(&g.sd_dir)?, &device)?,
+            sd: match sd {
+                Some(sd) => sd.clone(),
+                None => StableDiffusion::load(&DirSource::open(&g.sd_dir)?, &device)?,
+            },
             tokenizer: bundle.tokenizer.clone(),
             processor: Some(bundle.processor.clone()),
             device: device.clone(),

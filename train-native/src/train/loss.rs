@@ -124,7 +124,7 @@ impl Frozen {
         let inner = device.clone().inner();
         let sd = StableDiffusion::load(&crate::files::DirSource::open(dir)?, &inner)
             .with_context(|| format!("the frozen diffusion decoder {}", dir.display()))?;
-        let null = fit_rows(sd.null_embedding()?, l);
+        let null = genllava::genllava::fit_rows(sd.null_embedding()?, l);
         let alphas = sd.scheduler_config.alphas_cumprod()?;
         let pixels = sd.unet_config.sample_size.unwrap_or(8) * sd.vae_scale();
         Ok(Self { sd, null, alphas, pixels })
@@ -132,19 +132,7 @@ impl Frozen {
 
     /// The caption's text states fitted to `l` rows: the alignment target.
     pub fn caption_states(&self, caption: &str, l: usize) -> anyhow::Result<Tensor<3>> {
-        Ok(fit_rows(self.sd.encode_prompt(caption)?, l))
-    }
-}
-
-/// `[1, n, d]` cut or extended (last row repeated) to `[1, l, d]`, as the
-/// pipeline fits the null embedding to the head's queries.
-pub fn fit_rows(x: Tensor<3>, l: usize) -> Tensor<3> {
-    let n = x.dims()[1];
-    if n >= l {
-        x.narrow(1, 0, l)
-    } else {
-        let last = x.clone().narrow(1, n - 1, 1).repeat_dim(1, l - n);
-        Tensor::cat(vec![x, last], 1)
+        Ok(genllava::genllava::fit_rows(self.sd.encode_prompt(caption)?, l))
     }
 }
 

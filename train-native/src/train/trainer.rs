@@ -69,7 +69,13 @@ impl Trainer {
         if self.eval_sets.is_empty() {
             return Ok(());
         }
-        let r = eval::evaluate(&self.bundle, &self.eval_sets, &self.cfg, self.state.step)?;
+        let r = eval::evaluate(
+            &self.bundle,
+            &self.eval_sets,
+            &self.cfg,
+            self.state.step,
+            self.frozen.as_ref().map(|f| &f.sd),
+        )?;
         eprintln!("\n{}", r.summary());
         let path = self.cfg.out_dir.join("eval.jsonl");
         let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
