@@ -42,6 +42,8 @@ enum Command {
     PretrainSd(pretrain::PretrainArgs),
     /// Score a diffusers folder's generations of held-out captions.
     EvalSd(pretrain::EvalArgs),
+    /// Pre-train the small SigLIP vision tower on the shapes world (sigmoid image-text loss).
+    PretrainVision(pretrain::vision::VisionArgs),
 }
 
 fn main() {
@@ -69,6 +71,7 @@ fn main() {
         Some(Command::Data(args)) => pretrain::data::run(args),
         Some(Command::PretrainSd(args)) => pretrain::folder::run_pretrain(args),
         Some(Command::EvalSd(args)) => pretrain::eval::run(args),
+        Some(Command::PretrainVision(args)) => pretrain::vision::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

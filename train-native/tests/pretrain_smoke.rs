@@ -140,3 +140,56 @@ fn pretrain_sd_writes_a_folder_core_loads() {
     assert!(eval.contains("exact"), "{eval}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn pretrain_vision_writes_a_siglip_tower_that_a_run_starts_from_and_keeps_frozen() {
+    let tower = scratch("siglip");
+    let log = run(bin().args(["pretrain-vision", "--steps", "3", "--batch", "4", "--eval", "8", "--out"]).arg(&tower));
+    assert!(log.contains("held-out retrieval"), "{log}");
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tower.join("config.json")).expect("config")).expect("json");
+    assert_eq!(config["model_type"], "siglip_vision_model");
+    // core's loader reads the folder as a transformers SiglipVisionModel, every tensor used.
+    let cfg = genllava::siglip::SiglipVisionConfig::from_value(config.clone()).expect("vision config");
+    let device = Device::flex();
+    let bytes = std::fs::read(tower.join("model.safetensors")).expect("weights");
+    let map = Arc::new(WeightMap::from_safetensors("model.safetensors", bytes).expect("safetensors"));
+    genllava::siglip::SiglipVision::load_checkpoint(&cfg, &VarBuilder::from_map(map.clone(), &device)).expect("load");
+    assert!(map.unused().is_empty(), "unused: {:?}", map.unused());
+
+    // A run from it: its vision_config is the tower's, and after training the tower's
+    // weights are the same bytes (frozen, as the paper keeps SigLIP).
+    let out = scratch("siglip-run");
+    let sets = [
+        format!("out_dir={}", out.display()),
+        format!("model.vision={}", tower.display()),
+        "model.generation=false".into(),
+        "steps=2".into(),
+        "global_batch=4".into(),
+        "micro_batch=4".into(),
+        "eval_every=0".into(),
+        "eval_samples=2".into(),
+        "data.size=64".into(),
+        "mixture.generation=0".into(),
+        "mixture.editing=0".into(),
+    ];
+    let mut args = vec!["train".to_string()];
+    for s in sets {
+        args.extend(["--set".to_string(), s]);
+    }
+    let out_run = bin().args(&args).output().expect("train");
+    assert!(out_run.status.success(), "{}", String::from_utf8_lossy(&out_run.stderr));
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("model/config.json")).expect("config")).expect("json");
+    assert_eq!(saved["vision_config"]["hidden_size"], config["hidden_size"]);
+    let trained =
+        WeightMap::from_safetensors("trained", std::fs::read(out.join("model/model.safetensors")).expect("w"))
+            .expect("safetensors");
+    let key = "vision_model.encoder.layers.0.self_attn.q_proj.weight";
+    let a = map.raw(key).expect("tower tensor");
+    let b = trained.raw(&format!("model.vision_tower.{key}")).expect("trained tensor");
+    assert_eq!(a.shape, b.shape);
+    assert!(a.bytes() == b.bytes(), "{key} changed during training: the tower must stay frozen");
+    let _ = std::fs::remove_dir_all(&tower);
+    let _ = std::fs::remove_dir_all(&out);
+}

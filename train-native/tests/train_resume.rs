@@ -25,6 +25,7 @@ fn args(out: &Path) -> Vec<String> {
         "data.source=colours".into(),
         "model.generation=false".into(),
         "model.init=null".into(),
+        "model.vision=null".into(),
         "max_seq_len=2048".into(),
     ];
     train_args(&sets)

@@ -10,6 +10,7 @@ pub mod export;
 pub mod folder;
 pub mod text;
 pub mod vae;
+pub mod vision;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use genllava::shapes::SplitMix64;

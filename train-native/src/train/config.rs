@@ -170,6 +170,11 @@ pub struct ModelSource {
     pub init: Option<serde_json::Value>,
     /// Standard deviation of the fresh weights.
     pub init_std: f64,
+    /// A pretrained vision tower (a transformers `SiglipVisionModel` folder, as
+    /// `pretrain-vision` writes) that replaces the fresh one of `init`; its
+    /// `config.json` becomes `vision_config`. A relative path that does not exist from
+    /// the working directory is looked up in the train-native crate (`assets/…`).
+    pub vision: Option<PathBuf>,
     /// Build a GenLLaVA (task tokens, `[IMG]` tokens, generation head, frozen
     /// diffusion decoder); `null`: when the data has generation or editing samples.
     pub generation: Option<bool>,
@@ -184,7 +189,7 @@ pub struct ModelSource {
 
 impl Default for ModelSource {
     fn default() -> Self {
-        Self { from: None, init: None, init_std: 0.02, generation: None, sd: None, n_img: 16, head: None }
+        Self { from: None, init: None, init_std: 0.02, vision: None, generation: None, sd: None, n_img: 16, head: None }
     }
 }
 

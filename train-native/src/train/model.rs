@@ -142,13 +142,36 @@ pub fn fresh(
     text["bos_token_id"] = id("<s>")?.into();
     text["eos_token_id"] = id("</s>")?.into();
     text["pad_token_id"] = id("<pad>")?.into();
+    let pretrained = match &cfg.model.vision {
+        Some(dir) => {
+            let dir = asset_path(dir);
+            let (tower, tower_json) = load_vision(&dir)?;
+            let want = json["vision_config"]["image_size"].as_u64();
+            anyhow::ensure!(
+                want.is_none_or(|w| w == tower_json["image_size"].as_u64().unwrap_or(0)),
+                "{}: the tower sees {} px images, model.init.vision_config.image_size is {}",
+                dir.display(),
+                tower_json["image_size"],
+                want.unwrap_or(0)
+            );
+            json["vision_config"] = tower_json;
+            Some(tower)
+        }
+        None => None,
+    };
     let config = LlavaConfig::from_json("model.init", json.to_string().as_bytes())?;
     let size = config.vision_config.image_size;
     let processor_json = processor_json(size);
     let processor = ImageProcessorConfig::from_json(&processor_json["image_processor"].to_string())?;
     device.seed(cfg.seed);
     let vb = VarBuilder::init(cfg.model.init_std, device);
-    let llava = Llava::load(&config, &vb)?;
+    let mut llava = Llava::load(&config, &vb)?;
+    if let Some(tower) = pretrained {
+        let vb = VarBuilder::from_map(tower.clone(), device);
+        llava.vision_tower = genllava::siglip::SiglipVision::load_checkpoint(&config.vision_config, &vb)?;
+        let unused = tower.unused();
+        anyhow::ensure!(unused.is_empty(), "{}: tensors the vision tower does not read: {unused:?}", tower.source);
+    }
     let (head, genr) = match task {
         None => (None, None),
         Some(task_tokens) => {
@@ -171,6 +194,27 @@ pub fn fresh(
         model: GenModel { llava, head },
         generation: genr,
     })
+}
+
+/// `path` as given when it exists (or is absolute), else inside the train-native crate,
+/// where the shipped assets live: `assets/siglip-shapes` works from any directory.
+pub fn asset_path(path: &Path) -> PathBuf {
+    if path.is_absolute() || path.exists() {
+        return path.to_path_buf();
+    }
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+    if shipped.exists() { shipped } else { path.to_path_buf() }
+}
+
+/// A `SiglipVisionModel` folder: its weights and its `config.json`.
+fn load_vision(dir: &Path) -> anyhow::Result<(Arc<genllava::WeightMap>, serde_json::Value)> {
+    let config = dir.join("config.json");
+    let json: serde_json::Value =
+        serde_json::from_slice(&files::read(&config)?).with_context(|| config.display().to_string())?;
+    genllava::siglip::SiglipVisionConfig::from_value(json.clone()).with_context(|| config.display().to_string())?;
+    let src = DirSource::open(dir)?;
+    let map = genllava::checkpoint::load_weights(&src, "model").with_context(|| dir.display().to_string())?;
+    Ok((Arc::new(map), json))
 }
 
 /// Turn a loaded plain LLaVA into a GenLLaVA to tune: the task and `[IMG]`

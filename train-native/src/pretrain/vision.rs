@@ -1,0 +1,257 @@
+//! `pretrain-vision`: the small SigLIP of the shapes world, standing in for the
+//! paper's pretrained SigLIP-L. A vision tower (the LLaVA run's `vision_config`) and a
+//! small CLIP-style text tower learn one embedding space from captioned world images
+//! with SigLIP's sigmoid loss: every image–caption pair of a batch is a binary
+//! classification, positive on the diagonal, `−log σ(z · (e^t · cos + b))` summed over
+//! the pairs and divided by the batch (Zhai et al., 2023; `t` starts at ln 10, `b` at −10).
+//! Only the vision tower is written, as a transformers `SiglipVisionModel` folder
+//! (`config.json`, `model.safetensors` under `vision_model.`), which the LLaVA run loads
+//! through `model.vision` and keeps frozen, as the paper keeps its SigLIP.
+
+use super::text::{CaptionTokenizer, TextSize, caption_of, text_config, text_config_json};
+use super::vae::scalar;
+use super::{Progress, lr_at};
+use crate::files::write_atomic;
+use crate::train::config::TrainConfig;
+use anyhow::Context;
+use burn::module::{Module, Param};
+use burn::nn::{Linear, LinearConfig};
+use burn::optim::{AdamWConfig, GradientsParams};
+use burn::tensor::activation::log_sigmoid;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use genllava::clip_text::ClipTextModel;
+use genllava::export::{named_tensors, safetensors_bytes};
+use genllava::image::{ImageProcessorConfig, RgbImage};
+use genllava::shapes::SplitMix64;
+use genllava::shapes::dataset::{self, DatasetConfig, Split};
+use genllava::siglip::{SiglipVision, SiglipVisionConfig};
+use genllava::weights::VarBuilder;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Width of the shared embedding space.
+const EMBED: usize = 64;
+/// Caption rows (the longest caption is 28 tokens).
+const MAX_LEN: usize = 32;
+/// The text tower: it only has to tell captions apart.
+const TEXT: TextSize = TextSize { hidden: 64, layers: 2, heads: 4 };
+
+#[derive(clap::Args)]
+pub struct VisionArgs {
+    /// Output folder (a transformers `SiglipVisionModel`: config.json, model.safetensors).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// The run config whose `model.init.vision_config` sets the tower's shape
+    /// (default: the embedded shapes-world config of the main job).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Training steps.
+    #[arg(long, default_value_t = 2000)]
+    pub steps: usize,
+    /// Image–caption pairs per step.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// Peak learning rate (AdamW, 5 % warm-up then cosine to a tenth).
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Seed of the world and of the initial weights.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Held-out test pairs for the retrieval score printed at the end.
+    #[arg(long, default_value_t = 256)]
+    pub eval: usize,
+}
+
+/// Both towers, their projections, and the loss's temperature and bias.
+#[derive(Module, Debug)]
+pub struct Siglip {
+    pub vision: SiglipVision,
+    pub vision_proj: Linear,
+    pub text: ClipTextModel,
+    pub text_proj: Linear,
+    /// `t`: the logit scale is `e^t`.
+    pub log_scale: Param<Tensor<1>>,
+    pub bias: Param<Tensor<1>>,
+}
+
+impl Siglip {
+    fn init(
+        vision: &SiglipVisionConfig,
+        text: &genllava::clip_text::ClipTextConfig,
+        device: &Device,
+    ) -> anyhow::Result<Self> {
+        let vb = VarBuilder::init(0.02, device);
+        Ok(Self {
+            vision: SiglipVision::load(vision, &vb.pp("vision"))?,
+            vision_proj: LinearConfig::new(vision.num_positions() * vision.hidden_size, EMBED).init(device),
+            text: ClipTextModel::load(text, &vb.pp("text"))?,
+            text_proj: LinearConfig::new(text.hidden_size, EMBED).init(device),
+            log_scale: Param::from_tensor(Tensor::from_floats([10f32.ln()], device)),
+            bias: Param::from_tensor(Tensor::from_floats([-10f32], device)),
+        })
+    }
+
+    /// Unit-length image embeddings `[b, EMBED]`: a projection of all the last hidden
+    /// states side by side. (A mean over positions would average away where things are,
+    /// which half the captions are about, and most patches are background.)
+    fn embed_images(&self, pixels: Tensor<4>) -> anyhow::Result<Tensor<2>> {
+        let states = self.vision.forward(pixels)?;
+        let [b, n, d] = states.dims();
+        Ok(unit(self.vision_proj.forward(states.reshape([b, n * d]))))
+    }
+
+    /// Unit-length caption embeddings `[b, EMBED]`: the state at each row's first
+    /// end token (the causal encoder has read the whole caption there), as CLIP pools.
+    fn embed_captions(&self, ids: Tensor<2, Int>, at_end: Tensor<2>) -> anyhow::Result<Tensor<2>> {
+        let states = self.text.forward(ids)?;
+        let pooled = states.mul(at_end.unsqueeze_dim::<3>(2)).sum_dim(1).squeeze_dim::<2>(1);
+        Ok(unit(self.text_proj.forward(pooled)))
+    }
+
+    /// The pairwise logits `[b, b]` (images × captions).
+    fn logits(&self, images: Tensor<2>, captions: Tensor<2>) -> Tensor<2> {
+        let scale = self.log_scale.val().exp().unsqueeze_dim::<2>(0);
+        let bias = self.bias.val().unsqueeze_dim::<2>(0);
+        images.matmul(captions.transpose()).mul(scale).add(bias)
+    }
+}
+
+fn unit(x: Tensor<2>) -> Tensor<2> {
+    let norm = x.clone().powi_scalar(2).sum_dim(1).sqrt().clamp_min(1e-6);
+    x.div(norm)
+}
+
+/// A batch of world pairs: preprocessed pixels, caption ids and end-token masks.
+struct Pairs {
+    pixels: Tensor<4>,
+    ids: Tensor<2, Int>,
+    at_end: Tensor<2>,
+}
+
+struct World<'a> {
+    cfg: DatasetConfig,
+    processor: ImageProcessorConfig,
+    tok: &'a CaptionTokenizer,
+}
+
+impl World<'_> {
+    fn pairs(&self, split: Split, indices: impl Iterator<Item = usize>, device: &Device) -> anyhow::Result<Pairs> {
+        let (mut pixels, mut ids, mut at_end) = (Vec::new(), Vec::new(), Vec::new());
+        let mut n = 0;
+        for i in indices {
+            let mut sample = dataset::generation(&self.cfg, split, i);
+            let caption = caption_of(&sample);
+            let img = sample.images.remove(0);
+            let rgb = RgbImage::new(img.size, img.size, img.rgb)?;
+            pixels.push(self.processor.preprocess(&rgb, false)?.to_tensor(device));
+            let row = self.tok.encode(&caption)?;
+            let end = row.iter().position(|&t| t == self.tok.eos).context("a caption row without an end token")?;
+            at_end.extend((0..row.len()).map(|k| if k == end { 1f32 } else { 0.0 }));
+            ids.extend(row.into_iter().map(i64::from));
+            n += 1;
+        }
+        Ok(Pairs {
+            pixels: Tensor::cat(pixels, 0),
+            ids: Tensor::from_data(TensorData::new(ids, [n, MAX_LEN]), device),
+            at_end: Tensor::from_data(TensorData::new(at_end, [n, MAX_LEN]), device),
+        })
+    }
+}
+
+/// The sigmoid loss of a batch: mean over images of the summed pair losses.
+fn sigmoid_loss(logits: Tensor<2>) -> Tensor<1> {
+    let b = logits.dims()[0];
+    let device = logits.device();
+    let signs = Tensor::<2>::eye(b, &device).mul_scalar(2.0).sub_scalar(1.0);
+    log_sigmoid(logits.mul(signs)).sum().neg().div_scalar(b as f32)
+}
+
+/// Top-1 retrieval accuracy over `n` held-out pairs, image → caption and caption → image.
+fn retrieval(model: &Siglip, world: &World, n: usize, device: &Device) -> anyhow::Result<(f64, f64)> {
+    let pairs = world.pairs(Split::Test, 0..n, device)?;
+    let logits = model.logits(model.embed_images(pairs.pixels)?, model.embed_captions(pairs.ids, pairs.at_end)?);
+    let hits = |t: Tensor<2, Int>| -> f64 {
+        let v: Vec<i64> = t.into_data().try_into_vec_as::<i64>().unwrap_or_default();
+        v.iter().enumerate().filter(|(i, p)| **p == *i as i64).count() as f64 / n.max(1) as f64
+    };
+    let i2t = hits(logits.clone().argmax(1));
+    let t2i = hits(logits.argmax(0).transpose());
+    Ok((i2t, t2i))
+}
+
+/// The tower's shape: `model.init.vision_config` of the run config.
+fn vision_config(args: &VisionArgs) -> anyhow::Result<(Value, SiglipVisionConfig, usize)> {
+    let cfg = TrainConfig::load(args.config.as_deref(), &[])?;
+    let init = cfg.model.init.as_ref().context("the run config has no model.init to take vision_config from")?;
+    let json = init.get("vision_config").cloned().context("model.init has no vision_config")?;
+    let parsed = SiglipVisionConfig::from_value(json.clone())?;
+    Ok((json, parsed, cfg.seed as usize))
+}
+
+pub fn run(args: VisionArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.batch >= 2, "--batch must be at least 2 (the loss contrasts pairs)");
+    let start = Instant::now();
+    let device = Device::flex();
+    device.seed(args.seed);
+    let ad = device.clone().autodiff();
+    let (mut json, vcfg, _) = vision_config(&args)?;
+    let tok = CaptionTokenizer::train(args.seed, 4000, MAX_LEN)?;
+    let tcfg = text_config(&text_config_json(TEXT, &tok))?;
+    let processor_json = crate::train::model::processor_json(vcfg.image_size);
+    let processor = ImageProcessorConfig::from_json(&processor_json["image_processor"].to_string())?;
+    // The LLaVA run's understanding images: textured backgrounds, the world's default side.
+    let world_cfg = DatasetConfig { seed: args.seed, textured: true, ..DatasetConfig::default() };
+    let world = World { cfg: world_cfg, processor, tok: &tok };
+
+    let mut model = Siglip::init(&vcfg, &tcfg, &ad)?;
+    let mut optim = AdamWConfig::new().with_weight_decay(0.01).init();
+    let mut rng = SplitMix64::derive(args.seed, &[0x5161]);
+    let mut progress = Progress::new("siglip", args.steps);
+    for step in 0..args.steps {
+        let picks: Vec<usize> = (0..args.batch).map(|_| rng.below(1 << 30)).collect();
+        let pairs = world.pairs(Split::Train, picks.into_iter(), &ad)?;
+        let images = model.embed_images(pairs.pixels)?;
+        let captions = model.embed_captions(pairs.ids, pairs.at_end)?;
+        let loss = sigmoid_loss(model.logits(images, captions));
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(lr_at(args.lr, step, args.steps), model, grads);
+        progress.step(step, || format!("loss {:.4}", scalar(loss.clone())));
+    }
+    let model = model.valid();
+    let (i2t, t2i) = retrieval(&model, &world, args.eval, &device)?;
+
+    json["architectures"] = serde_json::json!(["SiglipVisionModel"]);
+    json["model_type"] = "siglip_vision_model".into();
+    write_atomic(&args.out.join("config.json"), &serde_json::to_vec_pretty(&json)?)?;
+    let tensors = named_tensors(&model.vision, "vision_model.");
+    write_atomic(&args.out.join("model.safetensors"), &safetensors_bytes(&tensors, false))?;
+    println!(
+        "wrote {} ({} steps of {} pairs at {:.0} ms; {:.0} s in all); held-out retrieval top-1 of {}: image→caption {:.1} %, caption→image {:.1} %",
+        args.out.display(),
+        args.steps,
+        args.batch,
+        progress.ms_per_step(args.steps),
+        start.elapsed().as_secs_f64(),
+        args.eval,
+        100.0 * i2t,
+        100.0 * t2i
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sigmoid_loss_prefers_matching_pairs() {
+        let device = Device::flex();
+        let good = Tensor::<2>::from_data(TensorData::new(vec![5f32, -5.0, -5.0, 5.0], [2, 2]), &device);
+        let bad = Tensor::<2>::from_data(TensorData::new(vec![-5f32, 5.0, 5.0, -5.0], [2, 2]), &device);
+        let (g, b) = (scalar(sigmoid_loss(good)), scalar(sigmoid_loss(bad)));
+        // Each of the 4 pairs costs −log σ(±5): 0.0067 when right, 5.0067 when wrong; 2 images.
+        assert!((g - 2.0 * 0.006715).abs() < 1e-4, "{g}");
+        assert!((b - 2.0 * 5.006715).abs() < 1e-3, "{b}");
+    }
+}
