@@ -1,4 +1,5 @@
-// The page: model picker, image pick/drop/paste, streamed chat, settings, backend badge.
+// The page: model picker, image pick/drop/paste, streamed chat, drawing and editing with a
+// preview per denoising step (GenLLaVA models), settings, backend badge.
 // All inference runs in worker.js; this file only talks to it by messages.
 
 const $ = (id) => document.getElementById(id);
@@ -7,11 +8,14 @@ const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'modu
 const state = {
   models: [],
   loaded: null,      // label of the loaded model
+  info: null,        // its summary (kind: 'genllava' draws and edits)
   image: null,       // {bytes: ArrayBuffer, name, url}
   turns: [],         // conversation so far: [{role, text}]
   pending: new Map(),
   nextId: 1,
   chatting: null,    // {id, el, text}
+  drawing: null,     // {id, ctx, caption, previews}
+  drawn: 0,          // images drawn so far (names the downloads)
 };
 
 // ---- errors -------------------------------------------------------------------------------
@@ -38,6 +42,7 @@ worker.onmessage = (e) => {
   const m = e.data;
   if (m.type === 'progress') return onProgress(m);
   if (m.type === 'token') return onToken(m);
+  if (m.type === 'step') return onStep(m);
   const p = state.pending.get(m.id);
   if (m.type === 'error' && !p) return showError(m.message);
   if (!p) return;
@@ -82,6 +87,7 @@ async function listModels() {
 
 function setBusy(busy, chatting = false) {
   $('send').disabled = busy || !state.loaded;
+  $('example').disabled = busy;
   $('stop').disabled = !(busy && chatting);
   $('load').disabled = busy;
   $('model-files').disabled = busy;
@@ -96,8 +102,12 @@ async function loadModel(msg, label) {
     const done = await request(msg, msg.buffers ? Object.values(msg.buffers) : []);
     state.loaded = label;
     const i = done.info;
+    state.info = i;
     $('model-status').textContent =
-      `${label}: ${i.layers} layers, hidden ${i.hidden_size}, vocab ${i.vocab_size}, ${i.image_tokens} image tokens`;
+      `${label}: ${i.layers} layers, hidden ${i.hidden_size}, vocab ${i.vocab_size}, ${i.image_tokens} image tokens` +
+      (i.kind === 'genllava' ? `; draws ${i.output_size}×${i.output_size} images` : '');
+    $('model-status').dataset.kind = i.kind;
+    modelKind(i);
     $('model-status').dataset.loaded = label;
     newChat();
   } catch (err) {
@@ -123,6 +133,24 @@ $('model-files').addEventListener('change', async (e) => {
   loadModel({ type: 'load', label: 'local files', buffers }, 'local files');
 });
 
+/** A GenLLaVA model brings its own chat template and drawing defaults; a LLaVA model cannot draw. */
+function modelKind(info) {
+  const gen = info.kind === 'genllava';
+  for (const id of ['format', 'system']) {
+    $(id).disabled = gen;
+    $(id).title = gen ? 'a GenLLaVA model uses the template of its genllava.json' : '';
+  }
+  for (const id of ['steps', 'guidance', 'strength']) $(id).disabled = !gen;
+  for (const o of $('mode').options) o.disabled = !gen && o.value !== 'ask';
+  if (!gen) $('mode').value = 'ask';
+  if (gen) {
+    const d = info.diffusion;
+    $('steps').placeholder = d.steps;
+    $('guidance').placeholder = d.guidance;
+    $('strength').placeholder = d.edit?.img2img?.strength ?? '';
+  }
+}
+
 // ---- image --------------------------------------------------------------------------------
 function imageKind(bytes) {
   const b = new Uint8Array(bytes.slice(0, 8));
@@ -131,7 +159,9 @@ function imageKind(bytes) {
   return null;
 }
 
-async function setImage(blob, name) {
+/** Make `blob` the current image; `keepChat`: it came from the conversation (a drawing), so the
+ *  thread stays on screen, but the model's text context starts over with it. */
+async function setImage(blob, name, keepChat = false) {
   clearError();
   const bytes = await blob.arrayBuffer();
   const kind = imageKind(bytes);
@@ -164,7 +194,8 @@ async function setImage(blob, name) {
   $('preview').hidden = false;
   $('preview').alt = name;
   $('drop-hint').hidden = true;
-  if (state.turns.length) newChat('new image: new conversation');
+  if (keepChat) state.turns = [];
+  else if (state.turns.length) newChat('new image: new conversation');
 }
 
 function clearImage() {
@@ -227,11 +258,12 @@ function newChat(note) {
 }
 $('new-chat').addEventListener('click', () => newChat());
 
+function num(id, dflt) {
+  const v = Number($(id).value);
+  return $(id).value === '' || Number.isNaN(v) ? dflt : v;
+}
+
 function options() {
-  const num = (id, dflt) => {
-    const v = Number($(id).value);
-    return $(id).value === '' || Number.isNaN(v) ? dflt : v;
-  };
   return {
     temperature: num('temperature', 0),
     top_p: num('top-p', 1),
@@ -248,9 +280,123 @@ function onToken(m) {
   c.el.scrollIntoView({ block: 'end' });
 }
 
-async function ask() {
-  const question = $('question').value.trim();
-  if (!question || !state.loaded || state.chatting) return;
+/** What the message asks for: a `/imagine` or `/edit` prefix, else the mode picker. */
+function parseMessage(raw) {
+  const m = raw.match(/^\/(imagine|edit)\b\s*([\s\S]*)$/i);
+  if (m) return { mode: m[1].toLowerCase(), text: m[2].trim() };
+  return { mode: $('mode').value, text: raw };
+}
+
+function send() {
+  const raw = $('question').value.trim();
+  if (!raw || !state.loaded || state.chatting || state.drawing) return;
+  const { mode, text } = parseMessage(raw);
+  if (mode === 'ask') return ask(text);
+  if (!text) return showError(`/${mode} needs ${mode === 'edit' ? 'an instruction' : 'a description'}.`);
+  return draw(mode, text, raw);
+}
+
+function imageOptions(mode) {
+  const o = { seed: num('seed', 0) };
+  for (const id of ['steps', 'guidance', ...(mode === 'edit' ? ['strength'] : [])]) {
+    if ($(id).value !== '') o[id] = num(id);
+  }
+  return o;
+}
+
+function onStep(m) {
+  const d = state.drawing;
+  if (!d || d.id !== m.id) return;
+  d.previews += 1;
+  d.canvas.width = m.width;
+  d.canvas.height = m.height;
+  d.canvas.getContext('2d').putImageData(new ImageData(new Uint8ClampedArray(m.rgba), m.width, m.height), 0, 0);
+  d.caption.textContent = `${d.verb}… step ${m.step}/${m.total}`;
+  d.el.dataset.previews = d.previews;
+}
+
+/** Draw (`imagine`) or edit the current image; the result becomes the current image. */
+async function draw(mode, text, raw) {
+  if (state.info?.kind !== 'genllava') return showError(`${state.loaded} cannot draw: load a GenLLaVA model.`);
+  if (mode === 'edit' && !state.image) return showError('There is no image to edit: draw one, or pick, drop or paste one.');
+  clearError();
+  addMessage('user', mode === 'edit' ? `Edit: ${text}` : `Imagine: ${text}`);
+  const el = addMessage('assistant picture streaming', '');
+  el.dataset.kind = mode === 'edit' ? 'edit' : 'generate';
+  const caption = document.createElement('div');
+  caption.className = 'caption';
+  const canvas = document.createElement('canvas');
+  canvas.setAttribute('aria-label', 'step preview');
+  el.append(caption, canvas);
+  const verb = mode === 'edit' ? 'editing' : 'drawing';
+  caption.textContent = `${verb}…`;
+  const id = state.nextId;
+  state.drawing = { id, el, canvas, caption, verb, previews: 0 };
+  $('question').value = '';
+  setBusy(true, true);
+  try {
+    const msg = mode === 'edit'
+      ? { type: 'edit', image: state.image.bytes.slice(0), instruction: text, options: imageOptions('edit') }
+      : { type: 'generate', prompt: text, options: imageOptions('imagine') };
+    const done = await request(msg, msg.image ? [msg.image] : []);
+    state.drawn += 1;
+    const name = `genllava-${state.drawn}-${el.dataset.kind}.png`;
+    const blob = new Blob([done.png], { type: 'image/png' });
+    const url = URL.createObjectURL(blob);
+    const img = new Image();
+    img.src = url;
+    img.alt = `${mode === 'edit' ? 'edited' : 'drawn'}: ${text}`;
+    await img.decode();
+    const link = document.createElement('a');
+    link.href = url;
+    link.download = name;
+    link.textContent = `Download ${name}`;
+    const row = document.createElement('div');
+    row.className = 'row';
+    row.append(link);
+    canvas.replaceWith(img);
+    el.append(row);
+    caption.textContent = `${done.aborted ? 'stopped at' : 'done:'} step ${done.steps_done}/${done.steps} · ` +
+      `${done.width}×${done.height} · ${(done.total_ms / 1000).toFixed(2)} s`;
+    Object.assign(el.dataset, {
+      state: done.aborted ? 'aborted' : 'done', steps: done.steps, stepsDone: done.steps_done,
+      totalMs: done.total_ms.toFixed(0), firstStepMs: done.first_step_ms?.toFixed(0) ?? '', name,
+    });
+    $('stats').textContent = `${done.steps_done} steps · ${(done.total_ms / 1000).toFixed(2)} s/image · ` +
+      `${(done.total_ms / Math.max(done.steps_done, 1)).toFixed(0)} ms/step (preview included)${done.aborted ? ' · stopped' : ''}`;
+    await evaluate(el, caption, done.png, mode === 'edit' ? null : text);
+    await setImage(blob, name, true);
+    addMessage('note', `${name} is now the current image: ask about it, or /edit it`);
+  } catch (err) {
+    el.remove();
+    showError(`No image: ${err.message}`);
+    $('question').value = raw;
+  } finally {
+    el.classList.remove('streaming');
+    state.drawing = null;
+    setBusy(false);
+  }
+}
+
+/** Models of the shapes world: say what the world's exact evaluator reads in a drawn image. */
+async function evaluate(el, caption, png, wanted) {
+  const model = state.models.find((m) => m.id === state.loaded);
+  if (!model?.shapes_world) return;
+  try {
+    const r = await request({ type: 'shapes-check', image: png.slice(0), caption: wanted });
+    const verdict = r.exact === undefined ? '' : r.exact ? ' — matches the description' : ' — differs from the description';
+    const line = document.createElement('div');
+    line.className = 'caption evaluator';
+    line.textContent = r.scene === null ? `evaluator: no scene (${r.error})` : `evaluator reads: "${r.scene || 'nothing'}"${verdict}`;
+    caption.after(line);
+    el.dataset.evaluatorScene = r.scene ?? '';
+    if (r.exact !== undefined) el.dataset.evaluatorExact = r.exact;
+  } catch (err) {
+    console.warn(`shapes evaluator: ${err.message}`);
+  }
+}
+
+async function ask(question) {
   clearError();
   const first = state.turns.length === 0;
   if (first && !state.image) addMessage('note', 'no image: asking about text only');
@@ -260,6 +406,7 @@ async function ask() {
   const el = addMessage('assistant streaming', '');
   const id = state.nextId;
   state.chatting = { id, el, text: '' };
+  const raw = $('question').value;
   $('question').value = '';
   setBusy(true, true);
   const t0 = performance.now();
@@ -272,6 +419,8 @@ async function ask() {
     el.textContent = done.text;
     el.dataset.ids = JSON.stringify(done.ids);
     el.dataset.prompt = done.prompt;
+    el.dataset.totalMs = done.total_ms.toFixed(0);
+    el.dataset.firstTokenMs = done.first_token_ms?.toFixed(0) ?? '';
     el.dataset.state = done.aborted ? 'aborted' : 'done';
     state.turns = [...turns, { role: 'assistant', text: done.text }];
     const secs = done.total_ms / 1000;
@@ -281,7 +430,7 @@ async function ask() {
   } catch (err) {
     el.remove();
     showError(`No answer: ${err.message}`);
-    $('question').value = question;
+    $('question').value = raw;
     console.debug(`chat failed after ${(performance.now() - t0).toFixed(0)} ms`);
   } finally {
     el.classList.remove('streaming');
@@ -292,13 +441,21 @@ async function ask() {
 
 $('ask').addEventListener('submit', (e) => {
   e.preventDefault();
-  ask();
+  send();
 });
 $('question').addEventListener('keydown', (e) => {
   if (e.key === 'Enter' && !e.shiftKey) {
     e.preventDefault();
-    ask();
+    send();
   }
+});
+// Alt+1/2/3 pick the mode from anywhere on the page.
+document.addEventListener('keydown', (e) => {
+  const mode = e.altKey && !e.ctrlKey && !e.metaKey && { 1: 'ask', 2: 'imagine', 3: 'edit' }[e.key];
+  if (!mode || [...$('mode').options].find((o) => o.value === mode)?.disabled) return;
+  e.preventDefault();
+  $('mode').value = mode;
+  $('question').focus();
 });
 $('stop').addEventListener('click', () => worker.postMessage({ type: 'abort' }));
 
@@ -361,8 +518,14 @@ async function setupOffline() {
 
 // ---- start --------------------------------------------------------------------------------
 // `?backend=cpu` skips WebGPU (the fallback path, on purpose).
-const preferWebgpu = new URLSearchParams(location.search).get('backend') !== 'cpu';
+// `?model=<id>` loads another bundled model than the first (the default).
+const query = new URLSearchParams(location.search);
+const preferWebgpu = query.get('backend') !== 'cpu';
 worker.postMessage({ type: 'init', prefer_webgpu: preferWebgpu });
 setupOffline();
 await listModels();
+if (query.get('model')) {
+  if (state.models.some((m) => m.id === query.get('model'))) $('model').value = query.get('model');
+  else showError(`No bundled model "${query.get('model')}"; loading the default.`);
+}
 if (state.models.length) $('load').click();

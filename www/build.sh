@@ -29,7 +29,22 @@ cp www/worker.js www/npm/worker.js
 
 echo "== models"
 rm -rf www/models
-mkdir -p www/models/llava-tiny
+mkdir -p www/models/llava-tiny www/models/genllava-shapes
+json_list() { local IFS=,; echo "$*"; }
+
+# The default: the shipped shapes-world GenLLaVA (understands, draws and edits), every file of
+# its folder but the READMEs, sub-folders kept (gen_head/, sd/…).
+src=train-native/assets/genllava-shapes
+gen_files=()
+while IFS= read -r f; do
+    mkdir -p "www/models/genllava-shapes/$(dirname "$f")"
+    cp "$src/$f" "www/models/genllava-shapes/$f"
+    gen_files+=("\"$f\"")
+done < <(cd "$src" && find . -type f ! -name README.md | sed 's|^\./||' | LC_ALL=C sort)
+# A test scene of the shapes world (see tests/fixtures/web-ref/make.sh), to ask about and edit.
+cp tests/fixtures/web-ref/scene.png www/models/genllava-shapes/example.png
+
+# The random-weights LLaVA fixture: the browser tests compare its answers with golden ids.
 src=tests/fixtures/llava-tiny
 files=()
 for f in config.json generation_config.json model.safetensors tokenizer.json tokenizer_config.json \
@@ -37,14 +52,22 @@ for f in config.json generation_config.json model.safetensors tokenizer.json tok
     if [ -f "$src/$f" ]; then cp "$src/$f" www/models/llava-tiny/ && files+=("\"$f\""); fi
 done
 cp "$src/image.png" www/models/llava-tiny/example.png
-file_list=$(IFS=,; echo "${files[*]}")
 cat > www/models/index.json <<JSON
 [
+  {
+    "id": "genllava-shapes",
+    "label": "genllava-shapes — the shipped shapes-world GenLLaVA (understands, draws, edits)",
+    "path": "models/genllava-shapes/",
+    "shapes_world": true,
+    "files": [$(json_list "${gen_files[@]}")],
+    "example": { "image": "example.png", "question": "What colour is the square?",
+                 "imagine": "a small green square at the center left", "edit": "make the square green" }
+  },
   {
     "id": "llava-tiny",
     "label": "llava-tiny — random weights (test fixture: answers are noise)",
     "path": "models/llava-tiny/",
-    "files": [$file_list],
+    "files": [$(json_list "${files[@]}")],
     "example": { "image": "example.png", "question": "What colour is the circle?" }
   }
 ]
@@ -53,10 +76,8 @@ JSON
 echo "== offline: precache list for the service worker (www/precache.js)"
 # Everything the page needs offline; the version is a hash of all of it (see sw.js).
 precache=(index.html app.js worker.js style.css manifest.webmanifest icons/icon-192.png icons/icon-512.png
-          pkg/genllava_web.js pkg/genllava_web_bg.wasm models/index.json models/llava-tiny/example.png)
-for f in www/models/llava-tiny/*; do
-    [ "$f" = www/models/llava-tiny/example.png ] || precache+=("models/llava-tiny/$(basename "$f")")
-done
+          pkg/genllava_web.js pkg/genllava_web_bg.wasm models/index.json)
+while IFS= read -r f; do precache+=("${f#www/}"); done < <(find www/models -mindepth 2 -type f | LC_ALL=C sort)
 version=$(cd www && for f in sw.js "${precache[@]}"; do printf '%s\n' "$f"; sha256sum < "$f"; done | sha256sum | cut -c1-16)
 {
     echo "// Written by www/build.sh: what sw.js precaches, and the cache version (a hash of those files)."

@@ -5,15 +5,25 @@
 //   {type: 'chat', id, turns, format, system, image: ArrayBuffer|null, options}
 //   {type: 'chat', id, prompt, image, options}            a prompt taken as written
 //   {type: 'check-image', id, image: ArrayBuffer}         format and size, from the header
-//   {type: 'abort'}
+//   {type: 'generate', id, prompt, options}               draw (GenLLaVA models): options
+//                                                          {steps, guidance, seed, scheduler}
+//   {type: 'edit', id, image: ArrayBuffer, instruction, options}   edit (adds options.strength)
+//   {type: 'shapes-check', id, image: ArrayBuffer, caption}  the shapes-world evaluator on an image
+//   {type: 'abort'}                                        stops a chat, a drawing or an edit
 // worker → page:
 //   {type: 'progress', stage: 'ready', backend, note}
 //   {type: 'progress', stage: 'download', id, file, loaded, total}
 //   {type: 'progress', stage: 'loading', id}
 //   {type: 'token', id, text, token}
+//   {type: 'step', id, step, total, rgba: ArrayBuffer, width, height}   a preview per denoising step
 //   {type: 'done', id, kind: 'load', info} | {type: 'done', id, kind: 'chat', text, ids, prompt,
 //                                            first_token_ms, total_ms, aborted}
 //                                          | {type: 'done', id, kind: 'check-image', width, height}
+//                                          | {type: 'done', id, kind: 'generate'|'edit', png: ArrayBuffer,
+//                                             rgba: ArrayBuffer, width, height, steps, steps_done,
+//                                             previews, total_ms, first_step_ms, aborted}
+//                                          | {type: 'done', id, kind: 'shapes-check', scene, error,
+//                                             match, exact}
 //   {type: 'error', id, message}
 import init, { Engine } from './pkg/genllava_web.js';
 
@@ -21,7 +31,7 @@ let engine = null;
 let starting = null;
 let aborted = false;
 
-const post = (m) => self.postMessage(m);
+const post = (m, transfer = []) => self.postMessage(m, transfer);
 
 function start(preferWebgpu) {
   starting ??= (async () => {
@@ -90,6 +100,29 @@ async function chat(msg) {
   });
 }
 
+async function draw(msg) {
+  const t0 = performance.now();
+  let first = null;
+  let previews = 0;
+  const onStep = (step, total, rgba, width, height) => {
+    if (first === null) first = performance.now() - t0;
+    previews += 1;
+    const buf = rgba.buffer;
+    post({ type: 'step', id: msg.id, step, total, rgba: buf, width, height }, [buf]);
+  };
+  const options = msg.options ?? {};
+  const out = msg.type === 'edit'
+    ? await engine.edit(new Uint8Array(msg.image), msg.instruction, options, onStep)
+    : await engine.generate(msg.prompt, options, onStep);
+  const png = out.png.buffer;
+  const rgba = out.rgba.buffer;
+  post({
+    type: 'done', id: msg.id, kind: msg.type, png, rgba, width: out.width, height: out.height,
+    steps: out.steps, steps_done: out.steps_done, previews, aborted: out.aborted,
+    first_step_ms: first, total_ms: performance.now() - t0,
+  }, [png, rgba]);
+}
+
 self.onmessage = async (e) => {
   const msg = e.data;
   try {
@@ -101,6 +134,11 @@ self.onmessage = async (e) => {
     await start(msg.prefer_webgpu ?? true);
     if (msg.type === 'load') await load(msg);
     else if (msg.type === 'chat') await chat(msg);
+    else if (msg.type === 'generate' || msg.type === 'edit') await draw(msg);
+    else if (msg.type === 'shapes-check') {
+      const report = Engine.shapes_check(new Uint8Array(msg.image), msg.caption ?? undefined);
+      post({ type: 'done', id: msg.id, kind: 'shapes-check', ...report });
+    }
     else if (msg.type === 'check-image') {
       const { width, height } = engine.check_image(new Uint8Array(msg.image));
       post({ type: 'done', id: msg.id, kind: 'check-image', width, height });

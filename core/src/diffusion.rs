@@ -44,21 +44,31 @@ pub fn denoise_over(
     mut predict: impl FnMut(Tensor<4>, f64) -> Result<Tensor<4>>,
     mut on_step: impl FnMut(usize, &Tensor<4>),
 ) -> Result<Tensor<4>> {
-    let cfg = guidance > 1.0;
-    let b = latents.dims()[0];
     for (i, &t) in timesteps.iter().enumerate() {
-        let input = if cfg {
-            Tensor::cat(vec![latents.clone(), latents.clone()], 0)
-        } else {
-            latents.clone()
-        };
-        let input = scheduler.scale_model_input(input, t)?;
-        let pred = predict(input, t)?;
-        check_batch("predict", &pred, if cfg { 2 * b } else { b })?;
-        latents = scheduler.step_guided(pred, cfg.then_some(guidance), t, latents)?;
+        latents = guided_step(scheduler, t, latents, guidance, &mut predict)?;
         on_step(i, &latents);
     }
     Ok(latents)
+}
+
+/// One step of [`denoise_over`] at timestep `t`: the model input (doubled
+/// under CFG), the prediction, guidance and the scheduler's step. Returns the
+/// new latents. Callers that step on their own (the browser, which reads a
+/// preview back between steps) share the loops' arithmetic through this.
+pub fn guided_step(
+    scheduler: &mut dyn Scheduler,
+    t: f64,
+    latents: Tensor<4>,
+    guidance: f32,
+    predict: &mut impl FnMut(Tensor<4>, f64) -> Result<Tensor<4>>,
+) -> Result<Tensor<4>> {
+    let cfg = guidance > 1.0;
+    let b = latents.dims()[0];
+    let input = if cfg { Tensor::cat(vec![latents.clone(), latents.clone()], 0) } else { latents.clone() };
+    let input = scheduler.scale_model_input(input, t)?;
+    let pred = predict(input, t)?;
+    check_batch("predict", &pred, if cfg { 2 * b } else { b })?;
+    scheduler.step_guided(pred, cfg.then_some(guidance), t, latents)
 }
 
 /// `StableDiffusionInstructPix2PixPipeline`'s loop with text and image guidance.
@@ -83,65 +93,77 @@ pub fn denoise_pix2pix(
     mut predict: impl FnMut(Tensor<4>, f64) -> Result<Tensor<4>>,
     mut on_step: impl FnMut(usize, &Tensor<4>),
 ) -> Result<Tensor<4>> {
-    let cfg = text_guidance > 1.0 && image_guidance >= 1.0;
+    let image = pix2pix_image(&latents, image_latents, text_guidance, image_guidance)?;
+    let timesteps = scheduler.timesteps().to_vec();
+    for (i, &t) in timesteps.iter().enumerate() {
+        latents = pix2pix_step(scheduler, t, latents, &image, text_guidance, image_guidance, &mut predict)?;
+        on_step(i, &latents);
+    }
+    Ok(latents)
+}
+
+/// Whether [`denoise_pix2pix`] runs with (3-way) guidance.
+fn pix2pix_cfg(text_guidance: f32, image_guidance: f32) -> bool {
+    text_guidance > 1.0 && image_guidance >= 1.0
+}
+
+/// The image half of every InstructPix2Pix model input: `image_latents`
+/// checked against `latents`, tripled as `[image; image; 0]` under guidance.
+pub fn pix2pix_image(
+    latents: &Tensor<4>,
+    image_latents: Tensor<4>,
+    text_guidance: f32,
+    image_guidance: f32,
+) -> Result<Tensor<4>> {
     let [b, _, h, w] = latents.dims();
     let [bi, _, hi, wi] = image_latents.dims();
     if (bi, hi, wi) != (b, h, w) {
         return Err(Error::input(
             "image_latents",
-            format!(
-                "{:?} does not match latents {:?}",
-                image_latents.dims(),
-                latents.dims()
-            ),
+            format!("{:?} does not match latents {:?}", image_latents.dims(), latents.dims()),
         ));
     }
-    let image = if cfg {
-        Tensor::cat(
-            vec![
-                image_latents.clone(),
-                image_latents.clone(),
-                image_latents.zeros_like(),
-            ],
-            0,
-        )
+    Ok(if pix2pix_cfg(text_guidance, image_guidance) {
+        Tensor::cat(vec![image_latents.clone(), image_latents.clone(), image_latents.zeros_like()], 0)
     } else {
         image_latents
+    })
+}
+
+/// One step of [`denoise_pix2pix`] at timestep `t`; `image` comes from
+/// [`pix2pix_image`]. Returns the new latents.
+pub fn pix2pix_step(
+    scheduler: &mut dyn Scheduler,
+    t: f64,
+    latents: Tensor<4>,
+    image: &Tensor<4>,
+    text_guidance: f32,
+    image_guidance: f32,
+    predict: &mut impl FnMut(Tensor<4>, f64) -> Result<Tensor<4>>,
+) -> Result<Tensor<4>> {
+    let cfg = pix2pix_cfg(text_guidance, image_guidance);
+    let b = latents.dims()[0];
+    let input = if cfg { Tensor::cat(vec![latents.clone(); 3], 0) } else { latents.clone() };
+    let input = scheduler.scale_model_input(input, t)?;
+    let pred = predict(Tensor::cat(vec![input, image.clone()], 1), t)?;
+    check_batch("predict", &pred, if cfg { 3 * b } else { b })?;
+    let eps = if cfg {
+        let parts = pred.chunk(3, 0);
+        let [text, img, uncond]: [Tensor<4>; 3] =
+            parts.try_into().map_err(|_| Error::input("predict", "cannot split the 3-way guidance batch"))?;
+        let text_term = text.sub(img.clone()).mul_scalar(text_guidance);
+        let image_term = img.sub(uncond.clone()).mul_scalar(image_guidance);
+        uncond.add(text_term).add(image_term)
+    } else {
+        pred
     };
-    let timesteps = scheduler.timesteps().to_vec();
-    for (i, &t) in timesteps.iter().enumerate() {
-        let input = if cfg {
-            Tensor::cat(vec![latents.clone(); 3], 0)
-        } else {
-            latents.clone()
-        };
-        let input = scheduler.scale_model_input(input, t)?;
-        let pred = predict(Tensor::cat(vec![input, image.clone()], 1), t)?;
-        check_batch("predict", &pred, if cfg { 3 * b } else { b })?;
-        let eps = if cfg {
-            let parts = pred.chunk(3, 0);
-            let [text, img, uncond]: [Tensor<4>; 3] = parts
-                .try_into()
-                .map_err(|_| Error::input("predict", "cannot split the 3-way guidance batch"))?;
-            let text_term = text.sub(img.clone()).mul_scalar(text_guidance);
-            let image_term = img.sub(uncond.clone()).mul_scalar(image_guidance);
-            uncond.add(text_term).add(image_term)
-        } else {
-            pred
-        };
-        latents = scheduler.step(eps, t, latents)?;
-        on_step(i, &latents);
-    }
-    Ok(latents)
+    scheduler.step(eps, t, latents)
 }
 
 fn check_batch(what: &str, x: &Tensor<4>, batch: usize) -> Result<()> {
     if x.dims()[0] == batch {
         Ok(())
     } else {
-        Err(Error::input(
-            what,
-            format!("returned batch {} where {batch} was expected", x.dims()[0]),
-        ))
+        Err(Error::input(what, format!("returned batch {} where {batch} was expected", x.dims()[0])))
     }
 }

@@ -1,7 +1,7 @@
 //! Small bridges to JavaScript values: the model's files, the chat options,
 //! JSON results, error text and yielding to the event loop.
 
-use crate::options::ChatOptions;
+use crate::options::{ChatOptions, ImageRequest};
 use js_sys::{Array, ArrayBuffer, Function, Object, Promise, Reflect, Uint8Array};
 use std::collections::BTreeMap;
 use wasm_bindgen::{JsCast, JsError, JsValue};
@@ -85,4 +85,41 @@ pub async fn yield_now() {
         }
     });
     let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+}
+
+/// A plain JS object of `fields`.
+pub fn object(fields: &[(&str, JsValue)]) -> Result<JsValue, JsError> {
+    let obj = Object::new();
+    for (key, value) in fields {
+        Reflect::set(&obj, &JsValue::from_str(key), value).map_err(|e| JsError::new(&describe(&e)))?;
+    }
+    Ok(obj.into())
+}
+
+/// Parse the image options object (`undefined`/`null`: the model's defaults).
+pub fn image_options(options: &JsValue) -> Result<ImageRequest, JsError> {
+    let present = options.is_object();
+    let field = |key: &str| {
+        if !present {
+            return JsValue::UNDEFINED;
+        }
+        Reflect::get(options, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
+    };
+    let scheduler = field("scheduler");
+    let scheduler = if scheduler.is_undefined() || scheduler.is_null() {
+        None
+    } else {
+        Some(scheduler.as_string().ok_or_else(|| JsError::new("option `scheduler` must be a string"))?)
+    };
+    ImageRequest::from_fields(
+        |key| {
+            let v = field(key);
+            if v.is_undefined() || v.is_null() {
+                return Ok(None);
+            }
+            v.as_f64().map(Some).ok_or_else(|| format!("option `{key}` must be a number"))
+        },
+        scheduler,
+    )
+    .map_err(|e| JsError::new(&e))
 }

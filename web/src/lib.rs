@@ -1,41 +1,38 @@
 //! GenLLaVA in the browser: the wasm-bindgen [`Engine`] a Web Worker of `www/` owns.
 //!
 //! The engine picks its device once (WebGPU through Burn's wgpu backend, or the
-//! CPU backend when the browser has no WebGPU), loads a LLaVA checkpoint from
-//! bytes the page fetched, and answers prompts with an asynchronous generation
-//! loop: the same core pieces as the native CLI (`pipeline::prepare`,
-//! `llama::Generator`, `StreamDecoder`), but the logits are read back with
-//! `into_data_async`, because a browser cannot block on the GPU.
+//! CPU backend when the browser has no WebGPU), loads a LLaVA or GenLLaVA model
+//! from bytes the page fetched, answers prompts with an asynchronous generation
+//! loop and draws or edits images with an asynchronous denoising loop: the same
+//! core pieces as the native CLI (`pipeline::prepare`, `llama::Generator`,
+//! `StreamDecoder`, `GenLlava::start_generate` / `start_edit`), but every read
+//! back goes through `into_data_async`, because a browser cannot block on the GPU.
 
 mod backend;
+mod imagine;
 mod input;
 mod js;
+mod model;
 mod options;
 
 pub use backend::Backend;
 pub use input::{MAX_IMAGE_SIDE, check_image};
-pub use options::ChatOptions;
+pub use model::Model;
+pub use options::{ChatOptions, ImageRequest};
 
 use burn::tensor::Device;
-use genllava::checkpoint::{self, MemorySource};
-use genllava::image::{ImageProcessorConfig, RgbImage};
+use genllava::checkpoint::MemorySource;
+use genllava::image::RgbImage;
 use genllava::llama::{Generator, logits_vec};
-use genllava::llava::{LlavaCheckpoint, load_image_processor};
 use genllava::pipeline::{Prompt, prepare};
-use genllava::template::{self, ChatFormat, Turn};
-use genllava::tokenizer::{StreamDecoder, TextTokenizer};
+use genllava::template::{ChatFormat, Turn};
+use genllava::tokenizer::StreamDecoder;
+use imagine::{Drawing, Task};
 use js_sys::{Function, Promise, Uint8Array};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
-
-/// A loaded model: checkpoint, tokenizer and image processor.
-struct Loaded {
-    ckpt: LlavaCheckpoint,
-    tokenizer: TextTokenizer,
-    processor: Option<ImageProcessorConfig>,
-}
 
 /// The browser engine: one device, at most one model, one chat at a time.
 #[wasm_bindgen]
@@ -43,7 +40,7 @@ pub struct Engine {
     device: Device,
     backend: Backend,
     note: String,
-    model: RefCell<Option<Rc<Loaded>>>,
+    model: RefCell<Option<Rc<Model>>>,
     abort: Rc<Cell<bool>>,
     busy: Rc<Cell<bool>>,
 }
@@ -75,27 +72,35 @@ impl Engine {
         self.note.clone()
     }
 
-    /// Load a checkpoint from `files`, a `Map` or plain object of file name →
+    /// Load a model from `files`, a `Map` or plain object of file name →
     /// `Uint8Array` (or `ArrayBuffer`): `config.json`, `model.safetensors` (or the
-    /// shards and their index), `tokenizer.json` and the image processor config.
-    /// `label` names the model in error messages. Returns a summary object.
+    /// shards and their index), `tokenizer.json` and the image processor config;
+    /// a GenLLaVA model adds `genllava.json`, `gen_head/…` and `sd/…` (names with
+    /// their folder). `label` names the model in error messages. Returns a
+    /// summary object; `kind` is `genllava` (can draw) or `llava`.
     pub fn load_model(&self, files: JsValue, label: Option<String>) -> Result<JsValue, JsError> {
         if self.busy.get() {
-            return Err(JsError::new("a chat is running: stop it before loading another model"));
+            return Err(JsError::new("a chat or an image is running: stop it before loading another model"));
         }
         let src = MemorySource { files: js::files(&files)?, label: label.unwrap_or_else(|| "model".into()) };
-        let loaded = load(&src, &self.device).map_err(|e| JsError::new(&e.to_string()))?;
-        let cfg = &loaded.ckpt.config;
-        let info = serde_json::json!({
+        let loaded = Model::load(&src, &self.device).map_err(|e| JsError::new(&e.to_string()))?;
+        let cfg = &loaded.ckpt().config;
+        let mut info = serde_json::json!({
             "label": src.label,
+            "kind": if loaded.genllava().is_some() { "genllava" } else { "llava" },
             "vocab_size": cfg.text_config.vocab_size,
             "hidden_size": cfg.text_config.hidden_size,
             "layers": cfg.text_config.num_hidden_layers,
             "image_size": cfg.vision_config.image_size,
             "image_tokens": cfg.image_seq_len(),
-            "has_image_processor": loaded.processor.is_some(),
-            "unused_tensors": loaded.ckpt.unused,
+            "has_image_processor": loaded.processor().is_some(),
+            "unused_tensors": loaded.ckpt().unused,
         });
+        if let Some(g) = loaded.genllava() {
+            let side = g.sd.unet_config.sample_size.unwrap_or(8) * g.sd.vae_scale();
+            info["output_size"] = side.into();
+            info["diffusion"] = serde_json::to_value(&g.config.diffusion).map_err(|e| JsError::new(&e.to_string()))?;
+        }
         *self.model.borrow_mut() = Some(Rc::new(loaded));
         js::json(&info)
     }
@@ -121,14 +126,20 @@ impl Engine {
     /// Render a conversation (`turns_json`: `[{"role": "user"|"assistant", "text": …}]`)
     /// in `format` (`vicuna` or `mistral_instruct`), ending with the assistant's cue,
     /// optionally after the paper's system prompt. Finished assistant turns are
-    /// closed with the loaded tokenizer's end-of-sequence token.
+    /// closed with the loaded tokenizer's end-of-sequence token. A GenLLaVA model
+    /// renders with its own `genllava.json` template and system prompt, led by
+    /// `[I2T]` (`format` and `system` are then unused).
     pub fn render_prompt(&self, turns_json: &str, format: &str, system: bool) -> Result<String, JsError> {
         let turns: Vec<Turn> =
             serde_json::from_str(turns_json).map_err(|e| JsError::new(&format!("conversation: {e}")))?;
         let format: ChatFormat = serde_json::from_value(serde_json::Value::String(format.into()))
             .map_err(|_| JsError::new(&format!("unknown chat format `{format}` (vicuna, mistral_instruct)")))?;
-        let eos = self.model.borrow().as_ref().map(|m| eos_text(m)).unwrap_or_else(|| "</s>".into());
-        Ok(template::render(format, system.then_some(template::SYSTEM), &turns, &eos))
+        match self.model.borrow().as_ref() {
+            Some(m) => Ok(m.chat_prompt(&turns, format, system)),
+            None => {
+                Ok(genllava::template::render(format, system.then_some(genllava::template::SYSTEM), &turns, "</s>"))
+            }
+        }
     }
 
     /// Answer `prompt` (taken as written, template included; `<image>` marks the
@@ -138,14 +149,7 @@ impl Engine {
     /// may be empty while a character is incomplete). Resolves to the answer text;
     /// [`Self::abort`] ends it early with the text so far.
     pub fn chat(&self, prompt: String, image: Option<Uint8Array>, options: JsValue, on_token: Function) -> Promise {
-        let start = || -> Result<_, JsError> {
-            let model = self.model.borrow().clone().ok_or_else(|| JsError::new("no model is loaded"))?;
-            if self.busy.get() {
-                return Err(JsError::new("a chat is already running"));
-            }
-            Ok((model, js::chat_options(&options)?))
-        };
-        let (model, opts) = match start() {
+        let (model, opts) = match self.begin().and_then(|m| Ok((m, js::chat_options(&options)?))) {
             Ok(v) => v,
             Err(e) => return Promise::reject(&e.into()),
         };
@@ -166,34 +170,87 @@ impl Engine {
         })
     }
 
-    /// Ask the running chat to stop after the current token.
+    /// Draw `prompt` (a description) with a GenLLaVA model. `options`: `{steps,
+    /// guidance, seed, scheduler}` (all optional; the model's `genllava.json`
+    /// defaults). `on_step(done, total, rgba, width, height)` is called after
+    /// every denoising step with a preview (the VAE decode of the current
+    /// latents, RGBA bytes). Resolves to `{png, rgba, width, height, steps,
+    /// steps_done, aborted}`; [`Self::abort`] ends it early with the image so far.
+    pub fn generate(&self, prompt: String, options: JsValue, on_step: Function) -> Promise {
+        self.draw(Task::Generate { prompt }, options, on_step)
+    }
+
+    /// Edit `image` (PNG/JPEG bytes) as `instruction` says, with a GenLLaVA
+    /// model; as [`Self::generate`], and `options.strength` (img2img, `(0, 1]`).
+    pub fn edit(&self, image: Uint8Array, instruction: String, options: JsValue, on_step: Function) -> Promise {
+        self.draw(Task::Edit { image: image.to_vec(), instruction }, options, on_step)
+    }
+
+    fn draw(&self, task: Task, options: JsValue, on_step: Function) -> Promise {
+        let (model, req) = match self.begin().and_then(|m| Ok((m, js::image_options(&options)?))) {
+            Ok(v) => v,
+            Err(e) => return Promise::reject(&e.into()),
+        };
+        self.abort.set(false);
+        self.busy.set(true);
+        let busy = self.busy.clone();
+        let run = Drawing { model, yield_each_step: self.backend == Backend::Cpu, abort: self.abort.clone() };
+        future_to_promise(async move {
+            let result = run.run(&task, &req, &on_step).await;
+            busy.set(false);
+            result.map_err(JsValue::from)
+        })
+    }
+
+    /// The loaded model, when nothing else runs.
+    fn begin(&self) -> Result<Rc<Model>, JsError> {
+        let model = self.model.borrow().clone().ok_or_else(|| JsError::new("no model is loaded"))?;
+        if self.busy.get() {
+            return Err(JsError::new("a chat or an image is already running"));
+        }
+        Ok(model)
+    }
+
+    /// What the shapes-world evaluator sees in a PNG/JPEG image: `{scene}` (the
+    /// caption of the parsed scene, or `null` with `error`), and with a
+    /// `caption` of what should be there, `match` (per-attribute counts) and
+    /// `exact` (or `caption_error` when the caption is not one of the shapes
+    /// world's). For images of the shipped shapes-world model.
+    pub fn shapes_check(bytes: &[u8], caption: Option<String>) -> Result<JsValue, JsError> {
+        use genllava::shapes::{eval, text};
+        check_image(bytes).map_err(|e| JsError::new(&format!("image: {e}")))?;
+        let image = RgbImage::decode(bytes).map_err(|e| JsError::new(&e.to_string()))?;
+        let mut out = serde_json::json!({});
+        match eval::parse_image(&image.data, image.width, image.height) {
+            Err(e) => {
+                out["scene"] = serde_json::Value::Null;
+                out["error"] = e.to_string().into();
+            }
+            Ok(scene) => {
+                out["scene"] = text::caption(&scene).into();
+                match caption.as_deref().map(text::parse_caption) {
+                    None => {}
+                    Some(Err(e)) => out["caption_error"] = e.to_string().into(),
+                    Some(Ok(want)) => {
+                        let m = eval::SceneMatch::of(&scene, &want);
+                        out["exact"] = m.exact().into();
+                        out["match"] = serde_json::to_value(m).map_err(|e| JsError::new(&e.to_string()))?;
+                    }
+                }
+            }
+        }
+        js::json(&out)
+    }
+
+    /// Ask the running chat or image to stop after the current token or step.
     pub fn abort(&self) {
         self.abort.set(true);
     }
 }
 
-/// Load a LLaVA checkpoint, its tokenizer and its image processor from `src`.
-fn load(src: &MemorySource, device: &Device) -> genllava::Result<Loaded> {
-    let tokenizer = TextTokenizer::from_bytes(&checkpoint::read_required(src, "tokenizer.json")?)?;
-    let processor = load_image_processor(src)?;
-    let ckpt = LlavaCheckpoint::load(src, device)?;
-    Ok(Loaded { ckpt, tokenizer, processor })
-}
-
-/// The text of the model's first end-of-sequence token (`</s>` for Llama/Mistral).
-fn eos_text(m: &Loaded) -> String {
-    m.ckpt
-        .config
-        .text_config
-        .eos_token_ids()
-        .first()
-        .and_then(|&id| m.tokenizer.inner().id_to_token(id))
-        .unwrap_or_else(|| "</s>".into())
-}
-
 /// One chat run, owning what it needs across `await`s.
 struct Chat {
-    model: Rc<Loaded>,
+    model: Rc<Model>,
     device: Device,
     /// The CPU backend never waits on anything: give the worker's event loop a
     /// turn after each token so an abort message can arrive.
@@ -216,12 +273,13 @@ impl Chat {
             check_image(bytes).map_err(|e| JsError::new(&format!("image: {e}")))?;
         }
         let image = image.map(RgbImage::decode).transpose().map_err(err)?;
+        let (ckpt, tokenizer) = (m.ckpt(), m.tokenizer());
         let Prompt { embeds, text_ids } =
-            prepare(&m.ckpt, &m.tokenizer, m.processor.as_ref(), prompt, image.as_ref(), false, &self.device)
+            prepare(ckpt, tokenizer, m.processor(), prompt, image.as_ref(), m.pad_to_square(), &self.device)
                 .map_err(err)?;
-        let lm = &m.ckpt.model.language_model;
-        let mut cache = m.ckpt.model.new_cache(&m.ckpt.config, &self.device);
-        let eos = m.ckpt.config.text_config.eos_token_ids();
+        let lm = &ckpt.model.language_model;
+        let mut cache = ckpt.model.new_cache(&ckpt.config, &self.device);
+        let eos = ckpt.config.text_config.eos_token_ids();
         let sampling = opts.sampling();
         let mut generator = Generator::new(&text_ids, &eos, &sampling);
         let mut stream = StreamDecoder::default();
@@ -236,7 +294,7 @@ impl Chat {
                 .await
                 .map_err(|e| JsError::new(&format!("reading the logits back failed: {e:?}")))?;
             let id = generator.choose(&logits_vec(data).map_err(err)?).id;
-            let delta = if eos.contains(&id) { None } else { stream.push(&m.tokenizer, id).map_err(err)? };
+            let delta = if eos.contains(&id) { None } else { stream.push(tokenizer, id).map_err(err)? };
             let delta = delta.unwrap_or_default();
             text.push_str(&delta);
             on_token

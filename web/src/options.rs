@@ -1,6 +1,9 @@
-//! The chat options the page sends, checked before anything runs.
+//! The chat and image options the page sends, checked before anything runs.
 
+use genllava::genllava::{DiffusionDefaults, EditMode};
+use genllava::pipeline::ImageOptions;
 use genllava::sampling::SamplingConfig;
+use genllava::scheduler::SchedulerKind;
 
 /// Most tokens one answer may ask for.
 pub const MAX_NEW_TOKENS_LIMIT: usize = 4096;
@@ -85,6 +88,81 @@ impl ChatOptions {
     }
 }
 
+/// Most denoising steps one image may ask for.
+pub const MAX_STEPS: usize = 1000;
+
+/// What the page may set for [`crate::Engine::generate`] and [`crate::Engine::edit`];
+/// `None`: the model's default from `genllava.json`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ImageRequest {
+    /// Denoising steps, `1..=MAX_STEPS`.
+    pub steps: Option<usize>,
+    /// Classifier-free guidance scale, `0..=100` (at most 1 turns it off).
+    pub guidance: Option<f32>,
+    /// Seed of the initial noise.
+    pub seed: u64,
+    /// img2img strength of an edit, `(0, 1]`.
+    pub strength: Option<f32>,
+    /// `ddim`, `pndm` or `euler`.
+    pub scheduler: Option<SchedulerKind>,
+}
+
+impl ImageRequest {
+    /// Build from the number fields present and the scheduler's name, rejecting
+    /// out-of-range values.
+    pub fn from_fields(
+        get: impl Fn(&str) -> Result<Option<f64>, String>,
+        scheduler: Option<String>,
+    ) -> Result<Self, String> {
+        let mut o = Self::default();
+        if let Some(v) = get("steps")? {
+            let steps = whole("steps", v, MAX_STEPS as f64)? as usize;
+            if steps == 0 {
+                return Err("option `steps` must be at least 1".into());
+            }
+            o.steps = Some(steps);
+        }
+        if let Some(v) = get("guidance")? {
+            if !(v.is_finite() && (0.0..=100.0).contains(&v)) {
+                return Err(format!("option `guidance` must be between 0 and 100, got {v}"));
+            }
+            o.guidance = Some(v as f32);
+        }
+        if let Some(v) = get("seed")? {
+            o.seed = whole("seed", v, 9_007_199_254_740_991.0)? as u64;
+        }
+        if let Some(v) = get("strength")? {
+            if !(v > 0.0 && v <= 1.0) {
+                return Err(format!("option `strength` must be in (0, 1], got {v}"));
+            }
+            o.strength = Some(v as f32);
+        }
+        o.scheduler = match scheduler.as_deref() {
+            None => None,
+            Some(name @ ("ddim" | "pndm" | "euler")) => {
+                Some(SchedulerKind::from_name(name).map_err(|e| e.to_string())?)
+            }
+            Some(other) => return Err(format!("option `scheduler` must be ddim, pndm or euler, got `{other}`")),
+        };
+        Ok(o)
+    }
+
+    /// The core options, the model's `defaults` filling what the page left out.
+    pub fn resolve(&self, defaults: &DiffusionDefaults) -> Result<ImageOptions, String> {
+        let scheduler = match self.scheduler {
+            Some(s) => s,
+            None => SchedulerKind::from_name(&defaults.scheduler).map_err(|e| e.to_string())?,
+        };
+        Ok(ImageOptions {
+            steps: self.steps.unwrap_or(defaults.steps),
+            guidance: self.guidance.unwrap_or(defaults.guidance),
+            scheduler,
+            seed: self.seed,
+            edit: self.strength.map(|strength| EditMode::Img2Img { strength }),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,5 +196,36 @@ mod tests {
             let e = parse(&[bad]).unwrap_err();
             assert!(e.contains(bad.0), "{e}");
         }
+    }
+
+    fn image(fields: &[(&str, f64)], scheduler: Option<&str>) -> Result<ImageRequest, String> {
+        ImageRequest::from_fields(
+            |k| Ok(fields.iter().find(|(n, _)| *n == k).map(|(_, v)| *v)),
+            scheduler.map(Into::into),
+        )
+    }
+
+    #[test]
+    fn image_options_fill_from_the_model() {
+        let defaults = DiffusionDefaults { steps: 25, guidance: 4.0, scheduler: "ddim".into(), ..Default::default() };
+        let o = image(&[], None).unwrap().resolve(&defaults).unwrap();
+        assert_eq!((o.steps, o.guidance, o.seed, o.scheduler, o.edit), (25, 4.0, 0, SchedulerKind::Ddim, None));
+        let o = image(&[("steps", 3.0), ("guidance", 1.0), ("seed", 7.0), ("strength", 0.5)], Some("euler"))
+            .unwrap()
+            .resolve(&defaults)
+            .unwrap();
+        assert_eq!((o.steps, o.guidance, o.seed, o.scheduler), (3, 1.0, 7, SchedulerKind::Euler));
+        assert_eq!(o.edit, Some(EditMode::Img2Img { strength: 0.5 }));
+    }
+
+    #[test]
+    fn image_options_reject_bad_values() {
+        for bad in
+            [("steps", 0.0), ("steps", 2.5), ("steps", 5000.0), ("guidance", -1.0), ("strength", 0.0), ("seed", -1.0)]
+        {
+            let e = image(&[bad], None).unwrap_err();
+            assert!(e.contains(bad.0), "{e}");
+        }
+        assert!(image(&[], Some("euler_ancestral")).unwrap_err().contains("ddim, pndm or euler"));
     }
 }

@@ -7,6 +7,8 @@ export declare const DEFAULT_MODEL_FILES: readonly string[];
 /** What a loaded model is: as returned by `GenllavaClient.load` and `Engine.load_model`. */
 export interface ModelInfo {
   label: string;
+  /** `genllava` models can also draw and edit; `llava` models only answer. */
+  kind: 'genllava' | 'llava';
   vocab_size: number;
   hidden_size: number;
   layers: number;
@@ -14,6 +16,61 @@ export interface ModelInfo {
   image_tokens: number;
   has_image_processor: boolean;
   unused_tensors: string[];
+  /** GenLLaVA: the side of the images it draws, in pixels. */
+  output_size?: number;
+  /** GenLLaVA: the diffusion defaults of its genllava.json. */
+  diffusion?: { steps: number; guidance: number; scheduler: string; edit: unknown };
+}
+
+/** Drawing settings; every field is optional (the model's defaults) and checked by the engine. */
+export interface ImageOptions {
+  /** Denoising steps, 1 to 1000. */
+  steps?: number;
+  /** Classifier-free guidance scale, 0 to 100 (at most 1 turns it off). */
+  guidance?: number;
+  /** Seed of the initial noise. */
+  seed?: number;
+  scheduler?: 'ddim' | 'pndm' | 'euler';
+  /** Edits only: img2img strength in (0, 1]. */
+  strength?: number;
+}
+
+/** The preview of one denoising step: the VAE decode of the current latents. */
+export interface StepPreview {
+  step: number;
+  total: number;
+  width: number;
+  height: number;
+  rgba: Uint8ClampedArray;
+}
+
+/** A finished (or stopped) drawing. */
+export interface ImageResult {
+  png: Blob;
+  rgba: Uint8ClampedArray;
+  width: number;
+  height: number;
+  /** Denoising steps of the run (an edit runs `strength × steps`). */
+  steps: number;
+  steps_done: number;
+  previews: number;
+  first_step_ms: number | null;
+  total_ms: number;
+  aborted: boolean;
+}
+
+export interface GenerateRequest {
+  prompt: string;
+  options?: ImageOptions;
+  onStep?: ((preview: StepPreview) => void) | null;
+}
+
+export interface EditRequest {
+  /** PNG or JPEG bytes (copied, not transferred). */
+  image: ArrayBuffer;
+  instruction: string;
+  options?: ImageOptions;
+  onStep?: ((preview: StepPreview) => void) | null;
 }
 
 /** One turn of a conversation. */
@@ -78,6 +135,10 @@ export declare class GenllavaClient extends EventTarget {
   load(request: LoadRequest): Promise<ModelInfo>;
   checkImage(bytes: ArrayBuffer): Promise<{ width: number; height: number }>;
   chat(request: ChatRequest): Promise<ChatResult>;
+  /** Draw with a GenLLaVA model. */
+  generate(request: GenerateRequest): Promise<ImageResult>;
+  /** Edit an image with a GenLLaVA model. */
+  edit(request: EditRequest): Promise<ImageResult>;
   abort(): void;
   terminate(): void;
 }

@@ -10,7 +10,7 @@ const WORKER_URL = new URL('./worker.js', import.meta.url);
 /** The default file names fetched from a model folder (`files` overrides them). */
 export const DEFAULT_MODEL_FILES = ['config.json', 'tokenizer.json', 'model.safetensors', 'processor_config.json'];
 
-/** The engine in its own worker. Events (`EventTarget`): `ready`, `progress`, `token`. */
+/** The engine in its own worker. Events (`EventTarget`): `ready`, `progress`, `token`, `step`. */
 export class GenllavaClient extends EventTarget {
   #worker;
   #pending = new Map();
@@ -45,6 +45,11 @@ export class GenllavaClient extends EventTarget {
       this.dispatchEvent(new CustomEvent('token', { detail: m }));
       return;
     }
+    if (m.type === 'step') {
+      p?.onStep?.({ step: m.step, total: m.total, width: m.width, height: m.height, rgba: new Uint8ClampedArray(m.rgba) });
+      this.dispatchEvent(new CustomEvent('step', { detail: m }));
+      return;
+    }
     if (!p) return;
     this.#pending.delete(m.id);
     if (m.type === 'done') p.resolve(m);
@@ -56,10 +61,10 @@ export class GenllavaClient extends EventTarget {
     this.#pending.clear();
   }
 
-  #request(msg, transfer = [], onToken = null) {
+  #request(msg, transfer = [], onToken = null, onStep = null) {
     const id = this.#nextId++;
     return new Promise((resolve, reject) => {
-      this.#pending.set(id, { resolve, reject, onToken });
+      this.#pending.set(id, { resolve, reject, onToken, onStep });
       this.#worker.postMessage({ ...msg, id }, transfer);
     });
   }
@@ -98,7 +103,24 @@ export class GenllavaClient extends EventTarget {
     );
   }
 
-  /** Stop the running answer after its current token. */
+  /**
+   * Draw `prompt` with a GenLLaVA model. `options`: `{steps, guidance, seed, scheduler}` (the
+   * model's defaults for those left out). `onStep({step, total, width, height, rgba})` gets a
+   * preview after every denoising step: the VAE decode of the current latents as RGBA
+   * (`new ImageData(rgba, width, height)` shows it). Resolves to `{png: Blob, rgba, width,
+   * height, steps, steps_done, previews, first_step_ms, total_ms, aborted}`.
+   */
+  async generate({ prompt, options = {}, onStep = null }) {
+    return imageResult(await this.#request({ type: 'generate', prompt, options }, [], null, onStep));
+  }
+
+  /** Edit `image` (PNG/JPEG bytes, copied) as `instruction` says; as `generate`, plus `options.strength`. */
+  async edit({ image, instruction, options = {}, onStep = null }) {
+    const img = image.slice(0);
+    return imageResult(await this.#request({ type: 'edit', image: img, instruction, options }, [img], null, onStep));
+  }
+
+  /** Stop the running answer or drawing after its current token or step. */
   abort() {
     this.#worker.postMessage({ type: 'abort' });
   }
@@ -108,6 +130,11 @@ export class GenllavaClient extends EventTarget {
     this.#failAll(new Error('the client was terminated'));
     this.#worker.terminate();
   }
+}
+
+function imageResult(m) {
+  const { type, id, kind, png, rgba, ...rest } = m;
+  return { ...rest, png: new Blob([png], { type: 'image/png' }), rgba: new Uint8ClampedArray(rgba) };
 }
 
 const STYLE = `

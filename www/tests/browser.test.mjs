@@ -8,13 +8,22 @@ import { execFileSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { serve, WWW } from './serve.mjs';
+import { CHROMIUM_ARGS, serve, WWW } from './serve.mjs';
 import { encodePng } from '../tools/png.mjs';
 
 const ROOT = join(WWW, '..');
 const FIXTURE = join(ROOT, 'tests/fixtures/llava-tiny');
-const ARGS = ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  '--disable-quic', '--enable-unsafe-webgpu', '--use-webgpu-adapter=swiftshader'];
+// Native references of drawing and editing (tests/fixtures/web-ref/make.sh writes them).
+const WEB_REF = join(ROOT, 'tests/fixtures/web-ref');
+const cases = JSON.parse(readFileSync(join(WEB_REF, 'cases.json'), 'utf8'));
+// The largest mean absolute difference (0–255 over R, G, B) allowed between the browser's picture
+// and the native CLI's for the same prompt, seed, steps and guidance. The same f32 arithmetic
+// in another order (WebGPU shaders, the wasm CPU backend vs native) moves a value by ~1e-6
+// relative; through 4 UNet steps and the VAE that stays under one 8-bit level for nearly every
+// pixel, so a few pixels may round the other way (measured: 0, pixel-identical, on SwiftShader
+// and on the wasm CPU backend). The bound must stay well below what another picture of this
+// mostly-background world differs by: the generation vs the edit reference is 2.4 (printed).
+const MAX_MAD = 0.5;
 const TIMEOUT = 180_000;
 
 /** One int64 tensor of a safetensors file, as numbers. */
@@ -59,7 +68,7 @@ async function step(name, fn) {
 
 const server = await serve(WWW, 0);
 const origin = `http://127.0.0.1:${server.address().port}`;
-const browser = await chromium.launch({ executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium', headless: true, args: ARGS });
+const browser = await chromium.launch({ executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium', headless: true, args: CHROMIUM_ARGS });
 const foreign = [];
 const timings = {};
 let failed = false;
@@ -123,6 +132,53 @@ async function ask(page, q) {
   };
 }
 
+/**
+ * Draw (`/imagine`) or edit the current image with the drawing settings of `c` (a case of
+ * cases.json); returns the finished picture message's data.
+ */
+async function draw(page, mode, c) {
+  await until(page, '#model-status[data-kind="genllava"]');
+  await page.fill('#steps', String(c.steps));
+  await page.fill('#guidance', String(c.guidance));
+  await page.fill('#seed', String(c.seed));
+  const before = await page.locator('.msg.picture[data-state]').count();
+  await page.fill('#question', `/${mode} ${c.prompt}`);
+  await page.press('#question', 'Enter');
+  await until(page, `.msg.picture[data-state] >> nth=${before}`);
+  const msg = page.locator('.msg.picture[data-state]').nth(before);
+  const data = await msg.evaluate((el) => ({ ...el.dataset }));
+  return { msg, ...data, previews: Number(data.previews), steps: Number(data.steps), stepsDone: Number(data.stepsDone) };
+}
+
+/** Mean and largest absolute difference (0–255, over R, G, B) of the picture `img` and the PNG `file`. */
+async function compareWith(img, file) {
+  return img.evaluate(async (el, b64) => {
+    const pixels = async (image) => {
+      await image.decode();
+      const c = document.createElement('canvas');
+      [c.width, c.height] = [image.naturalWidth, image.naturalHeight];
+      const ctx = c.getContext('2d');
+      ctx.drawImage(image, 0, 0);
+      return ctx.getImageData(0, 0, c.width, c.height);
+    };
+    const ref = new Image();
+    ref.src = `data:image/png;base64,${b64}`;
+    const [a, b] = [await pixels(el), await pixels(ref)];
+    if (a.width !== b.width || a.height !== b.height) return { size: `${a.width}×${a.height} vs ${b.width}×${b.height}` };
+    let sum = 0;
+    let max = 0;
+    let n = 0;
+    for (let i = 0; i < a.data.length; i++) {
+      if (i % 4 === 3) continue;
+      const d = Math.abs(a.data[i] - b.data[i]);
+      sum += d;
+      max = Math.max(max, d);
+      n++;
+    }
+    return { mad: sum / n, max, size: `${a.width}×${a.height}` };
+  }, readFileSync(file).toString('base64'));
+}
+
 async function expectError(page, pattern) {
   await page.locator('#error:not([hidden])').waitFor();
   const text = await page.textContent('#error-text');
@@ -131,7 +187,8 @@ async function expectError(page, pattern) {
 }
 
 try {
-  const page = await openPage();
+  // The bundled fixture first: its answers have golden ids. (The default model is the GenLLaVA.)
+  const page = await openPage('?model=llava-tiny');
   await step('WebGPU backend is in use', async () => {
     await page.locator('#backend[data-backend]').waitFor();
     const backend = await page.getAttribute('#backend', 'data-backend');
@@ -181,7 +238,7 @@ try {
     assert.deepEqual((await ask(page, question)).ids, expectedIds);
   });
   await step('the CPU path (?backend=cpu) gives the same ids; Stop ends an answer', async () => {
-    const cpu = await openPage('?backend=cpu');
+    const cpu = await openPage('?backend=cpu&model=llava-tiny');
     await cpu.locator('#backend[data-backend="cpu"]').waitFor();
     assert.equal(await cpu.textContent('#backend'), 'CPU (no WebGPU)');
     await until(cpu, '#model-status[data-loaded="llava-tiny"]');
@@ -213,7 +270,7 @@ try {
     const pwaServer = await serve(site, 0);
     const own = `http://127.0.0.1:${pwaServer.address().port}`;
     try {
-      const pwa = await openPage('', own);
+      const pwa = await openPage('?model=llava-tiny', own);
       await pwa.locator('#offline[data-state="ready"]').waitFor();
       const title = await pwa.getAttribute('#offline', 'title');
       const version = title.match(/^version ([0-9a-f]{16}): .* are cached/)?.[1];
@@ -331,6 +388,86 @@ export { answer, engine, info };
     } finally {
       rmSync(tmp, { recursive: true, force: true });
     }
+  });
+  const gen = await openPage();
+  await step('the default model is the shipped GenLLaVA; it answers about an image', async () => {
+    await until(gen, '#model-status[data-loaded="genllava-shapes"]');
+    assert.equal(await gen.getAttribute('#model-status', 'data-kind'), 'genllava');
+    await gen.setInputFiles('#image-file', join(WEB_REF, 'scene.png'));
+    await gen.locator('#preview:not([hidden])').waitFor();
+    await gen.fill('#max-tokens', '8');
+    const got = await ask(gen, 'What colour is the square?');
+    assert.match(got.prompt, /^\[I2T\]USER: <image>\nWhat colour is the square\? ASSISTANT:$/);
+    assert.ok(got.ids.length > 0 && got.text.trim().length > 0, `no answer: ${JSON.stringify(got)}`);
+    console.log(`  genllava-shapes answers "What colour is the square?" (an orange square): "${got.text.trim()}"`);
+  });
+  await step('text-to-image (WebGPU): a preview per step, the native CLI\'s picture, downloadable', async () => {
+    const c = cases.generate;
+    const t0 = Date.now();
+    const got = await draw(gen, 'imagine', c);
+    timings.webgpu_image_ms = Date.now() - t0;
+    assert.equal(got.state, 'done');
+    assert.equal(got.kind, 'generate');
+    assert.equal(got.steps, c.steps);
+    assert.equal(got.stepsDone, c.steps);
+    assert.equal(got.previews, c.steps, 'one preview per denoising step');
+    const diff = await compareWith(got.msg.locator('img'), join(WEB_REF, c.out));
+    const other = await compareWith(got.msg.locator('img'), join(WEB_REF, cases.edit.out));
+    console.log(`  vs native ${c.out}: ${JSON.stringify(diff)}; vs another picture (${cases.edit.out}): ${JSON.stringify(other)}`);
+    assert.ok(diff.mad <= MAX_MAD, `the browser's picture differs from the native one: ${JSON.stringify(diff)}`);
+    console.log(`  shapes evaluator on it: "${got.evaluatorScene}" (exact: ${got.evaluatorExact})`);
+    assert.ok('evaluatorScene' in got, 'the evaluator said nothing');
+    // The download is the PNG shown.
+    const [download] = await Promise.all([gen.waitForEvent('download'), got.msg.locator('a[download]').click()]);
+    const bytes = readFileSync(await download.path());
+    assert.equal(download.suggestedFilename(), got.name);
+    assert.equal(bytes.subarray(1, 4).toString(), 'PNG');
+    // The drawing is now the current image.
+    assert.equal(await gen.getAttribute('#preview', 'alt'), got.name);
+  });
+  await step('edit of the current image (WebGPU): a preview per step, the native CLI\'s picture', async () => {
+    const c = cases.edit;
+    await gen.setInputFiles('#image-file', join(WEB_REF, c.image));
+    await gen.locator('#preview[alt="scene.png"]').waitFor();
+    await gen.selectOption('#mode', 'edit');
+    await gen.fill('#strength', '');
+    const got = await draw(gen, 'edit', c);
+    await gen.selectOption('#mode', 'ask');
+    assert.equal(got.state, 'done');
+    assert.equal(got.kind, 'edit');
+    // img2img at the model's strength 0.75 runs the last 3 of 4 steps.
+    assert.equal(got.steps, 3);
+    assert.equal(got.previews, got.stepsDone);
+    assert.equal(got.stepsDone, got.steps);
+    const diff = await compareWith(got.msg.locator('img'), join(WEB_REF, c.out));
+    console.log(`  vs native ${c.out}: ${JSON.stringify(diff)}; evaluator reads "${got.evaluatorScene}"`);
+    assert.ok(diff.mad <= MAX_MAD, `the browser's edit differs from the native one: ${JSON.stringify(diff)}`);
+    await gen.context().close();
+  });
+  await step('the CPU path (?backend=cpu) draws the native picture too; Stop ends a drawing', async () => {
+    const cpu = await openPage('?backend=cpu');
+    await cpu.locator('#backend[data-backend="cpu"]').waitFor();
+    await until(cpu, '#model-status[data-loaded="genllava-shapes"]');
+    const c = cases.generate;
+    const t0 = Date.now();
+    const got = await draw(cpu, 'imagine', c);
+    timings.cpu_image_ms = Date.now() - t0;
+    assert.equal(got.previews, c.steps);
+    const diff = await compareWith(got.msg.locator('img'), join(WEB_REF, c.out));
+    console.log(`  CPU vs native ${c.out}: ${JSON.stringify(diff)}`);
+    assert.ok(diff.mad <= MAX_MAD, JSON.stringify(diff));
+
+    // Stop: a 500-step drawing ends after a few steps with the picture so far.
+    await cpu.fill('#steps', '500');
+    await cpu.fill('#question', `/imagine ${c.prompt}`);
+    await cpu.press('#question', 'Enter');
+    await cpu.waitForFunction(() => Number(document.querySelector('.msg.picture.streaming')?.dataset.previews) >= 1);
+    await cpu.click('#stop:not([disabled])');
+    const stopped = cpu.locator('.msg.picture[data-state]').nth(1);
+    await stopped.waitFor({ timeout: 30_000 });
+    assert.equal(await stopped.getAttribute('data-state'), 'aborted');
+    assert.ok(Number(await stopped.getAttribute('data-steps-done')) < 500);
+    await cpu.context().close();
   });
   await step('the request guard sees and refuses foreign requests (page, worker, image)', async () => {
     // The guard must catch what it is meant to: a page with its CSP bypassed asks another origin.

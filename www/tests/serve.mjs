@@ -12,6 +12,10 @@ const TYPES = {
 
 export const WWW = resolve(fileURLToPath(new URL('..', import.meta.url)));
 
+/** Chromium's flags for the tests and the bench: WebGPU on SwiftShader, no background traffic. */
+export const CHROMIUM_ARGS = ['--no-sandbox', '--disable-background-networking', '--disable-component-update',
+  '--disable-sync', '--disable-quic', '--enable-unsafe-webgpu', '--use-webgpu-adapter=swiftshader'];
+
 /** Serve `root` on 127.0.0.1:`port` (0: any free port); resolves to the listening server. */
 export function serve(root = WWW, port = 0) {
   const server = createServer(async (req, res) => {

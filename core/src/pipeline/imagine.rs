@@ -14,7 +14,7 @@ use crate::image::{ImageProcessorConfig, Resample, RgbImage};
 use crate::llava::{LlavaCheckpoint, expand_image_tokens, load_image_processor};
 use crate::sampling::{Rng, SamplingConfig};
 use crate::scheduler::SchedulerKind;
-use crate::sd::pipeline::{Sampling, StableDiffusion};
+use crate::sd::pipeline::{Denoising, Sampling, StableDiffusion};
 use crate::sd::pixels::{rgb_to_tensor, tensor_to_rgb};
 use crate::template::{self, Turn};
 use crate::tokenizer::{I2T, T2I, TextTokenizer};
@@ -128,7 +128,7 @@ impl GenLlava {
         ids.extend(&self.config.task_tokens.img);
         let source = image.map(|i| self.features(i)).transpose()?;
         let u = self.condition(&ids, source)?;
-        let drawn = self.draw(u, None, image_options, on_step)?;
+        let drawn = self.finish_drawing(self.start_draw(u, None, image_options)?, on_step)?;
         Ok(Reply { answer, image: Some(drawn) })
     }
 
@@ -139,11 +139,17 @@ impl GenLlava {
         options: &ImageOptions,
         on_step: &mut dyn FnMut(usize, usize),
     ) -> Result<RgbImage> {
+        self.finish_drawing(self.start_generate(description, options)?, on_step)
+    }
+
+    /// [`Self::generate`] up to its first denoising step: step the returned run,
+    /// then [`Self::decode`] its latents.
+    pub fn start_generate(&self, description: &str, options: &ImageOptions) -> Result<Denoising<'_>> {
         let prompt = self.prompt(T2I, &[Turn::user(template::generation(description))]);
         let mut ids = self.prompt_ids(&prompt)?;
         ids.extend(self.image_answer());
         let u = self.condition(&ids, None)?;
-        self.draw(u, None, options, on_step)
+        self.start_draw(u, None, options)
     }
 
     /// Edit `image` as `instruction` says, with the paper's editing template.
@@ -154,11 +160,16 @@ impl GenLlava {
         options: &ImageOptions,
         on_step: &mut dyn FnMut(usize, usize),
     ) -> Result<RgbImage> {
+        self.finish_drawing(self.start_edit(image, instruction, options)?, on_step)
+    }
+
+    /// [`Self::edit`] up to its first denoising step (see [`Self::start_generate`]).
+    pub fn start_edit(&self, image: &RgbImage, instruction: &str, options: &ImageOptions) -> Result<Denoising<'_>> {
         let prompt = self.prompt(T2I, &[Turn::user(template::editing(instruction))]);
         let mut ids = self.prompt_ids(&prompt)?;
         ids.extend(self.image_answer());
         let u = self.condition(&ids, Some(self.features(image)?))?;
-        self.draw(u, Some(image), options, on_step)
+        self.start_draw(u, Some(image), options)
     }
 
     /// `[SOI][IMG…]` (the `[EOI]` follows the image and is not needed to draw it).
@@ -202,37 +213,45 @@ impl GenLlava {
         Ok(genllava::fit_rows(self.sd.null_embedding()?, l))
     }
 
-    /// Run the diffusion decoder on `u`; with a `source` image, edit it.
-    fn draw(
-        &self,
-        u: Tensor<3>,
-        source: Option<&RgbImage>,
-        o: &ImageOptions,
-        on_step: &mut dyn FnMut(usize, usize),
-    ) -> Result<RgbImage> {
+    /// The diffusion decoder on `u`, ready for its first step; with a `source`
+    /// image, an edit of it.
+    pub fn start_draw(&self, u: Tensor<3>, source: Option<&RgbImage>, o: &ImageOptions) -> Result<Denoising<'_>> {
         let uncond = self.null_condition()?;
         let side = self.sd.unet_config.sample_size.unwrap_or(8);
         let noise = gaussian([1, self.sd.latent_channels(), side, side], o.seed, &self.device);
-        let total = o.steps;
-        let mut step = |i: usize, _: &Tensor<4>| on_step(i + 1, total);
         let sampling = Sampling::new(o.steps, o.scheduler, o.guidance);
-        let latents = match (source, o.edit.unwrap_or(self.config.diffusion.edit)) {
-            (None, _) => self.sd.txt2img(u, uncond, noise, sampling, &mut step)?,
-            (Some(img), EditMode::Img2Img { strength }) => {
+        let source = match source {
+            None => return self.sd.start_txt2img(u, uncond, noise, sampling),
+            Some(img) => {
                 let px = side * self.sd.vae_scale();
-                let pixels = rgb_to_tensor(&[img.resize(px, px, Resample::Bicubic)?], &self.device)?;
-                let latents = self.sd.encode_image(pixels)?.mode().mul_scalar(self.sd.vae_config.scaling_factor as f32);
-                self.sd.img2img(u, uncond, latents, noise, strength as f64, sampling, &mut step)?
-            }
-            (Some(img), EditMode::Pix2Pix { image_guidance }) => {
-                let px = side * self.sd.vae_scale();
-                let pixels = rgb_to_tensor(&[img.resize(px, px, Resample::Bicubic)?], &self.device)?;
-                let mut sampling = sampling;
-                sampling.image_guidance = image_guidance;
-                self.sd.pix2pix(u, uncond, pixels, noise, sampling, &mut step)?
+                rgb_to_tensor(&[img.resize(px, px, Resample::Bicubic)?], &self.device)?
             }
         };
-        let images = tensor_to_rgb(self.sd.decode_latents(latents)?)?;
+        match o.edit.unwrap_or(self.config.diffusion.edit) {
+            EditMode::Img2Img { strength } => {
+                let latents = self.sd.encode_image(source)?.mode().mul_scalar(self.sd.vae_config.scaling_factor as f32);
+                self.sd.start_img2img(u, uncond, latents, noise, strength as f64, sampling)
+            }
+            EditMode::Pix2Pix { image_guidance } => {
+                let mut sampling = sampling;
+                sampling.image_guidance = image_guidance;
+                self.sd.start_pix2pix(u, uncond, source, noise, sampling)
+            }
+        }
+    }
+
+    /// Images `[b, 3, H, W]` in `[0, 1]` of latents (a finished run's, or a
+    /// preview of a run in progress), still on the device.
+    pub fn decode(&self, latents: Tensor<4>) -> Result<Tensor<4>> {
+        self.sd.decode_latents(latents)
+    }
+
+    /// Run the remaining steps of `run` (`on_step(done, total)` after each),
+    /// decode and read the image back.
+    fn finish_drawing(&self, run: Denoising<'_>, on_step: &mut dyn FnMut(usize, usize)) -> Result<RgbImage> {
+        let total = run.steps();
+        let latents = run.run(|i, _| on_step(i + 1, total))?;
+        let images = tensor_to_rgb(self.decode(latents)?)?;
         images.into_iter().next().ok_or_else(|| Error::input("latents", "decoded no image"))
     }
 }

@@ -6,7 +6,7 @@
 
 use crate::checkpoint::{FileSource, SubSource, load_weights, read_required};
 use crate::clip_text::{ClipTextConfig, ClipTextModel};
-use crate::diffusion::{denoise, denoise_over, denoise_pix2pix, initial_latents};
+use crate::diffusion::{guided_step, initial_latents, pix2pix_image, pix2pix_step};
 use crate::error::{Error, Result};
 use crate::scheduler::{NoiseSource, Scheduler, SchedulerConfig, SchedulerKind, img2img_timesteps};
 use crate::sd::clip_tokenizer::ClipTokenizer;
@@ -51,6 +51,80 @@ impl Sampling {
     /// `steps` of `scheduler` with text guidance `guidance`.
     pub fn new(steps: usize, scheduler: SchedulerKind, guidance: f32) -> Self {
         Self { steps, scheduler, guidance, image_guidance: 1.5, ancestral_noise: None }
+    }
+}
+
+/// A denoising run taken apart, for callers that act between steps (the
+/// browser reads a preview back and lets an abort in): [`Self::step`] until
+/// [`Self::is_done`], then [`Self::finish`]. [`StableDiffusion::txt2img`] and
+/// its siblings are this run straight through.
+pub struct Denoising<'a> {
+    sd: &'a StableDiffusion,
+    scheduler: Box<dyn Scheduler>,
+    timesteps: Vec<f64>,
+    /// Steps taken so far.
+    done: usize,
+    latents: Tensor<4>,
+    /// The UNet's text conditioning, batched as the guidance needs it.
+    context: Tensor<3>,
+    guidance: f32,
+    /// InstructPix2Pix: the image half of the model input and the image guidance.
+    pix2pix: Option<(Tensor<4>, f32)>,
+}
+
+impl Denoising<'_> {
+    /// How many steps the run has in all (img2img: after the strength cut).
+    pub fn steps(&self) -> usize {
+        self.timesteps.len()
+    }
+
+    /// How many steps are done.
+    pub fn steps_done(&self) -> usize {
+        self.done
+    }
+
+    /// Whether every step is done.
+    pub fn is_done(&self) -> bool {
+        self.done >= self.timesteps.len()
+    }
+
+    /// The current latents `[b, latent, h, w]` (scaled as the UNet sees them).
+    pub fn latents(&self) -> &Tensor<4> {
+        &self.latents
+    }
+
+    /// Take the next step (an error once done); returns the new latents.
+    pub fn step(&mut self) -> Result<&Tensor<4>> {
+        let t = *self
+            .timesteps
+            .get(self.done)
+            .ok_or_else(|| Error::input("step", format!("all {} steps are done", self.timesteps.len())))?;
+        let unet = &self.sd.unet;
+        let context = &self.context;
+        let mut predict = |x: Tensor<4>, t: f64| unet.forward_at(x, t as f32, context.clone());
+        let latents = self.latents.clone();
+        self.latents = match &self.pix2pix {
+            None => guided_step(self.scheduler.as_mut(), t, latents, self.guidance, &mut predict)?,
+            Some((image, image_g)) => {
+                pix2pix_step(self.scheduler.as_mut(), t, latents, image, self.guidance, *image_g, &mut predict)?
+            }
+        };
+        self.done += 1;
+        Ok(&self.latents)
+    }
+
+    /// Run the remaining steps; `on_step(i, latents)` after each (`i` from 0).
+    pub fn run(mut self, mut on_step: impl FnMut(usize, &Tensor<4>)) -> Result<Tensor<4>> {
+        while !self.is_done() {
+            let i = self.done;
+            on_step(i, self.step()?);
+        }
+        Ok(self.finish())
+    }
+
+    /// The latents as they are now (the final ones once [`Self::is_done`]).
+    pub fn finish(self) -> Tensor<4> {
+        self.latents
     }
 }
 
@@ -174,14 +248,35 @@ impl StableDiffusion {
         cond: Tensor<3>,
         uncond: Tensor<3>,
         noise: Tensor<4>,
-        mut sampling: Sampling,
+        sampling: Sampling,
         on_step: impl FnMut(usize, &Tensor<4>),
     ) -> Result<Tensor<4>> {
+        self.start_txt2img(cond, uncond, noise, sampling)?.run(on_step)
+    }
+
+    /// [`Self::txt2img`] taken apart: the denoising, ready for its first step.
+    pub fn start_txt2img(
+        &self,
+        cond: Tensor<3>,
+        uncond: Tensor<3>,
+        noise: Tensor<4>,
+        mut sampling: Sampling,
+    ) -> Result<Denoising<'_>> {
         self.check_inputs(&cond, &uncond, &noise, self.unet_config.in_channels)?;
-        let mut scheduler = self.scheduler(&mut sampling)?;
+        let scheduler = self.scheduler(&mut sampling)?;
         let latents = initial_latents(scheduler.as_ref(), noise);
+        let timesteps = scheduler.timesteps().to_vec();
         let context = self.cfg_context(cond, uncond, sampling.guidance);
-        denoise(scheduler.as_mut(), latents, sampling.guidance, self.predictor(context), on_step)
+        Ok(Denoising {
+            sd: self,
+            scheduler,
+            timesteps,
+            done: 0,
+            latents,
+            context,
+            guidance: sampling.guidance,
+            pix2pix: None,
+        })
     }
 
     /// img2img: noise `image_latents` (`[b, latent, h, w]`, already multiplied
@@ -195,9 +290,22 @@ impl StableDiffusion {
         image_latents: Tensor<4>,
         noise: Tensor<4>,
         strength: f64,
-        mut sampling: Sampling,
+        sampling: Sampling,
         on_step: impl FnMut(usize, &Tensor<4>),
     ) -> Result<Tensor<4>> {
+        self.start_img2img(cond, uncond, image_latents, noise, strength, sampling)?.run(on_step)
+    }
+
+    /// [`Self::img2img`] taken apart: the denoising, ready for its first step.
+    pub fn start_img2img(
+        &self,
+        cond: Tensor<3>,
+        uncond: Tensor<3>,
+        image_latents: Tensor<4>,
+        noise: Tensor<4>,
+        strength: f64,
+        mut sampling: Sampling,
+    ) -> Result<Denoising<'_>> {
         self.check_inputs(&cond, &uncond, &noise, self.unet_config.in_channels)?;
         if image_latents.dims() != noise.dims() {
             return Err(Error::input(
@@ -212,7 +320,16 @@ impl StableDiffusion {
             .ok_or_else(|| Error::input("strength", format!("{strength} leaves no denoising step")))?;
         let latents = scheduler.add_noise(image_latents, noise, first)?;
         let context = self.cfg_context(cond, uncond, sampling.guidance);
-        denoise_over(scheduler.as_mut(), &timesteps, latents, sampling.guidance, self.predictor(context), on_step)
+        Ok(Denoising {
+            sd: self,
+            scheduler,
+            timesteps,
+            done: 0,
+            latents,
+            context,
+            guidance: sampling.guidance,
+            pix2pix: None,
+        })
     }
 
     /// InstructPix2Pix (`StableDiffusionInstructPix2PixPipeline`): edit `image`
@@ -225,9 +342,21 @@ impl StableDiffusion {
         uncond: Tensor<3>,
         image: Tensor<4>,
         noise: Tensor<4>,
-        mut sampling: Sampling,
+        sampling: Sampling,
         on_step: impl FnMut(usize, &Tensor<4>),
     ) -> Result<Tensor<4>> {
+        self.start_pix2pix(cond, uncond, image, noise, sampling)?.run(on_step)
+    }
+
+    /// [`Self::pix2pix`] taken apart: the denoising, ready for its first step.
+    pub fn start_pix2pix(
+        &self,
+        cond: Tensor<3>,
+        uncond: Tensor<3>,
+        image: Tensor<4>,
+        noise: Tensor<4>,
+        mut sampling: Sampling,
+    ) -> Result<Denoising<'_>> {
         let c = self.latent_channels();
         if self.unet_config.in_channels != 2 * c {
             return Err(Error::input(
@@ -241,19 +370,23 @@ impl StableDiffusion {
         }
         self.check_inputs(&cond, &uncond, &noise, c)?;
         let image_latents = self.encode_image(image)?.mode();
-        let mut scheduler = self.scheduler(&mut sampling)?;
+        let scheduler = self.scheduler(&mut sampling)?;
         let latents = initial_latents(scheduler.as_ref(), noise);
-        let cfg = sampling.guidance > 1.0 && sampling.image_guidance >= 1.0;
+        let timesteps = scheduler.timesteps().to_vec();
+        let (text_g, image_g) = (sampling.guidance, sampling.image_guidance);
+        let image = pix2pix_image(&latents, image_latents, text_g, image_g)?;
+        let cfg = text_g > 1.0 && image_g >= 1.0;
         let context = if cfg { Tensor::cat(vec![cond, uncond.clone(), uncond], 0) } else { cond };
-        denoise_pix2pix(
-            scheduler.as_mut(),
+        Ok(Denoising {
+            sd: self,
+            scheduler,
+            timesteps,
+            done: 0,
             latents,
-            image_latents,
-            sampling.guidance,
-            sampling.image_guidance,
-            self.predictor(context),
-            on_step,
-        )
+            context,
+            guidance: text_g,
+            pix2pix: Some((image, image_g)),
+        })
     }
 
     /// The VAE's latent distribution of images `[b, 3, H, W]` in `[0, 1]`
@@ -272,11 +405,6 @@ impl StableDiffusion {
     /// `[uncond; cond]` when guidance is on, else `cond`.
     fn cfg_context(&self, cond: Tensor<3>, uncond: Tensor<3>, guidance: f32) -> Tensor<3> {
         if guidance > 1.0 { Tensor::cat(vec![uncond, cond], 0) } else { cond }
-    }
-
-    /// The noise predictor of the loops: the UNet at scalar timestep `t` with `context`.
-    fn predictor(&self, context: Tensor<3>) -> impl FnMut(Tensor<4>, f64) -> Result<Tensor<4>> + '_ {
-        move |x, t| self.unet.forward_at(x, t as f32, context.clone())
     }
 
     fn check_inputs(&self, cond: &Tensor<3>, uncond: &Tensor<3>, noise: &Tensor<4>, channels: usize) -> Result<()> {

@@ -7,19 +7,31 @@ use burn::tensor::{Device, Tensor, TensorData};
 /// `[b, 3, H, W]` in `[0, 1]` → `b` RGB images, rounding `x * 255` as
 /// diffusers' `numpy_to_pil` does (values outside `[0, 1]` are clamped).
 pub fn tensor_to_rgb(images: Tensor<4>) -> Result<Vec<RgbImage>> {
-    let [b, c, h, w] = images.dims();
+    let bytes = rgb_bytes(images)?;
+    let dims = bytes.dims();
+    rgb_from_data(bytes.into_data(), dims)
+}
+
+/// The device half of [`tensor_to_rgb`]: `[b, 3, H, W]` in `[0, 1]` → `[b, H, W, 3]`
+/// in `[0, 255]`, still on the device (the browser reads it back asynchronously
+/// and hands the data to [`rgb_from_data`]).
+pub fn rgb_bytes(images: Tensor<4>) -> Result<Tensor<4>> {
+    let c = images.dims()[1];
     if c != 3 {
         return Err(Error::input("image", format!("{c} channels; expected 3 (RGB)")));
     }
-    let data: Vec<f32> = images
-        .clamp(0.0, 1.0)
-        .mul_scalar(255.0)
-        .permute([0, 2, 3, 1])
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .map_err(|e| Error::Readback(format!("{e:?}")))?;
+    Ok(images.clamp(0.0, 1.0).mul_scalar(255.0).permute([0, 2, 3, 1]))
+}
+
+/// The host half of [`tensor_to_rgb`]: read-back data of [`rgb_bytes`] (`dims`
+/// `[b, H, W, 3]`) → `b` RGB images.
+pub fn rgb_from_data(data: TensorData, dims: [usize; 4]) -> Result<Vec<RgbImage>> {
+    let [b, h, w, _] = dims;
+    let data: Vec<f32> = data.convert::<f32>().try_into_vec::<f32>().map_err(|e| Error::Readback(format!("{e:?}")))?;
     let plane = h * w * 3;
+    if data.len() != b * plane {
+        return Err(Error::Readback(format!("{} values read back for images {dims:?}", data.len())));
+    }
     (0..b)
         .map(|i| {
             let bytes = data[i * plane..(i + 1) * plane].iter().map(|v| v.round() as u8).collect();
