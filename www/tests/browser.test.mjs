@@ -390,7 +390,7 @@ export { answer, engine, info };
     }
   });
   const gen = await openPage();
-  await step('the default model is the shipped GenLLaVA; it answers about an image', async () => {
+  await step('the default model is the shipped GenLLaVA; it answers a question about a test scene right', async () => {
     await until(gen, '#model-status[data-loaded="genllava-shapes"]');
     assert.equal(await gen.getAttribute('#model-status', 'data-kind'), 'genllava');
     await gen.setInputFiles('#image-file', join(WEB_REF, 'scene.png'));
@@ -400,6 +400,7 @@ export { answer, engine, info };
     assert.match(got.prompt, /^\[I2T\]USER: <image>\nWhat colour is the square\? ASSISTANT:$/);
     assert.ok(got.ids.length > 0 && got.text.trim().length > 0, `no answer: ${JSON.stringify(got)}`);
     console.log(`  genllava-shapes answers "What colour is the square?" (an orange square): "${got.text.trim()}"`);
+    assert.equal(got.text.trim(), 'orange', 'the shipped model must answer the question about the test scene right');
   });
   await step('text-to-image (WebGPU): a preview per step, the native CLI\'s picture, downloadable', async () => {
     const c = cases.generate;
