@@ -92,15 +92,22 @@ export class GenllavaClient extends EventTarget {
   /**
    * Answer a conversation. `turns`: `[{role, text}]`, the first user text starting with
    * `<image>\n` when `image` (PNG/JPEG bytes) is given. `onToken(delta, id)` streams.
-   * Resolves to `{text, ids, prompt, first_token_ms, total_ms, aborted}`.
+   * Resolves to `{text, ids, prompt, first_token_ms, total_ms, aborted, picture}`: a GenLLaVA model
+   * may choose to draw (its answer ends in [SOI]); `picture` is then drawn with `imageOptions`,
+   * previews going to `onStep`, and looks like `generate`'s result (else null).
    */
-  chat({ turns, prompt, image = null, format = 'vicuna', system = false, options = {}, onToken = null }) {
+  async chat({
+    turns, prompt, image = null, format = 'vicuna', system = false, options = {}, onToken = null,
+    imageOptions = {}, onStep = null,
+  }) {
     const img = image ? image.slice(0) : null;
-    return this.#request(
-      { type: 'chat', turns, prompt, image: img, format, system, options },
+    const done = await this.#request(
+      { type: 'chat', turns, prompt, image: img, format, system, options, image_options: imageOptions },
       img ? [img] : [],
       onToken,
+      onStep,
     );
+    return { ...done, picture: done.picture ? imageResult(done.picture) : null };
   }
 
   /**
