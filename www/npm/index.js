@@ -158,6 +158,7 @@ form { display: grid; grid-template-columns: 1fr auto; gap: 6px; padding: 8px 10
 textarea { font: inherit; resize: vertical; grid-column: 1 / -1; }
 .row { display: flex; gap: 6px; align-items: center; }
 img { max-height: 48px; image-rendering: pixelated; }
+img.picture { display: block; max-height: none; width: 128px; height: 128px; }
 `;
 
 /**
@@ -308,6 +309,14 @@ export class GenllavaChat extends HTMLElement {
         },
       });
       el.textContent = done.text;
+      if (done.picture) {
+        // A GenLLaVA model chose to draw: its picture is the answer.
+        const img = document.createElement('img');
+        img.className = 'picture';
+        img.alt = `drawn: ${question}`;
+        img.src = URL.createObjectURL(done.picture.png);
+        el.append(img);
+      }
       el.dataset.ids = JSON.stringify(done.ids);
       el.dataset.prompt = done.prompt;
       el.dataset.state = done.aborted ? 'aborted' : 'done';
