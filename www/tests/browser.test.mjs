@@ -386,6 +386,27 @@ export { answer, edited, engine, info };
           p !== '/favicon.ico');
         assert.deepEqual([...new Set(others)], ['/']);
         await widget.context().close();
+
+        // With a GenLLaVA folder (all its files named), the widget's answer may be a picture:
+        // asked with the generation template, the shipped model answers [SOI] and draws.
+        const gen = JSON.parse(readFileSync(join(WWW, 'models/index.json'), 'utf8')).find((m) => m.id === 'genllava-shapes');
+        cpSync(join(WWW, gen.path), join(site, 'models/genllava-shapes'), { recursive: true });
+        writeFileSync(join(site, 'draw.html'), `<!doctype html>\n<meta charset="utf-8">\n<title>Drawing</title>\n` +
+          `<script type="module" src="node_modules/genllava-chat/index.js"></script>\n` +
+          `<genllava-chat model="models/genllava-shapes/" backend="cpu" files="${gen.files.join(' ')}"></genllava-chat>`);
+        const drawer = await openPage('draw.html', own);
+        await drawer.locator('genllava-chat[state="ready"]').waitFor();
+        await drawer.fill('genllava-chat textarea', `Generate an image with the following description. ${cases.generate.prompt}`);
+        await drawer.press('genllava-chat textarea', 'Enter');
+        const drawn = drawer.locator('genllava-chat .msg.assistant[data-state]');
+        await drawn.waitFor();
+        const { soi } = JSON.parse(readFileSync(join(WWW, gen.path, 'genllava.json'), 'utf8')).task_tokens;
+        assert.deepEqual(JSON.parse(await drawn.getAttribute('data-ids')).slice(-1), [soi]);
+        assert.equal(await drawn.locator('img.picture').evaluate(async (img) => {
+          await img.decode();
+          return `${img.naturalWidth}×${img.naturalHeight}`;
+        }), '32×32');
+        await drawer.context().close();
       } finally {
         siteServer.closeAllConnections();
         siteServer.close();
