@@ -305,6 +305,8 @@ function imageOptions(mode) {
 }
 
 function onStep(m) {
+  // A chat answer that starts with [SOI] is drawn: its message gets a picture area.
+  if (!state.drawing && state.chatting?.id === m.id) state.drawing = pictureArea(state.chatting.el, m.id, 'drawing', 'chat');
   const d = state.drawing;
   if (!d || d.id !== m.id) return;
   d.previews += 1;
@@ -315,23 +317,65 @@ function onStep(m) {
   d.el.dataset.previews = d.previews;
 }
 
+/** A caption and a preview canvas in the message `el`, filled by onStep. */
+function pictureArea(el, id, verb, kind) {
+  el.classList.add('picture');
+  el.dataset.kind = kind;
+  const caption = document.createElement('div');
+  caption.className = 'caption';
+  caption.textContent = `${verb}…`;
+  const canvas = document.createElement('canvas');
+  canvas.setAttribute('aria-label', 'step preview');
+  el.append(caption, canvas);
+  return { id, el, canvas, caption, verb, previews: 0 };
+}
+
+/**
+ * Show the finished picture `done` (a drawing's result) in its area `d` instead of the preview,
+ * with a download link and the evaluator's reading; it becomes the current image.
+ */
+async function showPicture(d, done, text, wanted) {
+  const { el, canvas, caption } = d;
+  state.drawn += 1;
+  const name = `genllava-${state.drawn}-${el.dataset.kind}.png`;
+  const blob = new Blob([done.png], { type: 'image/png' });
+  const url = URL.createObjectURL(blob);
+  const img = new Image();
+  img.src = url;
+  img.alt = `${el.dataset.kind === 'edit' ? 'edited' : 'drawn'}: ${text}`;
+  await img.decode();
+  const link = document.createElement('a');
+  link.href = url;
+  link.download = name;
+  link.textContent = `Download ${name}`;
+  const row = document.createElement('div');
+  row.className = 'row';
+  row.append(link);
+  canvas.replaceWith(img);
+  el.append(row);
+  caption.textContent = `${done.aborted ? 'stopped at' : 'done:'} step ${done.steps_done}/${done.steps} · ` +
+    `${done.width}×${done.height} · ${(done.total_ms / 1000).toFixed(2)} s`;
+  Object.assign(el.dataset, {
+    state: done.aborted ? 'aborted' : 'done', previews: d.previews, steps: done.steps, stepsDone: done.steps_done,
+    pictureMs: done.total_ms.toFixed(0), firstStepMs: done.first_step_ms?.toFixed(0) ?? '', name,
+  });
+  $('stats').textContent = `${done.steps_done} steps · ${(done.total_ms / 1000).toFixed(2)} s/image · ` +
+    `${(done.total_ms / Math.max(done.steps_done, 1)).toFixed(0)} ms/step (preview included)${done.aborted ? ' · stopped' : ''}`;
+  await evaluate(el, caption, done.png, wanted);
+  await setImage(blob, name, true);
+  addMessage('note', `${name} is now the current image: ask about it, or /edit it`);
+}
+
 /** Draw (`imagine`) or edit the current image; the result becomes the current image. */
 async function draw(mode, text, raw) {
   if (state.info?.kind !== 'genllava') return showError(`${state.loaded} cannot draw: load a GenLLaVA model.`);
   if (mode === 'edit' && !state.image) return showError('There is no image to edit: draw one, or pick, drop or paste one.');
   clearError();
   addMessage('user', mode === 'edit' ? `Edit: ${text}` : `Imagine: ${text}`);
-  const el = addMessage('assistant picture streaming', '');
-  el.dataset.kind = mode === 'edit' ? 'edit' : 'generate';
-  const caption = document.createElement('div');
-  caption.className = 'caption';
-  const canvas = document.createElement('canvas');
-  canvas.setAttribute('aria-label', 'step preview');
-  el.append(caption, canvas);
-  const verb = mode === 'edit' ? 'editing' : 'drawing';
-  caption.textContent = `${verb}…`;
+  const el = addMessage('assistant streaming', '');
   const id = state.nextId;
-  state.drawing = { id, el, canvas, caption, verb, previews: 0 };
+  const d = pictureArea(el, id, mode === 'edit' ? 'editing' : 'drawing', mode === 'edit' ? 'edit' : 'generate');
+  state.drawing = d;
   $('question').value = '';
   setBusy(true, true);
   try {
@@ -339,34 +383,8 @@ async function draw(mode, text, raw) {
       ? { type: 'edit', image: state.image.bytes.slice(0), instruction: text, options: imageOptions('edit') }
       : { type: 'generate', prompt: text, options: imageOptions('imagine') };
     const done = await request(msg, msg.image ? [msg.image] : []);
-    state.drawn += 1;
-    const name = `genllava-${state.drawn}-${el.dataset.kind}.png`;
-    const blob = new Blob([done.png], { type: 'image/png' });
-    const url = URL.createObjectURL(blob);
-    const img = new Image();
-    img.src = url;
-    img.alt = `${mode === 'edit' ? 'edited' : 'drawn'}: ${text}`;
-    await img.decode();
-    const link = document.createElement('a');
-    link.href = url;
-    link.download = name;
-    link.textContent = `Download ${name}`;
-    const row = document.createElement('div');
-    row.className = 'row';
-    row.append(link);
-    canvas.replaceWith(img);
-    el.append(row);
-    caption.textContent = `${done.aborted ? 'stopped at' : 'done:'} step ${done.steps_done}/${done.steps} · ` +
-      `${done.width}×${done.height} · ${(done.total_ms / 1000).toFixed(2)} s`;
-    Object.assign(el.dataset, {
-      state: done.aborted ? 'aborted' : 'done', steps: done.steps, stepsDone: done.steps_done,
-      totalMs: done.total_ms.toFixed(0), firstStepMs: done.first_step_ms?.toFixed(0) ?? '', name,
-    });
-    $('stats').textContent = `${done.steps_done} steps · ${(done.total_ms / 1000).toFixed(2)} s/image · ` +
-      `${(done.total_ms / Math.max(done.steps_done, 1)).toFixed(0)} ms/step (preview included)${done.aborted ? ' · stopped' : ''}`;
-    await evaluate(el, caption, done.png, mode === 'edit' ? null : text);
-    await setImage(blob, name, true);
-    addMessage('note', `${name} is now the current image: ask about it, or /edit it`);
+    el.dataset.totalMs = done.total_ms.toFixed(0);
+    await showPicture(d, done, text, mode === 'edit' ? null : text);
   } catch (err) {
     el.remove();
     showError(`No image: ${err.message}`);
@@ -413,20 +431,25 @@ async function ask(question) {
   try {
     const image = state.image && turns.some((t) => t.text.includes('<image>')) ? state.image.bytes.slice(0) : null;
     const done = await request(
-      { type: 'chat', turns, format: $('format').value, system: $('system').checked, image, options: options() },
+      { type: 'chat', turns, format: $('format').value, system: $('system').checked, image, options: options(),
+        image_options: imageOptions('imagine') },
       image ? [image] : [],
     );
-    el.textContent = done.text;
+    if (!done.picture) el.textContent = done.text;
     el.dataset.ids = JSON.stringify(done.ids);
     el.dataset.prompt = done.prompt;
     el.dataset.totalMs = done.total_ms.toFixed(0);
     el.dataset.firstTokenMs = done.first_token_ms?.toFixed(0) ?? '';
-    el.dataset.state = done.aborted ? 'aborted' : 'done';
     state.turns = [...turns, { role: 'assistant', text: done.text }];
     const secs = done.total_ms / 1000;
     $('stats').textContent = `${done.ids.length} tokens · first token ${done.first_token_ms?.toFixed(0) ?? '–'} ms · ` +
       `${(done.ids.length / secs).toFixed(1)} tokens/s${done.aborted ? ' · stopped' : ''}`;
     $('stats').dataset.firstTokenMs = done.first_token_ms ?? '';
+    if (done.picture) {
+      // The model answered [SOI]: the picture it drew (state.drawing exists after the first step).
+      await showPicture(state.drawing ?? pictureArea(el, id, 'drawing', 'chat'), done.picture, question, null);
+    }
+    el.dataset.state = done.aborted ? 'aborted' : 'done';
   } catch (err) {
     el.remove();
     showError(`No answer: ${err.message}`);
@@ -435,6 +458,7 @@ async function ask(question) {
   } finally {
     el.classList.remove('streaming');
     state.chatting = null;
+    state.drawing = null;
     setBusy(false);
   }
 }

@@ -4,6 +4,7 @@
 //   {type: 'load', id, label, buffers: {name: ArrayBuffer}} files the user picked
 //   {type: 'chat', id, turns, format, system, image: ArrayBuffer|null, options}
 //   {type: 'chat', id, prompt, image, options}            a prompt taken as written
+//        (+ image_options: a GenLLaVA answer that starts with [SOI] is drawn with them)
 //   {type: 'check-image', id, image: ArrayBuffer}         format and size, from the header
 //   {type: 'generate', id, prompt, options}               draw (GenLLaVA models): options
 //                                                          {steps, guidance, seed, scheduler}
@@ -17,7 +18,8 @@
 //   {type: 'token', id, text, token}
 //   {type: 'step', id, step, total, rgba: ArrayBuffer, width, height}   a preview per denoising step
 //   {type: 'done', id, kind: 'load', info} | {type: 'done', id, kind: 'chat', text, ids, prompt,
-//                                            first_token_ms, total_ms, aborted}
+//                                            first_token_ms, total_ms, aborted, picture}
+//        picture: null, or (the model answered [SOI]) what a drawing's 'done' carries, below
 //                                          | {type: 'done', id, kind: 'check-image', width, height}
 //                                          | {type: 'done', id, kind: 'generate'|'edit', png: ArrayBuffer,
 //                                             rgba: ArrayBuffer, width, height, steps, steps_done,
@@ -94,33 +96,42 @@ async function chat(msg) {
     ids.push(token);
     post({ type: 'token', id: msg.id, text: delta, token });
   });
+  const total = performance.now() - t0;
+  // A GenLLaVA model that answers with [SOI] chose to draw: the head and the decoder follow.
+  let picture = null;
+  if (!aborted && ids.length && ids.at(-1) === engine.soi_token()) {
+    picture = await drawing(msg.id, (onStep) =>
+      engine.draw_reply(prompt, Uint32Array.from(ids), image, msg.image_options ?? {}, onStep));
+  }
   post({
     type: 'done', id: msg.id, kind: 'chat', text, ids, prompt,
-    first_token_ms: first, total_ms: performance.now() - t0, aborted,
-  });
+    first_token_ms: first, total_ms: total, aborted: aborted || !!picture?.aborted, picture,
+  }, picture ? [picture.png, picture.rgba] : []);
 }
 
-async function draw(msg) {
+/** Run `start(onStep)` (a drawing of the engine), posting a preview per step; the result's buffers. */
+async function drawing(id, start) {
   const t0 = performance.now();
   let first = null;
   let previews = 0;
-  const onStep = (step, total, rgba, width, height) => {
+  const out = await start((step, total, rgba, width, height) => {
     if (first === null) first = performance.now() - t0;
     previews += 1;
     const buf = rgba.buffer;
-    post({ type: 'step', id: msg.id, step, total, rgba: buf, width, height }, [buf]);
+    post({ type: 'step', id, step, total, rgba: buf, width, height }, [buf]);
+  });
+  return {
+    png: out.png.buffer, rgba: out.rgba.buffer, width: out.width, height: out.height, steps: out.steps,
+    steps_done: out.steps_done, previews, aborted: out.aborted, first_step_ms: first, total_ms: performance.now() - t0,
   };
+}
+
+async function draw(msg) {
   const options = msg.options ?? {};
-  const out = msg.type === 'edit'
-    ? await engine.edit(new Uint8Array(msg.image), msg.instruction, options, onStep)
-    : await engine.generate(msg.prompt, options, onStep);
-  const png = out.png.buffer;
-  const rgba = out.rgba.buffer;
-  post({
-    type: 'done', id: msg.id, kind: msg.type, png, rgba, width: out.width, height: out.height,
-    steps: out.steps, steps_done: out.steps_done, previews, aborted: out.aborted,
-    first_step_ms: first, total_ms: performance.now() - t0,
-  }, [png, rgba]);
+  const out = await drawing(msg.id, (onStep) => (msg.type === 'edit'
+    ? engine.edit(new Uint8Array(msg.image), msg.instruction, options, onStep)
+    : engine.generate(msg.prompt, options, onStep)));
+  post({ type: 'done', id: msg.id, kind: msg.type, ...out }, [out.png, out.rgba]);
 }
 
 self.onmessage = async (e) => {

@@ -26,6 +26,9 @@ pub enum Task {
     Generate { prompt: String },
     /// An edit of `image` (PNG/JPEG bytes) as `instruction` says.
     Edit { image: Vec<u8>, instruction: String },
+    /// The picture of a chat answer `ids` that ended in `[SOI]` after `prompt`
+    /// (about `image`, PNG/JPEG bytes, when the prompt has `<image>`).
+    Reply { prompt: String, ids: Vec<u32>, image: Option<Vec<u8>> },
 }
 
 /// One drawing run, owning what it needs across `await`s.
@@ -51,18 +54,23 @@ impl Drawing {
             JsError::new("the loaded model cannot draw: it is a LLaVA model (no genllava.json, gen_head/ and sd/)")
         })?;
         let options = req.resolve(&g.config.diffusion).map_err(|e| JsError::new(&e))?;
-        let source = match task {
+        let bytes = match task {
             Task::Generate { .. } => None,
-            Task::Edit { image, .. } => {
-                check_image(image).map_err(|e| JsError::new(&format!("image: {e}")))?;
-                Some(RgbImage::decode(image).map_err(err)?)
+            Task::Edit { image, .. } => Some(image),
+            Task::Reply { image, .. } => image.as_ref(),
+        };
+        let source = match bytes {
+            None => None,
+            Some(bytes) => {
+                check_image(bytes).map_err(|e| JsError::new(&format!("image: {e}")))?;
+                Some(RgbImage::decode(bytes).map_err(err)?)
             }
         };
         let mut run = match (task, &source) {
+            (Task::Generate { prompt }, _) => g.start_generate(prompt, &options),
             (Task::Edit { instruction, .. }, Some(image)) => g.start_edit(image, instruction, &options),
-            (Task::Generate { prompt }, _) | (Task::Edit { instruction: prompt, .. }, None) => {
-                g.start_generate(prompt, &options)
-            }
+            (Task::Edit { .. }, None) => return Err(JsError::new("an edit needs an image")),
+            (Task::Reply { prompt, ids, .. }, image) => g.start_reply_drawing(prompt, ids, image.as_ref(), &options),
         }
         .map_err(err)?;
         let total = run.steps();

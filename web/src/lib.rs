@@ -186,6 +186,26 @@ impl Engine {
         self.draw(Task::Edit { image: image.to_vec(), instruction }, options, on_step)
     }
 
+    /// The `[SOI]` id of a GenLLaVA model (none for LLaVA, or without a model):
+    /// a chat answer that ends in it is the model's choice to draw (see [`Self::draw_reply`]).
+    pub fn soi_token(&self) -> Option<u32> {
+        self.model.borrow().as_ref().and_then(|m| m.genllava()).map(|g| g.config.task_tokens.soi)
+    }
+
+    /// Draw the picture a GenLLaVA model chose in chat: `ids`, the answer of
+    /// [`Self::chat`] to `prompt` (about `image`), ended in [`Self::soi_token`].
+    /// `options` and `on_step` as for [`Self::generate`].
+    pub fn draw_reply(
+        &self,
+        prompt: String,
+        ids: Vec<u32>,
+        image: Option<Uint8Array>,
+        options: JsValue,
+        on_step: Function,
+    ) -> Promise {
+        self.draw(Task::Reply { prompt, ids, image: image.map(|a| a.to_vec()) }, options, on_step)
+    }
+
     fn draw(&self, task: Task, options: JsValue, on_step: Function) -> Promise {
         let (model, req) = match self.begin().and_then(|m| Ok((m, js::image_options(&options)?))) {
             Ok(v) => v,
@@ -280,6 +300,8 @@ impl Chat {
         let lm = &ckpt.model.language_model;
         let mut cache = ckpt.model.new_cache(&ckpt.config, &self.device);
         let eos = ckpt.config.text_config.eos_token_ids();
+        // A GenLLaVA model's answer ends where it chooses to draw.
+        let soi = m.genllava().map(|g| g.config.task_tokens.soi);
         let sampling = opts.sampling();
         let mut generator = Generator::new(&text_ids, &eos, &sampling);
         let mut stream = StreamDecoder::default();
@@ -294,13 +316,14 @@ impl Chat {
                 .await
                 .map_err(|e| JsError::new(&format!("reading the logits back failed: {e:?}")))?;
             let id = generator.choose(&logits_vec(data).map_err(err)?).id;
-            let delta = if eos.contains(&id) { None } else { stream.push(tokenizer, id).map_err(err)? };
+            let delta =
+                if eos.contains(&id) || soi == Some(id) { None } else { stream.push(tokenizer, id).map_err(err)? };
             let delta = delta.unwrap_or_default();
             text.push_str(&delta);
             on_token
                 .call2(&JsValue::NULL, &JsValue::from_str(&delta), &JsValue::from(id))
                 .map_err(|e| JsError::new(&format!("on_token failed: {}", js::describe(&e))))?;
-            if generator.done() || self.abort.get() {
+            if generator.done() || self.abort.get() || soi == Some(id) {
                 return Ok(text);
             }
             if self.yield_each_token {

@@ -9,19 +9,20 @@ use genllava::pipeline::GenLlava;
 use genllava::template::{self, ChatFormat, Turn};
 use genllava::tokenizer::{I2T, TextTokenizer};
 
-/// A loaded model.
+/// A loaded model. (Built once and held behind an `Rc`: the variants' sizes do not matter.)
+#[allow(clippy::large_enum_variant)]
 pub enum Model {
     /// A LLaVA folder: checkpoint, tokenizer and image processor.
     Llava { ckpt: LlavaCheckpoint, tokenizer: TextTokenizer, processor: Option<ImageProcessorConfig> },
     /// A GenLLaVA folder (`genllava.json`, `gen_head/`, `sd/` besides the LLaVA files).
-    GenLlava(Box<GenLlava>),
+    GenLlava(GenLlava),
 }
 
 impl Model {
     /// Load the model in `src`: a GenLLaVA when it has `genllava.json`, else a LLaVA.
     pub fn load(src: &MemorySource, device: &Device) -> genllava::Result<Self> {
         if src.read("genllava.json")?.is_some() {
-            return Ok(Model::GenLlava(Box::new(GenLlava::load(src, device)?)));
+            return Ok(Model::GenLlava(GenLlava::load(src, device)?));
         }
         let tokenizer = TextTokenizer::from_bytes(&checkpoint::read_required(src, "tokenizer.json")?)?;
         let processor = load_image_processor(src)?;

@@ -41,13 +41,13 @@ export interface StepPreview {
   total: number;
   width: number;
   height: number;
-  rgba: Uint8ClampedArray;
+  rgba: Uint8ClampedArray<ArrayBuffer>;
 }
 
 /** A finished (or stopped) drawing. */
 export interface ImageResult {
   png: Blob;
-  rgba: Uint8ClampedArray;
+  rgba: Uint8ClampedArray<ArrayBuffer>;
   width: number;
   height: number;
   /** Denoising steps of the run (an edit runs `strength × steps`). */
@@ -97,6 +97,8 @@ export interface ChatResult {
   first_token_ms: number | null;
   total_ms: number;
   aborted: boolean;
+  /** The picture a GenLLaVA model chose to draw (its answer ended in [SOI]), else null. */
+  picture: ImageResult | null;
 }
 
 export interface ChatRequest {
@@ -111,6 +113,9 @@ export interface ChatRequest {
   system?: boolean;
   options?: ChatOptions;
   onToken?: ((delta: string, id: number) => void) | null;
+  /** How a GenLLaVA model draws when it answers with a picture. */
+  imageOptions?: ImageOptions;
+  onStep?: ((preview: StepPreview) => void) | null;
 }
 
 export interface LoadRequest {

@@ -92,15 +92,22 @@ export class GenllavaClient extends EventTarget {
   /**
    * Answer a conversation. `turns`: `[{role, text}]`, the first user text starting with
    * `<image>\n` when `image` (PNG/JPEG bytes) is given. `onToken(delta, id)` streams.
-   * Resolves to `{text, ids, prompt, first_token_ms, total_ms, aborted}`.
+   * Resolves to `{text, ids, prompt, first_token_ms, total_ms, aborted, picture}`: a GenLLaVA model
+   * may choose to draw (its answer ends in [SOI]); `picture` is then drawn with `imageOptions`,
+   * previews going to `onStep`, and looks like `generate`'s result (else null).
    */
-  chat({ turns, prompt, image = null, format = 'vicuna', system = false, options = {}, onToken = null }) {
+  async chat({
+    turns, prompt, image = null, format = 'vicuna', system = false, options = {}, onToken = null,
+    imageOptions = {}, onStep = null,
+  }) {
     const img = image ? image.slice(0) : null;
-    return this.#request(
-      { type: 'chat', turns, prompt, image: img, format, system, options },
+    const done = await this.#request(
+      { type: 'chat', turns, prompt, image: img, format, system, options, image_options: imageOptions },
       img ? [img] : [],
       onToken,
+      onStep,
     );
+    return { ...done, picture: done.picture ? imageResult(done.picture) : null };
   }
 
   /**
@@ -151,6 +158,7 @@ form { display: grid; grid-template-columns: 1fr auto; gap: 6px; padding: 8px 10
 textarea { font: inherit; resize: vertical; grid-column: 1 / -1; }
 .row { display: flex; gap: 6px; align-items: center; }
 img { max-height: 48px; image-rendering: pixelated; }
+img.picture { display: block; max-height: none; width: 128px; height: 128px; }
 `;
 
 /**
@@ -301,6 +309,14 @@ export class GenllavaChat extends HTMLElement {
         },
       });
       el.textContent = done.text;
+      if (done.picture) {
+        // A GenLLaVA model chose to draw: its picture is the answer.
+        const img = document.createElement('img');
+        img.className = 'picture';
+        img.alt = `drawn: ${question}`;
+        img.src = URL.createObjectURL(done.picture.png);
+        el.append(img);
+      }
       el.dataset.ids = JSON.stringify(done.ids);
       el.dataset.prompt = done.prompt;
       el.dataset.state = done.aborted ? 'aborted' : 'done';

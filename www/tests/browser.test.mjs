@@ -327,7 +327,7 @@ try {
       // The types: a consumer type-checks strictly, and a wrong option type is caught.
       writeFileSync(join(site, 'check.ts'), `
 import { DEFAULT_MODEL_FILES, Engine, GenllavaChat, GenllavaClient, init } from 'genllava-chat';
-import type { ChatResult, ModelInfo } from 'genllava-chat';
+import type { ChatResult, ImageResult, ModelInfo, StepPreview } from 'genllava-chat';
 const client = new GenllavaClient({ preferWebgpu: false });
 const info: Promise<ModelInfo> = client.load({ url: 'models/x/', files: [...DEFAULT_MODEL_FILES] });
 const answer: Promise<ChatResult> = client.chat({ turns: [{ role: 'user', text: 'hi' }], options: { max_new_tokens: 4 } });
@@ -336,7 +336,12 @@ el.addEventListener('genllava-answer', (e) => console.log(e.detail.ids.length, e
 const engine: Promise<Engine> = init().then(() => Engine.create(true));
 // @ts-expect-error: temperature is a number
 client.chat({ options: { temperature: 'hot' } });
-export { answer, engine, info };
+const onStep = (p: StepPreview) => new ImageData(p.rgba, p.width, p.height);
+const picture: Promise<ImageResult> = client.generate({ prompt: 'a red circle', options: { steps: 4, seed: 1 }, onStep });
+const edited = picture.then(async (p) => client.edit({ image: await p.png.arrayBuffer(), instruction: 'make it blue' }));
+// @ts-expect-error: no such scheduler
+client.generate({ prompt: 'x', options: { scheduler: 'lms' } });
+export { answer, edited, engine, info };
 `);
       run(process.execPath, [join(WWW, 'tests/node_modules/typescript/bin/tsc'), '--noEmit', '--strict',
         '--target', 'es2022', '--module', 'esnext', '--moduleResolution', 'bundler', '--lib', 'esnext,dom', 'check.ts'], site);
@@ -381,6 +386,27 @@ export { answer, engine, info };
           p !== '/favicon.ico');
         assert.deepEqual([...new Set(others)], ['/']);
         await widget.context().close();
+
+        // With a GenLLaVA folder (all its files named), the widget's answer may be a picture:
+        // asked with the generation template, the shipped model answers [SOI] and draws.
+        const gen = JSON.parse(readFileSync(join(WWW, 'models/index.json'), 'utf8')).find((m) => m.id === 'genllava-shapes');
+        cpSync(join(WWW, gen.path), join(site, 'models/genllava-shapes'), { recursive: true });
+        writeFileSync(join(site, 'draw.html'), `<!doctype html>\n<meta charset="utf-8">\n<title>Drawing</title>\n` +
+          `<script type="module" src="node_modules/genllava-chat/index.js"></script>\n` +
+          `<genllava-chat model="models/genllava-shapes/" backend="cpu" files="${gen.files.join(' ')}"></genllava-chat>`);
+        const drawer = await openPage('draw.html', own);
+        await drawer.locator('genllava-chat[state="ready"]').waitFor();
+        await drawer.fill('genllava-chat textarea', `Generate an image with the following description. ${cases.generate.prompt}`);
+        await drawer.press('genllava-chat textarea', 'Enter');
+        const drawn = drawer.locator('genllava-chat .msg.assistant[data-state]');
+        await drawn.waitFor();
+        const { soi } = JSON.parse(readFileSync(join(WWW, gen.path, 'genllava.json'), 'utf8')).task_tokens;
+        assert.deepEqual(JSON.parse(await drawn.getAttribute('data-ids')).slice(-1), [soi]);
+        assert.equal(await drawn.locator('img.picture').evaluate(async (img) => {
+          await img.decode();
+          return `${img.naturalWidth}×${img.naturalHeight}`;
+        }), '32×32');
+        await drawer.context().close();
       } finally {
         siteServer.closeAllConnections();
         siteServer.close();
@@ -445,7 +471,7 @@ export { answer, engine, info };
     assert.ok(diff.mad <= MAX_MAD, `the browser's edit differs from the native one: ${JSON.stringify(diff)}`);
     await gen.context().close();
   });
-  await step('the CPU path (?backend=cpu) draws the native picture too; Stop ends a drawing', async () => {
+  await step('the CPU path (?backend=cpu) draws the native picture too; Stop ends a drawing; chat may draw', async () => {
     const cpu = await openPage('?backend=cpu');
     await cpu.locator('#backend[data-backend="cpu"]').waitFor();
     await until(cpu, '#model-status[data-loaded="genllava-shapes"]');
@@ -468,6 +494,23 @@ export { answer, engine, info };
     await stopped.waitFor({ timeout: 30_000 });
     assert.equal(await stopped.getAttribute('data-state'), 'aborted');
     assert.ok(Number(await stopped.getAttribute('data-steps-done')) < 500);
+
+    // In free chat the model itself chooses to draw: asked with the generation template, it
+    // answers [SOI], and the head and the decoder draw the picture into the answer.
+    await cpu.fill('#steps', String(c.steps));
+    await cpu.click('#clear-image');
+    await cpu.click('#new-chat');
+    await cpu.fill('#max-tokens', '8');
+    await cpu.fill('#question', `Generate an image with the following description. ${c.prompt}`);
+    await cpu.press('#question', 'Enter');
+    const reply = cpu.locator('.msg.assistant[data-state]').last();
+    await reply.waitFor();
+    const { soi } = JSON.parse(readFileSync(join(ROOT, 'train-native/assets/genllava-shapes/genllava.json'), 'utf8')).task_tokens;
+    assert.deepEqual(JSON.parse(await reply.getAttribute('data-ids')).slice(-1), [soi]);
+    assert.equal(await reply.getAttribute('data-kind'), 'chat');
+    assert.equal(Number(await reply.getAttribute('data-previews')), c.steps);
+    assert.equal(await reply.locator('img').evaluate((img) => `${img.naturalWidth}×${img.naturalHeight}`), '32×32');
+    console.log(`  chat drew; the evaluator reads "${await reply.getAttribute('data-evaluator-scene')}"`);
     await cpu.context().close();
   });
   await step('the request guard sees and refuses foreign requests (page, worker, image)', async () => {

@@ -123,13 +123,31 @@ impl GenLlava {
         if answer.ids().last() != Some(&soi) {
             return Ok(Reply { answer, image: None });
         }
-        let mut ids = self.prompt_ids(&prompt)?;
-        ids.extend(answer.ids());
+        let run = self.start_reply_drawing(&prompt, &answer.ids(), image, image_options)?;
+        let drawn = self.finish_drawing(run, on_step)?;
+        Ok(Reply { answer, image: Some(drawn) })
+    }
+
+    /// The drawing of a chat answer: `answer_ids` ended in `[SOI]` after
+    /// `prompt` (the understanding prompt [`Self::chat`] renders, `<image>` for
+    /// `image`). The model is teacher-forced through the `[IMG]` tokens and the
+    /// head's `U` conditions the decoder; step the returned run, then decode.
+    pub fn start_reply_drawing(
+        &self,
+        prompt: &str,
+        answer_ids: &[u32],
+        image: Option<&RgbImage>,
+        options: &ImageOptions,
+    ) -> Result<Denoising<'_>> {
+        if answer_ids.last() != Some(&self.config.task_tokens.soi) {
+            return Err(Error::input("answer", "it does not end in [SOI]: the model did not choose to draw"));
+        }
+        let mut ids = self.prompt_ids(prompt)?;
+        ids.extend(answer_ids);
         ids.extend(&self.config.task_tokens.img);
         let source = image.map(|i| self.features(i)).transpose()?;
         let u = self.condition(&ids, source)?;
-        let drawn = self.finish_drawing(self.start_draw(u, None, image_options)?, on_step)?;
-        Ok(Reply { answer, image: Some(drawn) })
+        self.start_draw(u, None, options)
     }
 
     /// Text-to-image with the paper's generation template.

@@ -267,16 +267,7 @@ impl StableDiffusion {
         let latents = initial_latents(scheduler.as_ref(), noise);
         let timesteps = scheduler.timesteps().to_vec();
         let context = self.cfg_context(cond, uncond, sampling.guidance);
-        Ok(Denoising {
-            sd: self,
-            scheduler,
-            timesteps,
-            done: 0,
-            latents,
-            context,
-            guidance: sampling.guidance,
-            pix2pix: None,
-        })
+        Ok(self.denoising(scheduler, timesteps, latents, context, sampling.guidance))
     }
 
     /// img2img: noise `image_latents` (`[b, latent, h, w]`, already multiplied
@@ -320,16 +311,7 @@ impl StableDiffusion {
             .ok_or_else(|| Error::input("strength", format!("{strength} leaves no denoising step")))?;
         let latents = scheduler.add_noise(image_latents, noise, first)?;
         let context = self.cfg_context(cond, uncond, sampling.guidance);
-        Ok(Denoising {
-            sd: self,
-            scheduler,
-            timesteps,
-            done: 0,
-            latents,
-            context,
-            guidance: sampling.guidance,
-            pix2pix: None,
-        })
+        Ok(self.denoising(scheduler, timesteps, latents, context, sampling.guidance))
     }
 
     /// InstructPix2Pix (`StableDiffusionInstructPix2PixPipeline`): edit `image`
@@ -378,14 +360,8 @@ impl StableDiffusion {
         let cfg = text_g > 1.0 && image_g >= 1.0;
         let context = if cfg { Tensor::cat(vec![cond, uncond.clone(), uncond], 0) } else { cond };
         Ok(Denoising {
-            sd: self,
-            scheduler,
-            timesteps,
-            done: 0,
-            latents,
-            context,
-            guidance: text_g,
             pix2pix: Some((image, image_g)),
+            ..self.denoising(scheduler, timesteps, latents, context, text_g)
         })
     }
 
@@ -400,6 +376,18 @@ impl StableDiffusion {
     pub fn decode_latents(&self, latents: Tensor<4>) -> Result<Tensor<4>> {
         let z = latents.div_scalar(self.vae_config.scaling_factor as f32);
         Ok(self.vae.decode(z)?.div_scalar(2.0).add_scalar(0.5).clamp(0.0, 1.0))
+    }
+
+    /// A run over `timesteps` from `latents` under `context`, ready for its first step.
+    fn denoising(
+        &self,
+        scheduler: Box<dyn Scheduler>,
+        timesteps: Vec<f64>,
+        latents: Tensor<4>,
+        context: Tensor<3>,
+        guidance: f32,
+    ) -> Denoising<'_> {
+        Denoising { sd: self, scheduler, timesteps, done: 0, latents, context, guidance, pix2pix: None }
     }
 
     /// `[uncond; cond]` when guidance is on, else `cond`.
