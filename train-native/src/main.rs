@@ -6,6 +6,7 @@ mod bench_kernels;
 mod chat;
 mod device;
 mod diffuse;
+mod export_web;
 mod files;
 mod imagine;
 mod pretrain;
@@ -42,6 +43,8 @@ enum Command {
     PretrainSd(pretrain::PretrainArgs),
     /// Score a diffusers folder's generations of held-out captions.
     EvalSd(pretrain::EvalArgs),
+    /// Write a checkpoint in the web format: per-submodule shards (q8/q4 matmul weights), manifest.json.
+    ExportWeb(export_web::ExportWebArgs),
 }
 
 fn main() {
@@ -69,6 +72,7 @@ fn main() {
         Some(Command::Data(args)) => pretrain::data::run(args),
         Some(Command::PretrainSd(args)) => pretrain::folder::run_pretrain(args),
         Some(Command::EvalSd(args)) => pretrain::eval::run(args),
+        Some(Command::ExportWeb(args)) => export_web::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
