@@ -25,6 +25,7 @@ use crate::error::{Error, Result};
 use crate::quant::{self, BLOCK, Quant};
 use crate::safetensors::{Dtype, RawTensor};
 use crate::weights::WeightMap;
+use burn::tensor::quantization::{QuantScheme, QuantStore, QuantValue, ScaleDtype};
 use burn::tensor::{Device, Tensor, TensorData};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -332,16 +333,29 @@ fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     key(a).cmp(&key(b))
 }
 
+/// Where `q8` / `q4` weights end up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Residency {
+    /// Dequantized to f32 as they arrive: what the model computes is exactly the
+    /// f32 model of the dequantized weights, on every backend.
+    #[default]
+    F32,
+    /// Linear weights (`….weight`, not embeddings) kept block-quantized on the
+    /// device as Burn tensors (`Q8S` / `Q4S`, blocks of 32 along the input
+    /// dimension, the same values and scales): a quarter / an eighth of the
+    /// memory. Burn dequantizes each weight inside its matmul (works on flex and
+    /// wgpu, `train-native/tests/burn_quant.rs`); other block tensors are f32.
+    Quantized,
+}
+
 /// Reads a web folder shard by shard: [`WebLoader::push_shard`] each shard of
 /// [`WebLoader::shards`] (in any order; in order keeps memory lowest), then
 /// [`WebLoader::finish`]. A pull-based [`load`] drives it from a [`FileSource`].
-/// Block-quantized weights are dequantized to f32 as they arrive, so the model
-/// runs on every backend (the quantized products of [`crate::kernels::quant_matmul`]
-/// are not yet wired into the model's linears).
 pub struct WebLoader {
     manifest: Manifest,
     label: String,
     device: Device,
+    residency: Residency,
     received: Vec<bool>,
     /// Bytes of tensors split over shards, gathered until complete.
     pending: BTreeMap<usize, Vec<u8>>,
@@ -352,7 +366,7 @@ pub struct WebLoader {
 
 impl WebLoader {
     /// Parse and check `manifest.json`; `label` (the folder or URL) names it in errors.
-    pub fn new(label: &str, manifest: &[u8], device: &Device) -> Result<Self> {
+    pub fn new(label: &str, manifest: &[u8], device: &Device, residency: Residency) -> Result<Self> {
         let file = format!("{label}/{MANIFEST}");
         let manifest: Manifest =
             serde_json::from_slice(manifest).map_err(|e| Error::config(&file, format!("invalid manifest: {e}")))?;
@@ -423,6 +437,7 @@ impl WebLoader {
             manifest,
             label: label.into(),
             device: device.clone(),
+            residency,
             pending: BTreeMap::new(),
             contents,
             maps: BTreeMap::new(),
@@ -491,8 +506,21 @@ impl WebLoader {
         match Quant::parse(&entry.dtype) {
             Some(q) => {
                 let values = quant::decode(bytes, n, q, &entry.name)?;
-                let tensor = Tensor::<1>::from_data(TensorData::new(values, [n]), &self.device);
-                map.insert_device(&entry.name, entry.shape.clone(), tensor);
+                let linear = entry.name.ends_with(".weight") && !entry.name.contains("embed");
+                if self.residency == Residency::Quantized && q.is_block() && linear {
+                    let value = if q == Quant::Q4 { QuantValue::Q4S } else { QuantValue::Q8S };
+                    let scheme = QuantScheme::default()
+                        .with_value(value)
+                        .with_store(QuantStore::PackedU32(0))
+                        .per_block([1, BLOCK as u8], ScaleDtype::F32);
+                    let shape = [entry.shape[0], entry.shape[1]];
+                    let matrix = Tensor::<2>::from_data(TensorData::new(values, shape), &self.device);
+                    // The values are `s · q` already: the min-max calibration finds the same scales.
+                    map.insert_quantized(&entry.name, matrix.quantize_dynamic(&scheme));
+                } else {
+                    let tensor = Tensor::<1>::from_data(TensorData::new(values, [n]), &self.device);
+                    map.insert_device(&entry.name, entry.shape.clone(), tensor);
+                }
             }
             None => {
                 let dtype = if entry.dtype == "I64" { Dtype::I64 } else { Dtype::I32 };
@@ -528,10 +556,10 @@ impl WebWeights {
 }
 
 /// Load a web folder from `src`: the manifest, then each shard in order.
-pub fn load(src: &dyn FileSource, device: &Device) -> Result<WebWeights> {
+pub fn load(src: &dyn FileSource, device: &Device, residency: Residency) -> Result<WebWeights> {
     let manifest = crate::checkpoint::read_required(src, MANIFEST)?;
     let label = src.describe("");
-    let mut loader = WebLoader::new(label.trim_end_matches('/'), &manifest, device)?;
+    let mut loader = WebLoader::new(label.trim_end_matches('/'), &manifest, device, residency)?;
     let files: Vec<String> = loader.shards().iter().map(|s| s.file.clone()).collect();
     for file in files {
         let bytes =
@@ -550,8 +578,8 @@ pub struct WebFolder<S: FileSource> {
 
 impl<S: FileSource> WebFolder<S> {
     /// Load the web folder `src` (see [`load`]).
-    pub fn load(src: S, device: &Device) -> Result<Self> {
-        let weights = load(&src, device)?;
+    pub fn load(src: S, device: &Device, residency: Residency) -> Result<Self> {
+        let weights = load(&src, device, residency)?;
         Ok(Self { src, weights })
     }
 }
@@ -656,7 +684,7 @@ mod tests {
             assert_eq!(emb.dtype, "f32", "embeddings stay f32 unless asked");
             assert_eq!(m.tensors.iter().find(|t| t.name == "queries").unwrap().component, "head");
 
-            let folder = WebFolder::load(web.clone(), &device).unwrap();
+            let folder = WebFolder::load(web.clone(), &device, Residency::F32).unwrap();
             let map = Arc::new(load_weights(&folder, "model").unwrap());
             let vb = VarBuilder::from_map(map, &device).pp("model.language_model");
             let got = vb.get("layers.0.mlp.up_proj.weight", [96, 64]).unwrap().into_data().try_to_vec::<f32>().unwrap();
@@ -685,33 +713,36 @@ mod tests {
 
         let mut bad = web.clone();
         bad.files.get_mut(&first).unwrap()[3] ^= 1;
-        let e = WebFolder::load(bad, &device).err().unwrap().to_string();
+        let e = WebFolder::load(bad, &device, Residency::F32).err().unwrap().to_string();
         assert!(e.contains(&first) && e.contains("sha256"), "{e}");
 
         let mut missing = web.clone();
         missing.files.remove(&first);
-        let e = WebFolder::load(missing, &device).err().unwrap().to_string();
+        let e = WebFolder::load(missing, &device, Residency::F32).err().unwrap().to_string();
         assert!(e.contains(&first) && e.contains("missing"), "{e}");
 
-        let mut loader = WebLoader::new("web", &web.files[MANIFEST], &device).unwrap();
+        let mut loader = WebLoader::new("web", &web.files[MANIFEST], &device, Residency::F32).unwrap();
         loader.push_shard(&first, web.files[&first].clone()).unwrap();
         let e = loader.finish().err().unwrap().to_string();
         assert!(e.contains("missing") && e.contains(&m.shards[1].file), "{e}");
 
         let mut shaped = m.clone();
         shaped.tensors.iter_mut().find(|t| t.name.ends_with("up_proj.weight")).unwrap().shape = vec![96, 32];
-        let e = WebLoader::new("web", &serde_json::to_vec(&shaped).unwrap(), &device).err().unwrap().to_string();
+        let e = WebLoader::new("web", &serde_json::to_vec(&shaped).unwrap(), &device, Residency::F32)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("up_proj.weight") && e.contains("[96, 32]"), "{e}");
 
         // A config asking for another shape gets the loaders' usual shape error.
-        let folder = WebFolder::load(web.clone(), &device).unwrap();
+        let folder = WebFolder::load(web.clone(), &device, Residency::F32).unwrap();
         let vb = VarBuilder::from_map(Arc::new(load_weights(&folder, "model").unwrap()), &device);
         let e = vb.get("model.language_model.norm.weight", [65]).err().unwrap().to_string();
         assert!(e.contains("norm.weight") && e.contains("[65]") && e.contains("[64]"), "{e}");
 
         let mut copied = web.clone();
         copied.files.insert("config.json".into(), b"{ }".to_vec());
-        let folder = WebFolder::load(copied, &device).unwrap();
+        let folder = WebFolder::load(copied, &device, Residency::F32).unwrap();
         let e = folder.read("config.json").err().unwrap().to_string();
         assert!(e.contains("config.json") && e.contains("sha256"), "{e}");
     }

@@ -20,13 +20,15 @@ enum Stored {
     Raw(RawTensor),
     /// Already decoded onto a device (the web format's loader), flat.
     Device { shape: Vec<usize>, tensor: Tensor<1> },
+    /// A matrix on a device as a Burn block-quantized tensor (the web format's loader).
+    Quantized { shape: Vec<usize>, tensor: Tensor<2> },
 }
 
 impl Stored {
     fn shape(&self) -> &[usize] {
         match self {
             Stored::Raw(raw) => &raw.shape,
-            Stored::Device { shape, .. } => shape,
+            Stored::Device { shape, .. } | Stored::Quantized { shape, .. } => shape,
         }
     }
 }
@@ -78,7 +80,7 @@ impl WeightMap {
     pub fn raw(&self, name: &str) -> Option<&RawTensor> {
         match self.tensors.get(name)? {
             Stored::Raw(raw) => Some(raw),
-            Stored::Device { .. } => None,
+            Stored::Device { .. } | Stored::Quantized { .. } => None,
         }
     }
 
@@ -90,6 +92,12 @@ impl WeightMap {
     /// Add (or replace) a tensor of checkpoint bytes.
     pub fn insert_raw(&mut self, name: &str, raw: RawTensor) {
         self.tensors.insert(name.to_string(), Stored::Raw(raw));
+    }
+
+    /// Add (or replace) a matrix held as a Burn block-quantized tensor; modules
+    /// get it as it is (on its own device), and Burn's ops dequantize it where used.
+    pub fn insert_quantized(&mut self, name: &str, tensor: Tensor<2>) {
+        self.tensors.insert(name.to_string(), Stored::Quantized { shape: tensor.dims().to_vec(), tensor });
     }
 
     /// Add (or replace) a tensor already on a device: its values flat, row-major, and its shape.
@@ -219,6 +227,7 @@ impl VarBuilder {
                 Ok(match stored {
                     Stored::Raw(raw) => Tensor::from_data(TensorData::new(raw.to_f32(), shape), &self.device),
                     Stored::Device { tensor, .. } => tensor.clone().reshape(shape).to_device(&self.device),
+                    Stored::Quantized { tensor, .. } => tensor.clone().reshape(shape),
                 })
             }
         }

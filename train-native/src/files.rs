@@ -2,7 +2,7 @@
 
 use burn::tensor::Device;
 use genllava::checkpoint::FileSource;
-use genllava::web::{self, WebFolder};
+use genllava::web::{self, Residency, WebFolder};
 use genllava::{Error, Result};
 use std::path::{Path, PathBuf};
 
@@ -40,7 +40,7 @@ impl FileSource for DirSource {
 pub fn open_model(root: &Path, device: &Device) -> anyhow::Result<Box<dyn FileSource>> {
     let dir = DirSource::open(root)?;
     if web::is_web_folder(&dir)? {
-        return Ok(Box::new(WebFolder::load(dir, device)?));
+        return Ok(Box::new(WebFolder::load(dir, device, Residency::F32)?));
     }
     Ok(Box::new(dir))
 }

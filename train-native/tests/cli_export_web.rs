@@ -4,7 +4,7 @@
 
 use genllava::checkpoint::{FileSource, MemorySource};
 use genllava::llava::{LlavaCheckpoint, expand_image_tokens, load_image_processor};
-use genllava::web::{Manifest, WebFolder};
+use genllava::web::{Manifest, Residency, WebFolder};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -108,10 +108,16 @@ fn llava_fixture_exports_and_loads_at_every_precision() {
         let q_proj =
             manifest.tensors.iter().find(|t| t.name.ends_with("layers.0.self_attn.q_proj.weight")).expect("q_proj");
         assert_eq!(q_proj.dtype, quant);
-        let web = WebFolder::load(memory(&out), &burn::tensor::Device::flex()).expect("load web folder");
-        let err = rel_err(&llava_logits(&web, &fixture), &f32_logits);
+        let flex = burn::tensor::Device::flex();
+        let web = WebFolder::load(memory(&out), &flex, Residency::F32).expect("load web folder");
+        let logits = llava_logits(&web, &fixture);
+        let err = rel_err(&logits, &f32_logits);
         eprintln!("llava-tiny {quant}: logits relative error {err:.3e}");
         assert!(err <= bound, "{quant}: logits relative error {err:e} > {bound:e}");
+        // Kept block-quantized as Burn tensors, the linears compute with the very same weights.
+        let kept = WebFolder::load(memory(&out), &flex, Residency::Quantized).expect("load quantized");
+        let err = rel_err(&llava_logits(&kept, &fixture), &logits);
+        assert!(err <= 1e-4, "{quant}: Burn-quantized linears vs dequantized f32: {err:e}");
         let _ = std::fs::remove_dir_all(&out);
     }
 }
@@ -161,10 +167,15 @@ fn chat_runs_an_exported_folder() {
 /// tokens and the end of turn, the tokens the model was trained to predict.
 /// Also returns the logits of the first conversation.
 fn shapes_perplexity(src: &dyn FileSource, n: usize) -> (f64, Vec<f32>) {
+    shapes_perplexity_on(src, n, &burn::tensor::Device::flex())
+}
+
+/// [`shapes_perplexity`] with the model on `device`.
+fn shapes_perplexity_on(src: &dyn FileSource, n: usize, device: &burn::tensor::Device) -> (f64, Vec<f32>) {
     use burn::tensor::{Int, Tensor, TensorData};
     use genllava::shapes::dataset::{self, DatasetConfig, Split};
     use genllava::template::Turn;
-    let device = burn::tensor::Device::flex();
+    let device = device.clone();
     let ckpt = LlavaCheckpoint::load(src, &device).expect("load");
     let read = |name: &str| src.read(name).expect("read").unwrap_or_else(|| panic!("{name} missing"));
     let tok = genllava::tokenizer::TextTokenizer::from_bytes(&read("tokenizer.json")).expect("tokenizer");
@@ -217,10 +228,16 @@ fn shipped_model_perplexity_stays_within_bounds() {
         for component in ["vision", "projector", "llm", "head", "unet", "vae", "text_encoder"] {
             assert!(manifest.shards.iter().any(|s| s.component == component), "{quant}: no {component} shard");
         }
-        let web = WebFolder::load(memory(&out), &burn::tensor::Device::flex()).expect("load");
+        let flex = burn::tensor::Device::flex();
+        let web = WebFolder::load(memory(&out), &flex, Residency::F32).expect("load");
         // The whole GenLLaVA (head, UNet, VAE, text encoder too) loads from the web folder.
-        genllava::pipeline::GenLlava::load(&web, &burn::tensor::Device::flex()).expect("GenLlava from the web folder");
+        genllava::pipeline::GenLlava::load(&web, &flex).expect("GenLlava from the web folder");
         let (ppl, logits) = shapes_perplexity(&web, 48);
+        // The same with the linears kept block-quantized on the device (Burn's Q8S / Q4S).
+        let kept = WebFolder::load(memory(&out), &flex, Residency::Quantized).expect("load quantized");
+        genllava::pipeline::GenLlava::load(&kept, &flex).expect("GenLlava, quantized linears");
+        let (kept_ppl, _) = shapes_perplexity(&kept, 48);
+        assert!((kept_ppl / ppl - 1.0).abs() <= 1e-4, "{quant}: quantized linears {kept_ppl} vs f32 {ppl}");
         let rise = ppl / reference - 1.0;
         let err = rel_err(&logits, &reference_logits);
         eprintln!(
@@ -231,4 +248,28 @@ fn shipped_model_perplexity_stays_within_bounds() {
         assert!(rise.abs() <= bound, "{quant}: perplexity {ppl} vs f32 {reference}: {:+.2} %", rise * 100.0);
         let _ = std::fs::remove_dir_all(&out);
     }
+}
+
+/// On wgpu (lavapipe in CI) the q4 model with its linears kept block-quantized
+/// (Burn's `Q4S` in GPU memory) computes what the CPU computes.
+#[cfg(feature = "wgpu")]
+#[test]
+fn quantized_linears_run_on_wgpu() {
+    let model = repo("train-native/assets/genllava-shapes");
+    let out = tmp("shapes-q4-wgpu");
+    export(&model, "q4", &out, 256 << 10);
+    let gpu = burn::tensor::Device::wgpu_options().init().expect("a wgpu adapter (lavapipe in CI)");
+    let (cpu_ppl, cpu_logits) = {
+        let web = WebFolder::load(memory(&out), &burn::tensor::Device::flex(), Residency::F32).expect("load");
+        shapes_perplexity(&web, 8)
+    };
+    let kept = WebFolder::load(memory(&out), &gpu, Residency::Quantized).expect("load on wgpu");
+    let (gpu_ppl, gpu_logits) = shapes_perplexity_on(&kept, 8, &gpu);
+    let err = rel_err(&gpu_logits, &cpu_logits);
+    eprintln!(
+        "q4 on wgpu, quantized linears: perplexity {gpu_ppl:.4} (cpu {cpu_ppl:.4}), logits relative error {err:.3e}"
+    );
+    assert!(err <= 1e-3, "wgpu logits vs cpu: relative error {err:e}");
+    assert!((gpu_ppl / cpu_ppl - 1.0).abs() <= 1e-3, "wgpu perplexity {gpu_ppl} vs cpu {cpu_ppl}");
+    let _ = std::fs::remove_dir_all(&out);
 }
