@@ -30,8 +30,8 @@ DOCS_RS=1 cargo check -q -p train-native --features cuda
 echo "== unit, parity and CLI tests"
 cargo test -q --workspace --lib --bins --tests
 
-echo "== --device wgpu on lavapipe: CLI parity with the CPU and the WGSL kernels of shaders/"
-cargo test -q -p train-native --features wgpu --test cli_wgpu --test wgpu_kernels
+echo "== --device wgpu on lavapipe: CLI parity with the CPU, the WGSL kernels of shaders/, Burn's block quantization"
+cargo test -q -p train-native --features wgpu --test cli_wgpu --test wgpu_kernels --test burn_quant --test cli_export_web
 
 echo "== browser: build (wasm-bindgen-cli pinned to Cargo.lock) and test in headless chromium"
 (cd www/tests && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent)

@@ -12,6 +12,13 @@ pub trait FileSource {
     fn read(&self, name: &str) -> Result<Option<Vec<u8>>>;
     /// A human-readable location for error messages (e.g. the directory path).
     fn describe(&self, name: &str) -> String;
+    /// The weights stored under `stem` already decoded (a web-format folder,
+    /// [`crate::web::WebFolder`]); `None` for ordinary folders, whose loaders
+    /// read `{stem}.safetensors`.
+    fn weights(&self, stem: &str) -> Result<Option<WeightMap>> {
+        let _ = stem;
+        Ok(None)
+    }
 }
 
 /// A file that must exist.
@@ -28,13 +35,19 @@ pub fn read_json(src: &dyn FileSource, name: &str) -> Result<serde_json::Value> 
 /// Load the weights stored under `stem` (e.g. `model` for `model.safetensors`,
 /// `diffusion_pytorch_model` in diffusers folders), sharded or not.
 pub fn load_weights(src: &dyn FileSource, stem: &str) -> Result<WeightMap> {
+    if let Some(map) = src.weights(stem)? {
+        return Ok(map);
+    }
     let single = format!("{stem}.safetensors");
     if let Some(bytes) = src.read(&single)? {
         return WeightMap::from_safetensors(&src.describe(&single), bytes);
     }
     let index_name = format!("{stem}.safetensors.index.json");
     let Some(index) = src.read(&index_name)? else {
-        return Err(Error::config(src.describe(&single), format!("no weights: neither {single} nor {index_name} exists")));
+        return Err(Error::config(
+            src.describe(&single),
+            format!("no weights: neither {single} nor {index_name} exists"),
+        ));
     };
     let index: serde_json::Value = serde_json::from_slice(&index)
         .map_err(|e| Error::config(src.describe(&index_name), format!("invalid JSON: {e}")))?;
@@ -53,7 +66,10 @@ pub fn load_weights(src: &dyn FileSource, stem: &str) -> Result<WeightMap> {
     }
     for name in map.keys() {
         if !all.contains(name) {
-            return Err(Error::config(src.describe(&index_name), format!("lists tensor `{name}` but its shard does not hold it")));
+            return Err(Error::config(
+                src.describe(&index_name),
+                format!("lists tensor `{name}` but its shard does not hold it"),
+            ));
         }
     }
     Ok(all)
@@ -93,5 +109,8 @@ impl FileSource for SubSource<'_> {
     }
     fn describe(&self, name: &str) -> String {
         self.inner.describe(&format!("{}/{name}", self.dir))
+    }
+    fn weights(&self, stem: &str) -> Result<Option<WeightMap>> {
+        self.inner.weights(&format!("{}/{stem}", self.dir))
     }
 }

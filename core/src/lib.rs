@@ -16,6 +16,7 @@ pub mod llama;
 pub mod llava;
 pub mod nn;
 pub mod pipeline;
+pub mod quant;
 pub mod rng;
 pub mod safetensors;
 pub mod sampling;
@@ -25,6 +26,7 @@ pub mod shapes;
 pub mod siglip;
 pub mod template;
 pub mod tokenizer;
+pub mod web;
 pub mod weights;
 
 pub use error::{Error, Result};

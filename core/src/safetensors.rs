@@ -61,6 +61,12 @@ pub struct RawTensor {
 }
 
 impl RawTensor {
+    /// A tensor owning its little-endian bytes (which must hold `shape` of `dtype`).
+    pub fn owned(dtype: Dtype, shape: Vec<usize>, bytes: Vec<u8>) -> Self {
+        let end = bytes.len();
+        Self { dtype, shape, bytes: Arc::new(bytes), start: 0, end }
+    }
+
     /// The raw little-endian bytes.
     pub fn bytes(&self) -> &[u8] {
         &self.bytes[self.start..self.end]

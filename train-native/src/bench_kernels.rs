@@ -19,7 +19,7 @@ struct KernelRow {
     burn: f64,
 }
 
-fn median_secs(runs: usize, device: &Device, mut f: impl FnMut() -> Tensor<4>) -> anyhow::Result<f64> {
+fn median_secs<const D: usize>(runs: usize, device: &Device, mut f: impl FnMut() -> Tensor<D>) -> anyhow::Result<f64> {
     let mut once = || -> anyhow::Result<f64> {
         let t = Instant::now();
         let out = f();
@@ -110,6 +110,34 @@ fn bench_ddim_step(quick: bool, runs: usize, device: &Device) -> anyhow::Result<
     Ok(rows)
 }
 
+fn bench_quant_matmul(quick: bool, runs: usize, device: &Device) -> anyhow::Result<Vec<KernelRow>> {
+    use genllava::quant::Quant;
+    // (rows, k, n): Mistral-7B's attention projection (4096 → 4096) at a decode step (one
+    // row) and at prefills of 16 and 64 rows; smaller with --quick. (Its 4096 → 14336 MLP
+    // matrix in f32, 235 MB, is over lavapipe's buffer limit.)
+    let shapes: &[(usize, usize, usize)] = if quick {
+        &[(1, 1024, 1024), (32, 1024, 1024)]
+    } else {
+        &[(1, 4096, 4096), (16, 4096, 4096), (64, 4096, 4096)]
+    };
+    let mut rows = Vec::new();
+    for &(m, k, n) in shapes {
+        let w = Tensor::<2>::random([n, k], Distribution::Normal(0.0, 0.02), device);
+        let values = w.to_data().try_to_vec::<f32>().map_err(|e| anyhow::anyhow!("weight read-back: {e:?}"))?;
+        let wt = w.transpose();
+        let x = Tensor::<2>::random([m, k], Distribution::Normal(0.0, 1.0), device);
+        // Burn's f32 matmul is the baseline both kernels are measured against.
+        let burn = median_secs(runs, device, || x.clone().matmul(wt.clone()))?;
+        for quant in [Quant::Q8, Quant::Q4] {
+            let q = kernels::QuantMatrix::quantize("bench", &values, [n, k], quant, device)?;
+            let wgsl = median_secs(runs, device, || kernels::quant_matmul(x.clone(), &q).expect("shapes checked"))?;
+            let kernel = if quant == Quant::Q8 { "matmul_q8 vs f32 matmul" } else { "matmul_q4 vs f32 matmul" };
+            rows.push(KernelRow { kernel, shape: format!("x [{m}, {k}], W [{n}, {k}]"), wgsl, burn });
+        }
+    }
+    Ok(rows)
+}
+
 fn ms(secs: f64) -> String {
     format!("{:.3} ms", secs * 1e3)
 }
@@ -131,5 +159,6 @@ pub fn run(device: &Device, quick: bool, runs: usize) -> anyhow::Result<String> 
     let mut rows = bench_group_norm_silu(quick, runs, device)?;
     rows.extend(bench_attention(quick, runs, device)?);
     rows.extend(bench_ddim_step(quick, runs, device)?);
+    rows.extend(bench_quant_matmul(quick, runs, device)?);
     Ok(table(&rows))
 }

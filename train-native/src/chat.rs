@@ -1,7 +1,7 @@
 //! `chat`: load a LLaVA/GenLLaVA checkpoint and answer a prompt, streaming.
 
 use crate::device::DeviceArg;
-use crate::files::{self, DirSource};
+use crate::files;
 use anyhow::Context;
 use genllava::llava::LlavaCheckpoint;
 use genllava::pipeline::{UnderstandRequest, understand};
@@ -59,11 +59,11 @@ pub struct ChatArgs {
 /// `train-native chat …`.
 pub fn run(args: ChatArgs) -> anyhow::Result<()> {
     let device = args.device.device()?;
-    let src = DirSource::open(&args.model)?;
-    let ckpt = LlavaCheckpoint::load(&src, &device)?;
-    let tokenizer = TextTokenizer::from_bytes(&files::read(&args.model.join("tokenizer.json"))?)
+    let src = files::open_model(&args.model, &device)?;
+    let ckpt = LlavaCheckpoint::load(src.as_ref(), &device)?;
+    let tokenizer = TextTokenizer::from_bytes(&genllava::checkpoint::read_required(src.as_ref(), "tokenizer.json")?)
         .with_context(|| format!("{}", args.model.join("tokenizer.json").display()))?;
-    let processor = genllava::llava::load_image_processor(&src)?;
+    let processor = genllava::llava::load_image_processor(src.as_ref())?;
     let image = match &args.image {
         Some(p) => Some(genllava::image::RgbImage::decode(&files::read(p)?).with_context(|| p.display().to_string())?),
         None => None,

@@ -3,7 +3,7 @@
 //! prompt with the folder's CLIP text encoder and seeded noise.
 
 use crate::device::DeviceArg;
-use crate::files::{self, DirSource};
+use crate::files;
 use anyhow::{Context, bail};
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 use genllava::safetensors::{self, TensorOut};
@@ -145,8 +145,7 @@ pub fn run_generate(args: GenerateSdArgs) -> anyhow::Result<()> {
 }
 
 fn load(dir: &Path, device: &Device) -> anyhow::Result<StableDiffusion> {
-    let src = DirSource::open(dir)?;
-    Ok(StableDiffusion::load(&src, device)?)
+    Ok(StableDiffusion::load(files::open_model(dir, device)?.as_ref(), device)?)
 }
 
 /// The tensor `name` of a safetensors file, or its only tensor, as a `D`-d f32 tensor.

@@ -1,6 +1,8 @@
 //! The file system side of checkpoint loading: a directory as a [`FileSource`].
 
+use burn::tensor::Device;
 use genllava::checkpoint::FileSource;
+use genllava::web::{self, Residency, WebFolder};
 use genllava::{Error, Result};
 use std::path::{Path, PathBuf};
 
@@ -31,6 +33,16 @@ impl FileSource for DirSource {
     fn describe(&self, name: &str) -> String {
         self.root.join(name).display().to_string()
     }
+}
+
+/// A model folder: a checkpoint as is, or a web folder (`export-web`, it has a
+/// `manifest.json`) verified and decoded onto `device` (block weights dequantized to f32).
+pub fn open_model(root: &Path, device: &Device) -> anyhow::Result<Box<dyn FileSource>> {
+    let dir = DirSource::open(root)?;
+    if web::is_web_folder(&dir)? {
+        return Ok(Box::new(WebFolder::load(dir, device, Residency::F32)?));
+    }
+    Ok(Box::new(dir))
 }
 
 /// Read a whole file, naming it in the error.

@@ -2,7 +2,7 @@
 
 use crate::device::DeviceArg;
 use crate::diffuse::SchedulerArg;
-use crate::files::{self, DirSource};
+use crate::files;
 use anyhow::Context;
 use genllava::image::RgbImage;
 use genllava::pipeline::{GenLlava, ImageOptions};
@@ -70,7 +70,7 @@ fn load(args: &ImageArgs) -> anyhow::Result<(GenLlava, ImageOptions)> {
         anyhow::bail!("no --model given and no default model at {}", dir.display());
     }
     let device = args.device.device()?;
-    let model = GenLlava::load(&DirSource::open(&dir)?, &device)?;
+    let model = GenLlava::load(files::open_model(&dir, &device)?.as_ref(), &device)?;
     let d = &model.config.diffusion;
     let scheduler = match args.scheduler {
         Some(s) => s.into(),

@@ -6,6 +6,7 @@ mod bench_kernels;
 mod chat;
 mod device;
 mod diffuse;
+mod export_web;
 mod files;
 mod imagine;
 mod pretrain;
@@ -44,6 +45,8 @@ enum Command {
     EvalSd(pretrain::EvalArgs),
     /// Pre-train the small SigLIP vision tower on the shapes world (sigmoid image-text loss).
     PretrainVision(pretrain::vision::VisionArgs),
+    /// Write a checkpoint in the web format: per-submodule shards (q8/q4 matmul weights), manifest.json.
+    ExportWeb(export_web::ExportWebArgs),
 }
 
 fn main() {
@@ -72,6 +75,7 @@ fn main() {
         Some(Command::PretrainSd(args)) => pretrain::folder::run_pretrain(args),
         Some(Command::EvalSd(args)) => pretrain::eval::run(args),
         Some(Command::PretrainVision(args)) => pretrain::vision::run(args),
+        Some(Command::ExportWeb(args)) => export_web::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

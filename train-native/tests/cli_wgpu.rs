@@ -119,7 +119,17 @@ fn kernel_bench_prints_one_row_per_kernel_and_shape() {
     let kernels: Vec<&str> = rows.iter().map(|r| r.split('|').nth(1).unwrap_or("").trim()).collect();
     assert_eq!(
         kernels,
-        ["group_norm_silu", "group_norm_silu", "attention", "attention", "ddim_step + guidance"],
+        [
+            "group_norm_silu",
+            "group_norm_silu",
+            "attention",
+            "attention",
+            "ddim_step + guidance",
+            "matmul_q8 vs f32 matmul",
+            "matmul_q4 vs f32 matmul",
+            "matmul_q8 vs f32 matmul",
+            "matmul_q4 vs f32 matmul"
+        ],
         "{stdout}"
     );
     for row in rows {

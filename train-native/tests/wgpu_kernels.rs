@@ -189,3 +189,49 @@ fn guided_ddim_step_rejects_mismatched_shapes() {
         assert!(err.to_string().contains("does not fit latents"), "{err}");
     }
 }
+
+/// `max |a - b| / max(1, max |b|)`.
+fn rel_diff(a: Tensor<2>, b: Tensor<2>) -> f32 {
+    let scale = b.clone().abs().max().into_scalar::<f32>().max(1.0);
+    max_abs_diff(a, b) / scale
+}
+
+#[test]
+fn quant_matmul_matches_burn() {
+    use genllava::quant::{self, Quant};
+    let gpu = wgpu();
+    let cpu = Device::flex();
+    // (m, k, n): decode steps (one row) and prefills (row counts that are not multiples of the
+    // kernel's 4 rows; columns that are not multiples of its 64), one block, and LLM-like widths.
+    let cases = [(1, 32, 1), (1, 128, 96), (1, 256, 200), (3, 64, 70), (64, 128, 130), (33, 96, 64), (7, 512, 65)];
+    for q in [Quant::Q8, Quant::Q4] {
+        for (m, k, n) in cases {
+            let what = format!("{} x [{m}, {k}] · W [{n}, {k}]ᵀ", q.name());
+            let values: Vec<f32> = Tensor::<2>::random([n, k], Distribution::Normal(0.0, 1.0), &cpu)
+                .into_data()
+                .try_to_vec::<f32>()
+                .expect("f32");
+            let w = kernels::QuantMatrix::quantize("w", &values, [n, k], q, &gpu).expect("quantize");
+            let x = Tensor::<2>::random([m, k], Distribution::Normal(0.0, 1.0), &gpu);
+            let fused = kernels::quant_matmul(x.clone(), &w).expect("kernel");
+            assert_eq!(fused.dims(), [m, n], "{what}");
+            let burn_gpu = kernels::quant_matmul_reference(x.clone(), &w).expect("reference");
+            // Independent of Burn's integer ops: the CPU decoder of the web format, then f32 matmul on flex.
+            let decoded = quant::decode(&quant::encode(&values, k, q), n * k, q, "w").expect("decode");
+            let w_cpu = Tensor::<2>::from_data(burn::tensor::TensorData::new(decoded, [n, k]), &cpu);
+            let plain_cpu = x.to_device(&cpu).matmul(w_cpu.transpose());
+            let d = rel_diff(fused.clone(), burn_gpu);
+            assert!(d <= 1e-5, "{what}: kernel vs burn on wgpu: {d:e}");
+            let d = rel_diff(fused.to_device(&cpu), plain_cpu);
+            assert!(d <= 1e-5, "{what}: kernel vs f32 matmul of the decoded weight on cpu: {d:e}");
+        }
+    }
+}
+
+#[test]
+fn quant_matmul_rejects_mismatched_shapes() {
+    let gpu = wgpu();
+    let w = kernels::QuantMatrix::quantize("w", &[0.5; 64 * 8], [8, 64], genllava::quant::Quant::Q4, &gpu).expect("w");
+    let err = kernels::quant_matmul(Tensor::<2>::zeros([2, 32], &gpu), &w).expect_err("k differs");
+    assert!(err.to_string().contains("[2, 32]") && err.to_string().contains("[8, 64]"), "{err}");
+}

@@ -16,8 +16,11 @@ use burn::nn::GroupNorm;
 use burn::tensor::DType;
 use burn::tensor::{Device, Tensor, activation};
 
+mod qmatmul;
 #[cfg(feature = "wgpu-kernels")]
 mod wgpu;
+
+pub use qmatmul::{QuantMatrix, quant_matmul, quant_matmul_reference};
 
 /// Whether tensors on `device` run the WGSL kernels: the `wgpu-kernels`
 /// feature is on and `device` is a wgpu device without autodiff.

@@ -8,7 +8,10 @@
 //! declared there must be bound here, in order, and used by the shader.
 
 use burn::backend::wgpu::{CubeBackend, CubeTensor, KernelSource, SourceKernel, SourceTemplate, into_contiguous};
-use burn::backend::{Backend, DispatchDevice, backend_extension, tensor::FloatTensor};
+use burn::backend::{
+    Backend, DispatchDevice, backend_extension,
+    tensor::{FloatTensor, IntTensor},
+};
 use burn::tensor::{DType, Device, Shape, Tensor};
 use cubecl::prelude::{CubeCount, CubeDim, KernelId};
 use cubecl::server::KernelArguments;
@@ -45,6 +48,11 @@ pub trait WgslKernels: Backend {
 
     /// See `shaders/attention.wgsl`.
     fn attention(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// See `shaders/matmul_q8.wgsl` (`q4` false) and `shaders/matmul_q4.wgsl`:
+    /// `x` `[m, k]`, `w` packed words `[n, k / 4 or 8]`, `scales` `[n, k / 32]` → `[m, n]`.
+    fn matmul_quant(x: FloatTensor<Self>, w: IntTensor<Self>, scales: FloatTensor<Self>, q4: bool)
+    -> FloatTensor<Self>;
 }
 
 struct GroupNormSilu;
@@ -100,6 +108,29 @@ impl KernelSource for DdimStep {
     }
     fn id(&self) -> KernelId {
         KernelId::new::<Self>()
+    }
+    fn lang(&self) -> &'static str {
+        "wgsl"
+    }
+}
+
+/// `shaders/matmul_q8.wgsl` or `shaders/matmul_q4.wgsl` for `rows` rows of x per invocation.
+struct MatmulQuant {
+    q4: bool,
+    rows: usize,
+}
+
+impl KernelSource for MatmulQuant {
+    fn source(&self) -> SourceTemplate {
+        let wgsl = if self.q4 {
+            include_str!("../../../shaders/matmul_q4.wgsl")
+        } else {
+            include_str!("../../../shaders/matmul_q8.wgsl")
+        };
+        SourceTemplate::new(wgsl).register("rows", self.rows.to_string()).register("tile", (self.rows * 8).to_string())
+    }
+    fn id(&self) -> KernelId {
+        KernelId::new::<Self>().info((self.q4, self.rows))
     }
     fn lang(&self) -> &'static str {
         "wgsl"
@@ -186,6 +217,41 @@ impl WgslKernels for CubeBackend {
         q.client.launch(Box::new(kernel), count, args);
         out
     }
+
+    fn matmul_quant(
+        x: FloatTensor<Self>,
+        w: IntTensor<Self>,
+        scales: FloatTensor<Self>,
+        q4: bool,
+    ) -> FloatTensor<Self> {
+        let (x, w, scales) = (into_contiguous(x), into_contiguous(w), into_contiguous(scales));
+        let (m, k, n) = (x.meta.shape()[0], x.meta.shape()[1], scales.meta.shape()[0]);
+        let out = empty_like(&x, Shape::new([m, n]));
+        // One row per invocation for a decode step, four (each weight read serving four rows) for prefill.
+        let rows = if m == 1 { 1 } else { 4 };
+        let p = params(&x, &[m as u32, n as u32, k as u32]);
+        let args = KernelArguments::new()
+            .with_buffer(x.handle.clone().binding())
+            .with_buffer(w.handle.clone().binding())
+            .with_buffer(scales.handle.clone().binding())
+            .with_buffer(out.handle.clone().binding())
+            .with_buffer(p.binding());
+        let kernel = SourceKernel::new(MatmulQuant { q4, rows }, CubeDim::new_1d(64));
+        let count = CubeCount::Static(n.div_ceil(64) as u32, m.div_ceil(rows) as u32, 1);
+        x.client.launch(Box::new(kernel), count, args);
+        out
+    }
+}
+
+/// The quantized matmul kernel on f32 `x` `[m, k]`; the caller checked shapes, dtypes and sizes.
+pub fn quant_matmul(x: Tensor<2>, w: &super::QuantMatrix) -> Tensor<2> {
+    let out = <burn::backend::Dispatch as WgslKernels>::matmul_quant(
+        x.into_dispatch(),
+        w.packed.clone().into_dispatch(),
+        w.scales.clone().into_dispatch(),
+        w.quant == crate::quant::Quant::Q4,
+    );
+    Tensor::from_dispatch(out)
 }
 
 /// Whether `shaders/attention.wgsl` covers these `[batch, heads, n, d]` shapes.

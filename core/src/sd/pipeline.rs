@@ -429,6 +429,9 @@ fn read_text(src: &dyn FileSource, name: &str) -> Result<String> {
 /// The weights of one component: `{stem}.safetensors`, its `.fp16` variant,
 /// or either sharded (`{stem}.safetensors.index.json`, `…index.fp16.json`).
 pub fn component_weights(src: &dyn FileSource, stem: &str) -> Result<WeightMap> {
+    if let Some(map) = src.weights(stem)? {
+        return Ok(map);
+    }
     for name in [format!("{stem}.safetensors"), format!("{stem}.fp16.safetensors")] {
         if let Some(bytes) = src.read(&name)? {
             return WeightMap::from_safetensors(&src.describe(&name), bytes);
@@ -461,5 +464,8 @@ impl FileSource for Alias<'_> {
     }
     fn describe(&self, name: &str) -> String {
         self.inner.describe(if name == self.from { &self.to } else { name })
+    }
+    fn weights(&self, stem: &str) -> Result<Option<WeightMap>> {
+        self.inner.weights(stem)
     }
 }

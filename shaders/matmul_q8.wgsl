@@ -1,0 +1,92 @@
+// y = x · Wᵀ for a weight W [N, K] stored as q8 blocks (genllava::quant): blocks
+// of 32 values along K, each an f32 scale s and 32 int8 q, w = s · q. Each
+// invocation owns one output column n and ROWS rows of x; the workgroup stages
+// those rows of x, one block (32 values) at a time, in workgroup memory, and the
+// invocation accumulates s · Σ x·q block by block in f32.
+//
+// Bindings (group 0):
+//   0 x      : array<vec4<f32>>, only read  [M, K] contiguous, K a multiple of 32
+//   1 w      : array<u32>, only read        [N, K / 4]: int8 values, element 4i + j in
+//                                           byte j (little-endian) of word i of its row
+//   2 scales : array<f32>, only read        [N, K / 32]
+//   3 output : array<f32>, written          [M, N] contiguous
+//   4 params : array<u32>, only read        [M, N, K]
+// Template constants: {{ rows }} rows of x per invocation (1 for a decode step,
+// 4 for prefill); {{ tile }} = rows · 8 vec4s of staged x.
+// All bindings are read_write (cubecl may sub-allocate several from one wgpu
+// buffer); params are broadcast with workgroupUniformLoad so the block loop,
+// which holds barriers, has a uniform bound.
+// Dispatch: (ceil(N / 64), ceil(M / ROWS), 1) workgroups of 64 invocations;
+// workgroup (i, j) computes columns i*64 .. i*64+63 of rows j*ROWS .. j*ROWS+ROWS-1.
+
+@group(0) @binding(0) var<storage, read_write> x: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read_write> w: array<u32>;
+@group(0) @binding(2) var<storage, read_write> scales: array<f32>;
+@group(0) @binding(3) var<storage, read_write> output: array<f32>;
+@group(0) @binding(4) var<storage, read_write> params: array<u32>;
+
+const ROWS: u32 = {{ rows }}u;
+
+var<workgroup> x_tile: array<vec4<f32>, {{ tile }}>;
+var<workgroup> shared_params: array<u32, 3>;
+
+// The four int8 values of a word, sign-extended.
+fn unpack_q8(word: u32) -> vec4<f32> {
+    let v = bitcast<vec4<i32>>(vec4<u32>(word << 24u, word << 16u, word << 8u, word));
+    return vec4<f32>(v >> vec4<u32>(24u));
+}
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    if lid < 3u {
+        shared_params[lid] = params[lid];
+    }
+    let p = workgroupUniformLoad(&shared_params);
+    let m = p[0];
+    let n = p[1];
+    let k = p[2];
+    let blocks = k / 32u;
+
+    // Columns past the end compute column n - 1 and write nothing: every
+    // invocation must reach the barriers.
+    let col = wid.x * 64u + lid;
+    let c = min(col, n - 1u);
+    let row0 = wid.y * ROWS;
+    var acc: array<f32, ROWS>;
+    for (var r = 0u; r < ROWS; r = r + 1u) {
+        acc[r] = 0.0;
+    }
+
+    for (var b = 0u; b < blocks; b = b + 1u) {
+        // Stage 8 vec4s (32 values) of each of the ROWS rows; rows past M read row M - 1.
+        if lid < ROWS * 8u {
+            let r = min(row0 + lid / 8u, m - 1u);
+            x_tile[lid] = x[r * (k / 4u) + b * 8u + lid % 8u];
+        }
+        workgroupBarrier();
+        let s = scales[c * blocks + b];
+        let w_base = c * (k / 4u) + b * 8u;
+        var sums: array<f32, ROWS>;
+        for (var r = 0u; r < ROWS; r = r + 1u) {
+            sums[r] = 0.0;
+        }
+        for (var i = 0u; i < 8u; i = i + 1u) {
+            let q = unpack_q8(w[w_base + i]);
+            for (var r = 0u; r < ROWS; r = r + 1u) {
+                sums[r] = sums[r] + dot(x_tile[r * 8u + i], q);
+            }
+        }
+        for (var r = 0u; r < ROWS; r = r + 1u) {
+            acc[r] = acc[r] + s * sums[r];
+        }
+        workgroupBarrier();
+    }
+
+    if col < n {
+        for (var r = 0u; r < ROWS; r = r + 1u) {
+            if row0 + r < m {
+                output[(row0 + r) * n + col] = acc[r];
+            }
+        }
+    }
+}
