@@ -8,9 +8,10 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/genllava-target}"
 export CARGO_TERM_COLOR=never
 
 rustup target list --installed | grep -q wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown >/dev/null
-# chromium: the browser tests; mesa-vulkan-drivers: lavapipe, the CPU Vulkan driver `--device wgpu` runs on.
+# chromium (+ chromium-driver for wasm-bindgen-test): the browser tests; mesa-vulkan-drivers: lavapipe, the CPU Vulkan driver `--device wgpu` runs on.
 missing=()
 command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
 dpkg -s mesa-vulkan-drivers >/dev/null 2>&1 || missing+=(mesa-vulkan-drivers)
 if ((${#missing[@]})); then
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}") >/dev/null
@@ -37,3 +38,9 @@ echo "== browser: build (wasm-bindgen-cli pinned to Cargo.lock) and test in head
 (cd www/tests && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent)
 bash www/build.sh
 node www/tests/browser.test.mjs
+
+echo "== web crate unit tests in the same headless chromium (wasm-bindgen-test; WebGPU on SwiftShader)"
+# Release, to reuse the wasm32 build above; the browser flags are in web/webdriver.json.
+(cd web && CHROMEDRIVER="$(command -v chromedriver)" WASM_BINDGEN_TEST_TIMEOUT=600 \
+    CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="${GENLLAVA_TOOLS:-$HOME/.cache/genllava-tools}/bin/wasm-bindgen-test-runner" \
+    cargo test -q --release -p genllava-web --target wasm32-unknown-unknown)

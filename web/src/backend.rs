@@ -91,3 +91,42 @@ pub fn install_panic_hook() {
         });
     }
 }
+
+/// In the browser (wasm-bindgen-test in headless chromium): the WebGPU path is taken, not
+/// assumed, and Burn's kernels on it agree with the CPU backend.
+#[cfg(all(test, target_arch = "wasm32"))]
+mod browser_tests {
+    use super::*;
+    use burn::tensor::{Tensor, TensorData};
+    use wasm_bindgen_test::wasm_bindgen_test;
+
+    wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
+
+    fn values(n: usize, k: u32) -> Vec<f32> {
+        (0..n).map(|i| ((i as u32 * 2654435761u32.wrapping_add(k)) % 1000) as f32 / 500.0 - 1.0).collect()
+    }
+
+    #[wasm_bindgen_test]
+    async fn picks_webgpu_and_matches_the_cpu() {
+        let (device, backend, why) = pick(true).await;
+        assert_eq!(backend, Backend::WebGpu, "WebGPU was not used: {why}");
+        let (m, k, n) = (33, 70, 17);
+        let run = |device: &Device| {
+            let a = Tensor::<2>::from_data(TensorData::new(values(m * k, 1), [m, k]), device);
+            let b = Tensor::<2>::from_data(TensorData::new(values(k * n, 2), [k, n]), device);
+            burn::tensor::activation::softmax(a.matmul(b).div_scalar(4.0), 1)
+        };
+        let gpu: Vec<f32> = run(&device).into_data_async().await.expect("read back").try_to_vec::<f32>().expect("f32");
+        let cpu: Vec<f32> = run(&Device::flex()).into_data().try_to_vec::<f32>().expect("f32");
+        let worst = gpu.iter().zip(&cpu).map(|(g, c)| (g - c).abs()).fold(0f32, f32::max);
+        assert!(worst < 1e-5, "WebGPU and CPU differ by {worst}");
+    }
+
+    #[wasm_bindgen_test]
+    async fn the_cpu_path_is_labelled() {
+        let (_, backend, why) = pick(false).await;
+        assert_eq!(backend, Backend::Cpu);
+        assert_eq!(backend.id(), "cpu");
+        assert!(!why.is_empty());
+    }
+}

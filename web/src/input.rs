@@ -43,13 +43,15 @@ mod tests {
         out
     }
 
-    #[test]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn accepts_ordinary_and_edge_sizes() {
         assert_eq!(check_image(&png(7, 5)), Ok((7, 5)));
         assert_eq!(check_image(&png(MAX_IMAGE_SIDE, 1)), Ok((MAX_IMAGE_SIDE, 1)));
     }
 
-    #[test]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn refuses_oversized_images_from_the_header() {
         let e = check_image(&png(6000, 6000)).unwrap_err();
         assert!(e.contains("6000×6000") && e.contains("4096"), "{e}");
@@ -57,7 +59,8 @@ mod tests {
         assert!(e.contains("largest side"), "{e}");
     }
 
-    #[test]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn refuses_non_images_and_broken_headers() {
         assert_eq!(check_image(b"not an image").unwrap_err(), "not a PNG or JPEG image");
         let mut truncated = png(8, 8);

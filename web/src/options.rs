@@ -171,7 +171,8 @@ mod tests {
         ChatOptions::from_fields(|k| Ok(fields.iter().find(|(n, _)| *n == k).map(|(_, v)| *v)))
     }
 
-    #[test]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn defaults_and_values() {
         assert_eq!(parse(&[]).unwrap(), ChatOptions::default());
         let o = parse(&[("max_new_tokens", 8.0), ("temperature", 0.7), ("top_p", 0.9), ("seed", 42.0)]).unwrap();
@@ -180,7 +181,8 @@ mod tests {
         assert_eq!(o.sampling().top_p, 0.9);
     }
 
-    #[test]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn rejects_bad_values() {
         for bad in [
             ("max_new_tokens", -1.0),
@@ -205,7 +207,8 @@ mod tests {
         )
     }
 
-    #[test]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn image_options_fill_from_the_model() {
         let defaults = DiffusionDefaults { steps: 25, guidance: 4.0, scheduler: "ddim".into(), ..Default::default() };
         let o = image(&[], None).unwrap().resolve(&defaults).unwrap();
@@ -218,7 +221,8 @@ mod tests {
         assert_eq!(o.edit, Some(EditMode::Img2Img { strength: 0.5 }));
     }
 
-    #[test]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn image_options_reject_bad_values() {
         for bad in
             [("steps", 0.0), ("steps", 2.5), ("steps", 5000.0), ("guidance", -1.0), ("strength", 0.0), ("seed", -1.0)]
