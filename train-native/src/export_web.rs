@@ -87,6 +87,9 @@ fn weight_stems(files: &[String], root: &Path) -> anyhow::Result<(BTreeSet<Strin
 
 pub fn run(args: ExportWebArgs) -> anyhow::Result<()> {
     let src = DirSource::open(&args.model)?;
+    if args.out.canonicalize().ok() == args.model.canonicalize().ok() {
+        anyhow::bail!("--out {} is the --model folder: write the web format elsewhere", args.out.display());
+    }
     let mut files = vec![];
     walk(&args.model, "", &args.out, &mut files)?;
     let (stems, owned) = weight_stems(&files, &args.model)?;
