@@ -150,11 +150,17 @@ pub fn component(weights: &str, name: &str) -> String {
     if dir.is_empty() { part.into() } else { format!("{}-{part}", dir.replace('/', "-")) }
 }
 
+/// Whether a tensor is an embedding table (`embed_tokens`, `token_embedding`,
+/// `position_embedding`, …), looked up by index rather than multiplied; the
+/// linears of SD's `time_embedding` are not tables.
+pub fn is_embedding_table(name: &str) -> bool {
+    name.ends_with("embed_tokens.weight") || name.ends_with("_embedding.weight") || name.ends_with("embedding")
+}
+
 /// Whether a tensor is a matmul weight that the export quantizes: 2-D, named
 /// `…weight`, whole blocks per row, and not an embedding table (unless asked).
 pub fn is_matmul_weight(name: &str, shape: &[usize], embeddings: bool) -> bool {
-    let embedding = name.contains("embed");
-    name.ends_with("weight") && quant::blockable(shape) && (embeddings || !embedding)
+    name.ends_with("weight") && quant::blockable(shape) && (embeddings || !is_embedding_table(name))
 }
 
 /// What to export.
@@ -506,7 +512,7 @@ impl WebLoader {
         match Quant::parse(&entry.dtype) {
             Some(q) => {
                 let values = quant::decode(bytes, n, q, &entry.name)?;
-                let linear = entry.name.ends_with(".weight") && !entry.name.contains("embed");
+                let linear = entry.name.ends_with(".weight") && !is_embedding_table(&entry.name);
                 if self.residency == Residency::Quantized && q.is_block() && linear {
                     let value = if q == Quant::Q4 { QuantValue::Q4S } else { QuantValue::Q8S };
                     let scheme = QuantScheme::default()
@@ -757,5 +763,13 @@ mod tests {
         assert_eq!(component("model", "language_model.lm_head.weight"), "llm");
         assert_eq!(component("sd/unet/diffusion_pytorch_model", "conv_in.weight"), "unet");
         assert_eq!(component("sd/text_encoder/model", "x"), "text_encoder");
+        for table in ["model.embed_tokens.weight", "text_model.embeddings.token_embedding.weight", "class_embedding"] {
+            assert!(is_embedding_table(table), "{table}");
+        }
+        assert!(!is_embedding_table("time_embedding.linear_1.weight"));
+        assert!(is_matmul_weight("time_embedding.linear_1.weight", &[1280, 320], false));
+        assert!(!is_matmul_weight("model.embed_tokens.weight", &[32000, 4096], false));
+        assert!(is_matmul_weight("model.embed_tokens.weight", &[32000, 4096], true));
+        assert!(!is_matmul_weight("proj_in.weight", &[320, 320, 1, 1], false));
     }
 }

@@ -87,6 +87,9 @@ fn weight_stems(files: &[String], root: &Path) -> anyhow::Result<(BTreeSet<Strin
 
 pub fn run(args: ExportWebArgs) -> anyhow::Result<()> {
     let src = DirSource::open(&args.model)?;
+    if args.out.canonicalize().ok() == args.model.canonicalize().ok() {
+        anyhow::bail!("--out {} is the --model folder: write the web format elsewhere", args.out.display());
+    }
     let mut files = vec![];
     walk(&args.model, "", &args.out, &mut files)?;
     let (stems, owned) = weight_stems(&files, &args.model)?;
@@ -103,11 +106,12 @@ pub fn run(args: ExportWebArgs) -> anyhow::Result<()> {
     let mut exporter = Exporter::new(options, &mut write)?;
     let mut source_bytes = 0u64;
     for f in &files {
-        let bytes = crate::files::read(&args.model.join(f))?;
+        let path = args.model.join(f);
         if owned.contains(f) {
-            source_bytes += bytes.len() as u64;
+            source_bytes += std::fs::metadata(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?.len();
             continue;
         }
+        let bytes = crate::files::read(&path)?;
         exporter.add_file(f, &bytes);
         write_atomic(&args.out.join(f), &bytes)?;
     }
