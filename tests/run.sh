@@ -41,6 +41,7 @@ node www/tests/browser.test.mjs
 
 echo "== web crate unit tests in the same headless chromium (wasm-bindgen-test; WebGPU on SwiftShader)"
 # Release, to reuse the wasm32 build above; the browser flags are in web/webdriver.json.
+# (No -q: cargo would hand --quiet to wasm-bindgen-test-runner, which refuses it.)
 (cd web && CHROMEDRIVER="$(command -v chromedriver)" WASM_BINDGEN_TEST_TIMEOUT=600 \
     CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="${GENLLAVA_TOOLS:-$HOME/.cache/genllava-tools}/bin/wasm-bindgen-test-runner" \
-    cargo test -q --release -p genllava-web --target wasm32-unknown-unknown)
+    cargo test --release -p genllava-web --target wasm32-unknown-unknown)
