@@ -55,14 +55,22 @@ pub trait WgslKernels: Backend {
     -> FloatTensor<Self>;
 }
 
-struct GroupNormSilu;
+/// A shader of `shaders/` launched as written (no template values).
+struct Wgsl {
+    name: &'static str,
+    source: &'static str,
+}
 
-impl KernelSource for GroupNormSilu {
+const GROUP_NORM_SILU: Wgsl =
+    Wgsl { name: "group_norm_silu", source: include_str!("../../../shaders/group_norm_silu.wgsl") };
+const DDIM_STEP: Wgsl = Wgsl { name: "ddim_step", source: include_str!("../../../shaders/ddim_step.wgsl") };
+
+impl KernelSource for Wgsl {
     fn source(&self) -> SourceTemplate {
-        SourceTemplate::new(include_str!("../../../shaders/group_norm_silu.wgsl"))
+        SourceTemplate::new(self.source)
     }
     fn id(&self) -> KernelId {
-        KernelId::new::<Self>()
+        KernelId::new::<Self>().info(self.name)
     }
     fn lang(&self) -> &'static str {
         "wgsl"
@@ -100,20 +108,6 @@ impl KernelSource for Attention {
 /// Query rows per workgroup of `shaders/attention.wgsl`.
 const ATTENTION_ROWS: usize = 64;
 
-struct DdimStep;
-
-impl KernelSource for DdimStep {
-    fn source(&self) -> SourceTemplate {
-        SourceTemplate::new(include_str!("../../../shaders/ddim_step.wgsl"))
-    }
-    fn id(&self) -> KernelId {
-        KernelId::new::<Self>()
-    }
-    fn lang(&self) -> &'static str {
-        "wgsl"
-    }
-}
-
 /// `shaders/matmul_q8.wgsl` or `shaders/matmul_q4.wgsl` for `rows` rows of x per invocation.
 struct MatmulQuant {
     q4: bool,
@@ -149,6 +143,25 @@ fn empty_like(x: &CubeTensor, shape: Shape) -> CubeTensor {
     CubeTensor::new_contiguous(x.client.clone(), x.device.clone(), shape, handle, DType::F32)
 }
 
+/// Launch `kernel` with `threads` invocations per workgroup over `workgroups`, binding
+/// `buffers` in order and then the `u32` parameters (the shaders' binding order).
+fn launch(
+    kernel: impl KernelSource + 'static,
+    threads: u32,
+    workgroups: (u32, u32),
+    buffers: &[&CubeTensor],
+    parameters: &[u32],
+) {
+    let client = &buffers[0].client;
+    let p = params(buffers[0], parameters);
+    let args = buffers
+        .iter()
+        .fold(KernelArguments::new(), |args, t| args.with_buffer(t.handle.clone().binding()))
+        .with_buffer(p.binding());
+    let kernel = SourceKernel::new(kernel, CubeDim::new_1d(threads));
+    client.launch(Box::new(kernel), CubeCount::Static(workgroups.0, workgroups.1, 1), args);
+}
+
 impl WgslKernels for CubeBackend {
     fn group_norm_silu(
         x: FloatTensor<Self>,
@@ -162,15 +175,8 @@ impl WgslKernels for CubeBackend {
         let shape = x.meta.shape().clone();
         let (n, c, hw) = (shape[0], shape[1], shape[2] * shape[3]);
         let out = empty_like(&x, shape);
-        let p = params(&x, &[groups as u32, (c / groups) as u32, hw as u32, eps.to_bits(), silu as u32]);
-        let args = KernelArguments::new()
-            .with_buffer(x.handle.clone().binding())
-            .with_buffer(gamma.handle.clone().binding())
-            .with_buffer(beta.handle.clone().binding())
-            .with_buffer(out.handle.clone().binding())
-            .with_buffer(p.binding());
-        let kernel = SourceKernel::new(GroupNormSilu, CubeDim::new_1d(256));
-        x.client.launch(Box::new(kernel), CubeCount::Static((n * groups) as u32, 1, 1), args);
+        let p = [groups as u32, (c / groups) as u32, hw as u32, eps.to_bits(), silu as u32];
+        launch(GROUP_NORM_SILU, 256, ((n * groups) as u32, 1), &[&x, &gamma, &beta, &out], &p);
         out
     }
 
@@ -187,14 +193,7 @@ impl WgslKernels for CubeBackend {
         let out = empty_like(&sample, shape);
         let mut words = vec![n as u32, guided as u32, clip as u32];
         words.extend(coefficients.iter().map(|c| c.to_bits()));
-        let p = params(&sample, &words);
-        let args = KernelArguments::new()
-            .with_buffer(pred.handle.clone().binding())
-            .with_buffer(sample.handle.clone().binding())
-            .with_buffer(out.handle.clone().binding())
-            .with_buffer(p.binding());
-        let kernel = SourceKernel::new(DdimStep, CubeDim::new_1d(256));
-        sample.client.launch(Box::new(kernel), CubeCount::Static(n.div_ceil(256) as u32, 1, 1), args);
+        launch(DDIM_STEP, 256, (n.div_ceil(256) as u32, 1), &[&pred, &sample, &out], &words);
         out
     }
 
@@ -205,16 +204,9 @@ impl WgslKernels for CubeBackend {
         let nk = k.meta.shape()[2];
         let out = empty_like(&q, shape);
         let scale = 1.0 / (d as f32).sqrt();
-        let p = params(&q, &[nq as u32, nk as u32, scale.to_bits()]);
-        let args = KernelArguments::new()
-            .with_buffer(q.handle.clone().binding())
-            .with_buffer(k.handle.clone().binding())
-            .with_buffer(v.handle.clone().binding())
-            .with_buffer(out.handle.clone().binding())
-            .with_buffer(p.binding());
-        let kernel = SourceKernel::new(Attention::new(d), CubeDim::new_1d(ATTENTION_ROWS as u32));
-        let count = CubeCount::Static(nq.div_ceil(ATTENTION_ROWS) as u32, bh as u32, 1);
-        q.client.launch(Box::new(kernel), count, args);
+        let workgroups = (nq.div_ceil(ATTENTION_ROWS) as u32, bh as u32);
+        let p = [nq as u32, nk as u32, scale.to_bits()];
+        launch(Attention::new(d), ATTENTION_ROWS as u32, workgroups, &[&q, &k, &v, &out], &p);
         out
     }
 
@@ -229,16 +221,8 @@ impl WgslKernels for CubeBackend {
         let out = empty_like(&x, Shape::new([m, n]));
         // One row per invocation for a decode step, four (each weight read serving four rows) for prefill.
         let rows = if m == 1 { 1 } else { 4 };
-        let p = params(&x, &[m as u32, n as u32, k as u32]);
-        let args = KernelArguments::new()
-            .with_buffer(x.handle.clone().binding())
-            .with_buffer(w.handle.clone().binding())
-            .with_buffer(scales.handle.clone().binding())
-            .with_buffer(out.handle.clone().binding())
-            .with_buffer(p.binding());
-        let kernel = SourceKernel::new(MatmulQuant { q4, rows }, CubeDim::new_1d(64));
-        let count = CubeCount::Static(n.div_ceil(64) as u32, m.div_ceil(rows) as u32, 1);
-        x.client.launch(Box::new(kernel), count, args);
+        let workgroups = (n.div_ceil(64) as u32, m.div_ceil(rows) as u32);
+        launch(MatmulQuant { q4, rows }, 64, workgroups, &[&x, &w, &scales, &out], &[m as u32, n as u32, k as u32]);
         out
     }
 }
