@@ -181,12 +181,12 @@ fn retrieval(model: &Siglip, world: &World, n: usize, device: &Device) -> anyhow
 }
 
 /// The tower's shape: `model.init.vision_config` of the run config.
-fn vision_config(args: &VisionArgs) -> anyhow::Result<(Value, SiglipVisionConfig, usize)> {
+fn vision_config(args: &VisionArgs) -> anyhow::Result<(Value, SiglipVisionConfig)> {
     let cfg = TrainConfig::load(args.config.as_deref(), &[])?;
     let init = cfg.model.init.as_ref().context("the run config has no model.init to take vision_config from")?;
     let json = init.get("vision_config").cloned().context("model.init has no vision_config")?;
     let parsed = SiglipVisionConfig::from_value(json.clone())?;
-    Ok((json, parsed, cfg.seed as usize))
+    Ok((json, parsed))
 }
 
 pub fn run(args: VisionArgs) -> anyhow::Result<()> {
@@ -195,7 +195,7 @@ pub fn run(args: VisionArgs) -> anyhow::Result<()> {
     let device = Device::flex();
     device.seed(args.seed);
     let ad = device.clone().autodiff();
-    let (mut json, vcfg, _) = vision_config(&args)?;
+    let (mut json, vcfg) = vision_config(&args)?;
     let tok = CaptionTokenizer::train(args.seed, 4000, MAX_LEN)?;
     let tcfg = text_config(&text_config_json(TEXT, &tok))?;
     let processor_json = crate::train::model::processor_json(vcfg.image_size);
