@@ -14,6 +14,7 @@ pub mod image;
 pub mod kernels;
 pub mod llama;
 pub mod llava;
+pub mod lora;
 pub mod nn;
 pub mod pipeline;
 pub mod quant;

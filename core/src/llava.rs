@@ -251,8 +251,18 @@ pub struct LlavaCheckpoint {
 }
 
 impl LlavaCheckpoint {
-    /// Load `config.json` and `model*.safetensors` (either key layout).
+    /// Load `config.json` and `model*.safetensors` (either key layout); a PEFT
+    /// LoRA adapter beside them (`adapter_config.json`, `adapter_model.safetensors`)
+    /// is merged into the language model.
     pub fn load(src: &dyn FileSource, device: &Device) -> Result<Self> {
+        let mut ckpt = Self::load_base(src, device)?;
+        crate::lora::merge_folder(src, &mut ckpt.model.language_model, device)?;
+        Ok(ckpt)
+    }
+
+    /// [`Self::load`] without merging an adapter (a LoRA run resumes from the
+    /// base weights and the factors apart).
+    pub fn load_base(src: &dyn FileSource, device: &Device) -> Result<Self> {
         let config = LlavaConfig::from_json(&src.describe("config.json"), &checkpoint::read_required(src, "config.json")?)?;
         let mut map = checkpoint::load_weights(src, "model")?;
         normalize_keys(&mut map);
