@@ -11,6 +11,7 @@
 use super::config::TrainConfig;
 use super::model::{self, Bundle};
 use anyhow::Context;
+use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::tensor::{Bytes, Device};
 use std::io::Write;
@@ -60,9 +61,28 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 
 /// Write the HF model files of `bundle` into `dir` (which must exist); for a
 /// GenLLaVA also `genllava.json`, `gen_head/` and the frozen decoder as `sd/`.
-fn write_model_files(dir: &Path, bundle: &Bundle) -> anyhow::Result<()> {
+/// LoRA adapters are merged into the weights with `merge`, else written beside
+/// the base weights in PEFT's layout (a step folder, from which a run resumes).
+fn write_model_files(dir: &Path, bundle: &Bundle, cfg: &TrainConfig, merge: bool) -> anyhow::Result<()> {
     write_synced(&dir.join("config.json"), serde_json::to_string_pretty(&bundle.config_json)?.as_bytes())?;
-    write_synced(&dir.join("model.safetensors"), &model::export_safetensors(&bundle.model.llava)?)?;
+    if !model::has_lora(&bundle.model) {
+        write_synced(&dir.join("model.safetensors"), &model::export_safetensors(&bundle.model.llava)?)?;
+    } else if merge {
+        let merged = bundle.model.llava.clone().materialize();
+        write_synced(&dir.join("model.safetensors"), &model::export_safetensors(&merged)?)?;
+    } else {
+        write_synced(&dir.join("model.safetensors"), &model::export_safetensors(&bundle.model.llava)?)?;
+        let adapter = genllava::lora::adapter_tensors(&bundle.model.llava.language_model);
+        let adapter_config = cfg.trainable.lora.adapter_config();
+        write_synced(
+            &dir.join(genllava::lora::CONFIG_FILE),
+            serde_json::to_string_pretty(&adapter_config)?.as_bytes(),
+        )?;
+        write_synced(
+            &dir.join(format!("{}.safetensors", genllava::lora::WEIGHTS_STEM)),
+            &genllava::export::safetensors_bytes(&adapter, false),
+        )?;
+    }
     write_synced(&dir.join("tokenizer.json"), bundle.tokenizer.to_json()?.as_bytes())?;
     write_synced(&dir.join("processor_config.json"), serde_json::to_string_pretty(&bundle.processor_json)?.as_bytes())?;
     if let (Some(genr), Some(head)) = (&bundle.generation, &bundle.model.head) {
@@ -126,7 +146,7 @@ pub fn save(
     let dir = out.join(&name);
     let optim_bytes = optim.into_bytes().map_err(|e| anyhow::anyhow!("serialising the optimizer state: {e:?}"))?;
     write_dir_atomic(&dir, |tmp| {
-        write_model_files(tmp, bundle)?;
+        write_model_files(tmp, bundle, cfg, false)?;
         write_synced(&tmp.join("optimizer.bpk"), &optim_bytes)?;
         write_synced(&tmp.join("train_state.json"), serde_json::to_string_pretty(state)?.as_bytes())?;
         write_synced(&tmp.join("train_config.json"), serde_json::to_string_pretty(cfg)?.as_bytes())?;
@@ -137,10 +157,10 @@ pub fn save(
     Ok(dir)
 }
 
-/// Write the final model (HF files only) to `out/model`.
-pub fn save_final(out: &Path, bundle: &Bundle) -> anyhow::Result<PathBuf> {
-    let dir = out.join("model");
-    write_dir_atomic(&dir, |tmp| write_model_files(tmp, bundle))?;
+/// Write the final model (HF files only, LoRA merged) to `out/model`.
+pub fn save_final(cfg: &TrainConfig, bundle: &Bundle) -> anyhow::Result<PathBuf> {
+    let dir = cfg.out_dir.join("model");
+    write_dir_atomic(&dir, |tmp| write_model_files(tmp, bundle, cfg, true))?;
     Ok(dir)
 }
 
@@ -197,7 +217,17 @@ pub fn load(dir: &Path, device: &Device) -> anyhow::Result<Restored> {
     let read = |name: &str| crate::files::read(&dir.join(name));
     let config: TrainConfig = serde_json::from_slice(&read("train_config.json")?).context("train_config.json")?;
     let state: TrainState = serde_json::from_slice(&read("train_state.json")?).context("train_state.json")?;
-    let bundle = model::load(dir, device)?;
+    let bundle = if config.trainable.llm == super::config::LlmMode::Lora {
+        // The base weights as saved, then the adapter's factors on them, exactly.
+        let mut bundle = model::load_with(dir, device, false)?;
+        let src = crate::files::DirSource::open(dir)?;
+        let (_, factors) = genllava::lora::load_folder(&src, device)?
+            .with_context(|| format!("{}: a LoRA run's checkpoint without adapter_config.json", dir.display()))?;
+        model::attach_lora(&mut bundle, &config, Some(factors))?;
+        bundle
+    } else {
+        model::load(dir, device)?
+    };
     Ok(Restored { config, bundle, optimizer_bytes: read("optimizer.bpk")?, state })
 }
 

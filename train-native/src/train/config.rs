@@ -133,7 +133,9 @@ pub enum LlmMode {
     /// Every weight of the LLM learns.
     #[default]
     Full,
-    /// Low-rank adapters only (not implemented yet: rejected at start).
+    /// Low-rank adapters (`trainable.lora`) on the decoder layers' projections; the
+    /// base weights stay frozen. Checkpoints carry the adapter in PEFT's layout; the
+    /// final model has it merged.
     Lora,
     /// The LLM is frozen (gradients still flow through it to the projector).
     Frozen,
@@ -145,15 +147,53 @@ pub enum LlmMode {
 pub struct Trainable {
     pub projector: bool,
     pub llm: LlmMode,
-    /// The `[IMG]` token embeddings (used once the generation path trains).
+    /// With `llm = "lora"`: the token embeddings and output layer, where the task and
+    /// `[IMG]` tokens live, train in full (PEFT's `modules_to_save`). (With `full` they
+    /// train anyway; with `frozen` they do not.)
     pub img_embeddings: bool,
-    /// The generation head (used once the generation path trains).
+    /// The generation head.
     pub head: bool,
+    /// The adapters of `llm = "lora"`.
+    pub lora: LoraSettings,
 }
 
 impl Default for Trainable {
     fn default() -> Self {
-        Self { projector: true, llm: LlmMode::Full, img_embeddings: true, head: true }
+        Self { projector: true, llm: LlmMode::Full, img_embeddings: true, head: true, lora: LoraSettings::default() }
+    }
+}
+
+/// LoRA adapters: rank, alpha and the projections of each decoder layer they sit on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoraSettings {
+    /// Rank `r` of each adapter.
+    pub rank: usize,
+    /// The update is scaled by `alpha / rank` (`alpha / √rank` with `rslora`).
+    pub alpha: f64,
+    /// rsLoRA's scaling.
+    pub rslora: bool,
+    /// Any of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj.
+    pub targets: Vec<String>,
+}
+
+impl Default for LoraSettings {
+    fn default() -> Self {
+        Self {
+            rank: 8,
+            alpha: 16.0,
+            rslora: false,
+            targets: genllava::lora::TARGETS.iter().map(|t| t.to_string()).collect(),
+        }
+    }
+}
+
+impl LoraSettings {
+    /// The PEFT `adapter_config.json` of these settings.
+    pub fn adapter_config(&self) -> genllava::lora::AdapterConfig {
+        let mut cfg = genllava::lora::AdapterConfig::new(self.rank, self.alpha, &self.targets);
+        cfg.use_rslora = self.rslora;
+        cfg
     }
 }
 
@@ -253,8 +293,15 @@ impl TrainConfig {
         if [m.text, m.generation, m.editing, m.understanding].iter().any(|s| *s < 0.0 || !s.is_finite()) {
             bail!("mixture shares must be finite and non-negative");
         }
-        if self.trainable.llm == LlmMode::Lora {
-            bail!("trainable.llm = \"lora\" is not implemented yet: use \"full\" or \"frozen\"");
+        let lora = &self.trainable.lora;
+        if lora.rank == 0 || !lora.alpha.is_finite() || lora.alpha <= 0.0 {
+            bail!("trainable.lora: rank must be at least 1 and alpha positive");
+        }
+        if lora.targets.is_empty() {
+            bail!("trainable.lora.targets is empty");
+        }
+        if let Some(t) = lora.targets.iter().find(|t| !genllava::lora::TARGETS.contains(&t.as_str())) {
+            bail!("trainable.lora.targets: `{t}` is not one of {:?}", genllava::lora::TARGETS);
         }
         if self.max_seq_len < 2 {
             bail!("max_seq_len must be at least 2");

@@ -91,7 +91,8 @@ pub fn evaluate(
     step: usize,
     sd: Option<&StableDiffusion>,
 ) -> anyhow::Result<EvalResult> {
-    let model = burn::module::Module::valid(&bundle.model);
+    // Validation mode, LoRA adapters (if any) folded in once rather than at every forward.
+    let model = burn::module::Module::materialize(burn::module::Module::valid(&bundle.model));
     let device = model.llava.language_model.embed_tokens.weight.device();
     let lcfg = &bundle.config;
     let task = bundle.generation.as_ref().map(|g| &g.config.task_tokens);

@@ -146,6 +146,9 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
                     model::fresh(&cfg, tokenizer, wants_generation(&cfg, &sets), &device)?
                 }
             };
+            if cfg.trainable.llm == config::LlmMode::Lora {
+                model::attach_lora(&mut bundle, &cfg, None)?;
+            }
             bundle.model = model::apply_trainable(model::stable_params(bundle.model, &device), &cfg.trainable);
             let state = TrainState {
                 step: 0,
@@ -166,7 +169,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     trainer.run()?;
-    let final_dir = checkpoint::save_final(&trainer.cfg.out_dir, &trainer.bundle)?;
+    let final_dir = checkpoint::save_final(&trainer.cfg, &trainer.bundle)?;
     let report = report::write(&trainer)?;
     eprintln!("done: model in {}, report in {}", final_dir.display(), report.display());
     Ok(())

@@ -276,10 +276,19 @@ fn sd_context(sd_dir: &Path) -> anyhow::Result<(usize, usize)> {
     Ok((l as usize, dim as usize))
 }
 
-/// Load an HF LLaVA folder (a base model, or one of our checkpoints).
+/// Load an HF LLaVA folder (a base model, or one of our checkpoints); a LoRA
+/// adapter beside the weights is merged.
 pub fn load(dir: &std::path::Path, device: &Device) -> anyhow::Result<Bundle> {
+    load_with(dir, device, true)
+}
+
+/// [`load`], merging the folder's LoRA adapter or leaving it out (`merge_adapter`
+/// false: a LoRA run resuming reads its factors apart).
+pub fn load_with(dir: &std::path::Path, device: &Device, merge_adapter: bool) -> anyhow::Result<Bundle> {
     let src = DirSource::open(dir)?;
-    let ckpt = LlavaCheckpoint::load(&src, device).with_context(|| dir.display().to_string())?;
+    let ckpt =
+        if merge_adapter { LlavaCheckpoint::load(&src, device) } else { LlavaCheckpoint::load_base(&src, device) }
+            .with_context(|| dir.display().to_string())?;
     let config_json: serde_json::Value = serde_json::from_slice(&files::read(&dir.join("config.json"))?)?;
     let tokenizer = TextTokenizer::from_bytes(&files::read(&dir.join("tokenizer.json"))?)?;
     let processor = genllava::llava::load_image_processor(&src)?
@@ -342,13 +351,66 @@ pub fn apply_trainable(mut model: GenModel, t: &Trainable) -> GenModel {
     if !t.projector {
         llava.multi_modal_projector = llava.multi_modal_projector.clone().no_grad();
     }
-    if t.llm == LlmMode::Frozen {
-        llava.language_model = llava.language_model.clone().no_grad();
+    match t.llm {
+        LlmMode::Full => {}
+        LlmMode::Frozen => llava.language_model = llava.language_model.clone().no_grad(),
+        LlmMode::Lora => {
+            llava.language_model =
+                llava.language_model.clone().map(&mut FreezeBase { path: Vec::new(), embeddings: t.img_embeddings })
+        }
     }
     if !t.head {
         model.head = model.head.map(|h| h.no_grad());
     }
     model
+}
+
+/// LoRA training: freezes the language model's own weights, except the adapter
+/// factors (`….weight.lora.{a,b}`) and, with `embeddings`, the token embeddings
+/// and output layer.
+struct FreezeBase {
+    path: Vec<String>,
+    embeddings: bool,
+}
+
+impl ModuleMapper for FreezeBase {
+    fn enter_module(&mut self, name: &str, _kind: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _kind: &str) {
+        self.path.pop();
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let adapter = self.path.iter().any(|p| p == "lora");
+        let token_rows = matches!(self.path.first().map(String::as_str), Some("embed_tokens" | "lm_head"));
+        let trains = adapter || (self.embeddings && token_rows);
+        let (id, tensor, _) = param.consume();
+        Param::initialized(id, tensor.set_require_grad(trains))
+    }
+}
+
+/// Put fresh LoRA adapters (`cfg.trainable.lora`, seeded by `cfg.seed`) or the
+/// `loaded` factors of a checkpoint on the language model.
+pub fn attach_lora(
+    bundle: &mut Bundle,
+    cfg: &TrainConfig,
+    loaded: Option<genllava::lora::Factors>,
+) -> anyhow::Result<()> {
+    let lora = &cfg.trainable.lora;
+    let device = bundle.model.llava.language_model.embed_tokens.weight.device();
+    device.seed(cfg.seed ^ 0x10AA);
+    let lm = bundle.model.llava.language_model.clone();
+    let (lm, n) = genllava::lora::attach(lm, &lora.adapter_config(), &lora.targets, loaded)?;
+    anyhow::ensure!(n > 0, "trainable.lora: no projection of the language model matched {:?}", lora.targets);
+    bundle.model.llava.language_model = lm;
+    Ok(())
+}
+
+/// Whether the language model carries LoRA adapters.
+pub fn has_lora(model: &GenModel) -> bool {
+    !genllava::lora::adapter_tensors(&model.llava.language_model).is_empty()
 }
 
 /// Number of parameters that require gradients, and of all parameters.
@@ -383,6 +445,8 @@ pub fn export_head(head: &GenHead) -> Vec<u8> {
 
 fn export_llava(model: &Llava) -> anyhow::Result<Vec<u8>> {
     let mut tensors = genllava::export::named_tensors(model, "");
+    // LoRA factors (`….weight.lora.{a,b}`) go to the adapter file, not here.
+    tensors.retain(|t| !t.name.contains(".lora."));
     for t in &mut tensors {
         let parts: Vec<&str> = t.name.split('.').collect();
         if let Some((leaf, path)) = parts.split_last() {
