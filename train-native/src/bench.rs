@@ -178,7 +178,7 @@ fn small_llm() -> Value {
 }
 
 /// `unet/config.json` of CompVis/stable-diffusion-v1-4 (~860M parameters).
-fn sd14_unet() -> Value {
+pub(crate) fn sd14_unet() -> Value {
     json!({
         "_class_name": "UNet2DConditionModel", "act_fn": "silu", "attention_head_dim": 8,
         "block_out_channels": [320, 640, 1280, 1280], "center_input_sample": false, "cross_attention_dim": 768,

@@ -151,6 +151,51 @@ fn table(rows: &[KernelRow]) -> String {
     s
 }
 
+/// One whole guided diffusion step, as the pipeline runs it: the UNet on the
+/// uncond/cond batch of two, then the guided DDIM update; with the kernels
+/// (GroupNorm + SiLU in every resnet and output norm, the fused step) and with
+/// Burn's ops only ([`kernels::set_enabled`]), on the same device, model and inputs.
+/// SD 1.4's UNet (random weights) at 32×32 and 64×64 latents; the tiny test UNet with `--quick`.
+fn bench_diffusion_step(quick: bool, runs: usize, device: &Device) -> anyhow::Result<Vec<KernelRow>> {
+    use genllava::scheduler::{Ddim, Scheduler, SchedulerConfig};
+    use genllava::sd::unet::{UNet2DConditionConfig, UNet2DConditionModel};
+    let (config, latents, label) = if quick {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/unet-tiny/config.json");
+        let json: serde_json::Value = serde_json::from_slice(&crate::files::read(&path)?)?;
+        let side = json["sample_size"].as_u64().unwrap_or(8) as usize;
+        (json, vec![side], "tiny UNet")
+    } else {
+        (crate::bench::sd14_unet(), vec![32, 64], "SD-1.4 UNet")
+    };
+    let cfg = UNet2DConditionConfig::from_json(&config.to_string())?;
+    let unet = UNet2DConditionModel::load(&cfg, &genllava::VarBuilder::init(0.02, device))?;
+    let normal = Distribution::Normal(0.0, 1.0);
+    let mut rows = Vec::new();
+    for l in latents {
+        let sample = Tensor::<4>::random([1, cfg.in_channels, l, l], normal, device);
+        let context = Tensor::<3>::random([2, 77, cfg.cross_attention_dim], normal, device);
+        let mut ddim = Ddim::new(&SchedulerConfig::sd_v1(), 50)?;
+        let t = ddim.timesteps()[10];
+        let mut step = || {
+            let batch = Tensor::cat(vec![sample.clone(), sample.clone()], 0);
+            let eps = unet.forward_at(batch, t as f32, context.clone()).expect("unet");
+            ddim.step_guided(eps, Some(7.5), t, sample.clone()).expect("step")
+        };
+        kernels::set_enabled(true);
+        let wgsl = median_secs(runs, device, &mut step);
+        kernels::set_enabled(false);
+        let burn = median_secs(runs, device, &mut step);
+        kernels::set_enabled(true);
+        rows.push(KernelRow {
+            kernel: "whole diffusion step",
+            shape: format!("{label}, {l}×{l} latents, guidance (batch 2)"),
+            wgsl: wgsl?,
+            burn: burn?,
+        });
+    }
+    Ok(rows)
+}
+
 /// Run every kernel benchmark on `device`, which must take the WGSL path.
 pub fn run(device: &Device, quick: bool, runs: usize) -> anyhow::Result<String> {
     if !kernels::wgsl_active(device) {
@@ -160,5 +205,6 @@ pub fn run(device: &Device, quick: bool, runs: usize) -> anyhow::Result<String> 
     rows.extend(bench_attention(quick, runs, device)?);
     rows.extend(bench_ddim_step(quick, runs, device)?);
     rows.extend(bench_quant_matmul(quick, runs, device)?);
+    rows.extend(bench_diffusion_step(quick, runs, device)?);
     Ok(table(&rows))
 }

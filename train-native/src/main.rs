@@ -45,6 +45,8 @@ enum Command {
     EvalSd(pretrain::EvalArgs),
     /// Pre-train the small SigLIP vision tower on the shapes world (sigmoid image-text loss).
     PretrainVision(pretrain::vision::VisionArgs),
+    /// Pre-train the small language model on the shapes world's text (transformers MistralForCausalLM folder).
+    PretrainLlm(pretrain::llm::LlmArgs),
     /// Write a checkpoint in the web format: per-submodule shards (q8/q4 matmul weights), manifest.json.
     ExportWeb(export_web::ExportWebArgs),
 }
@@ -75,6 +77,7 @@ fn main() {
         Some(Command::PretrainSd(args)) => pretrain::folder::run_pretrain(args),
         Some(Command::EvalSd(args)) => pretrain::eval::run(args),
         Some(Command::PretrainVision(args)) => pretrain::vision::run(args),
+        Some(Command::PretrainLlm(args)) => pretrain::llm::run(args),
         Some(Command::ExportWeb(args)) => export_web::run(args),
     };
     if let Err(e) = result {

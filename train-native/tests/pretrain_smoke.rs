@@ -1,6 +1,7 @@
 //! Smoke tests of the pre-training commands: `data` is deterministic and writes the
 //! public layouts; `pretrain-sd` on the tiny preset writes a diffusers folder that
-//! core's own loaders read back, every tensor used, and `eval-sd` runs on it.
+//! core's own loaders read back, every tensor used, and `eval-sd` runs on it;
+//! `pretrain-vision` and `pretrain-llm` write transformers folders a run starts from.
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use genllava::clip_text::{ClipTextConfig, ClipTextModel};
@@ -191,5 +192,55 @@ fn pretrain_vision_writes_a_siglip_tower_that_a_run_starts_from_and_keeps_frozen
     assert_eq!(a.shape, b.shape);
     assert!(a.bytes() == b.bytes(), "{key} changed during training: the tower must stay frozen");
     let _ = std::fs::remove_dir_all(&tower);
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn pretrain_llm_writes_a_causal_lm_that_a_run_starts_from() {
+    let llm = scratch("llm");
+    let log = run(bin().args(["pretrain-llm", "--steps", "3", "--batch", "4", "--eval", "8", "--out"]).arg(&llm));
+    assert!(log.contains("held-out perplexity"), "{log}");
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(llm.join("config.json")).expect("config")).expect("json");
+    assert_eq!(config["architectures"][0], "MistralForCausalLM");
+    // core's loader reads it as a transformers causal LM (`model.*`, `lm_head.*`), every tensor used.
+    let cfg = genllava::llama::LlamaConfig::from_json(&config.to_string()).expect("text config");
+    let map = weights(&llm.join("model.safetensors"));
+    let vb = VarBuilder::from_map(map.clone(), &Device::flex());
+    genllava::llama::Llama::load(&cfg, &vb.pp("model"), &vb.pp("lm_head")).expect("load");
+    assert!(map.unused().is_empty(), "unused: {:?}", map.unused());
+    let tok = genllava::tokenizer::TextTokenizer::from_bytes(&std::fs::read(llm.join("tokenizer.json")).expect("tok"))
+        .expect("tokenizer");
+    assert_eq!(tok.token_id("<image>"), Some(4));
+
+    // A run from it, decoder frozen: the layers are the LLM's bytes; the vocabulary
+    // is the LLM's plus the 4 task and 16 [IMG] tokens.
+    let out = scratch("llm-run");
+    let sets = [
+        format!("out_dir={}", out.display()),
+        format!("model.llm={}", llm.display()),
+        "trainable.llm=frozen".into(),
+        "steps=1".into(),
+        "global_batch=4".into(),
+        "micro_batch=4".into(),
+        "eval_every=0".into(),
+        "eval_samples=2".into(),
+        "data.size=64".into(),
+    ];
+    let mut args = vec!["train".to_string()];
+    for s in sets {
+        args.extend(["--set".to_string(), s]);
+    }
+    let out_run = bin().args(&args).output().expect("train");
+    assert!(out_run.status.success(), "{}", String::from_utf8_lossy(&out_run.stderr));
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("model/config.json")).expect("config")).expect("json");
+    assert_eq!(saved["text_config"]["vocab_size"].as_u64(), config["vocab_size"].as_u64().map(|v| v + 20));
+    let trained = weights(&out.join("model/model.safetensors"));
+    let key = "layers.1.mlp.down_proj.weight";
+    let a = map.raw(&format!("model.{key}")).expect("llm tensor");
+    let b = trained.raw(&format!("model.language_model.{key}")).expect("trained tensor");
+    assert!(a.bytes() == b.bytes(), "{key}: the run did not start from the pretrained LLM");
+    let _ = std::fs::remove_dir_all(&llm);
     let _ = std::fs::remove_dir_all(&out);
 }

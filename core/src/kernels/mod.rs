@@ -22,12 +22,23 @@ mod wgpu;
 
 pub use qmatmul::{QuantMatrix, quant_matmul, quant_matmul_reference};
 
+/// The process-wide switch of [`set_enabled`].
+static ENABLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Turn the WGSL kernels off (every call runs its plain-Burn reference) or back
+/// on, for the whole process: how `bench --kernels` times one diffusion step
+/// both ways on the same device.
+pub fn set_enabled(on: bool) {
+    ENABLED.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Whether tensors on `device` run the WGSL kernels: the `wgpu-kernels`
-/// feature is on and `device` is a wgpu device without autodiff.
+/// feature is on, they are not switched off ([`set_enabled`]) and `device` is a
+/// wgpu device without autodiff.
 pub fn wgsl_active(device: &Device) -> bool {
     #[cfg(feature = "wgpu-kernels")]
     {
-        wgpu::is_wgpu(device)
+        ENABLED.load(std::sync::atomic::Ordering::Relaxed) && wgpu::is_wgpu(device)
     }
     #[cfg(not(feature = "wgpu-kernels"))]
     {

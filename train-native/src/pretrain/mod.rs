@@ -8,6 +8,7 @@ pub mod diffusion;
 pub mod eval;
 pub mod export;
 pub mod folder;
+pub mod llm;
 pub mod text;
 pub mod vae;
 pub mod vision;

@@ -215,6 +215,10 @@ pub struct ModelSource {
     /// `config.json` becomes `vision_config`. A relative path that does not exist from
     /// the working directory is looked up in the train-native crate (`assets/…`).
     pub vision: Option<PathBuf>,
+    /// A pretrained language model (a `LlamaForCausalLM` / `MistralForCausalLM` folder,
+    /// such as `pretrain-llm` writes) that replaces the fresh decoder of `init`, its
+    /// tokenizer with it; its `config.json` becomes `text_config`. Looked up like `vision`.
+    pub llm: Option<PathBuf>,
     /// Build a GenLLaVA (task tokens, `[IMG]` tokens, generation head, frozen
     /// diffusion decoder); `null`: when the data has generation or editing samples.
     pub generation: Option<bool>,
@@ -229,7 +233,17 @@ pub struct ModelSource {
 
 impl Default for ModelSource {
     fn default() -> Self {
-        Self { from: None, init: None, init_std: 0.02, vision: None, generation: None, sd: None, n_img: 16, head: None }
+        Self {
+            from: None,
+            init: None,
+            init_std: 0.02,
+            vision: None,
+            llm: None,
+            generation: None,
+            sd: None,
+            n_img: 16,
+            head: None,
+        }
     }
 }
 

@@ -46,9 +46,9 @@ pub struct TrainArgs {
 }
 
 /// Training sets (one per kind) and the held-out sets (one per kind and split).
-type DataSets = (Vec<Box<dyn Dataset>>, Vec<Box<dyn Dataset>>);
+pub(crate) type DataSets = (Vec<Box<dyn Dataset>>, Vec<Box<dyn Dataset>>);
 
-fn data_sets(cfg: &TrainConfig, image_size: usize) -> anyhow::Result<DataSets> {
+pub(crate) fn data_sets(cfg: &TrainConfig, image_size: usize) -> anyhow::Result<DataSets> {
     let boxed = |sets: Vec<shapes::ShapesSet>| sets.into_iter().map(|s| Box::new(s) as Box<dyn Dataset>);
     let (seed, size, textured) = (cfg.seed, cfg.data.size, cfg.data.textured);
     match cfg.data.source.as_str() {
@@ -79,7 +79,7 @@ fn wants_generation(cfg: &TrainConfig, sets: &[Box<dyn Dataset>]) -> bool {
 
 /// The text a fresh tokenizer is trained on: every distinct conversation shape
 /// of the data, rendered as the model will see it.
-fn tokenizer_corpus(sets: &[Box<dyn Dataset>]) -> anyhow::Result<Vec<String>> {
+pub(crate) fn tokenizer_corpus(sets: &[Box<dyn Dataset>]) -> anyhow::Result<Vec<String>> {
     let mut texts = Vec::new();
     for set in sets {
         for i in 0..set.len().min(2048) {
@@ -142,7 +142,15 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
                         .and_then(|v| v["vision_config"]["image_size"].as_u64())
                         .map_or(size, |s| s as usize);
                     let (sets, _) = data_sets(&cfg, size)?;
-                    let tokenizer = tokenize::train_tokenizer(tokenizer_corpus(&sets)?.into_iter())?;
+                    // A pretrained language model brings its tokenizer; else one is trained on the data.
+                    let tokenizer = match &cfg.model.llm {
+                        Some(dir) => {
+                            let path = model::asset_path(dir).join("tokenizer.json");
+                            genllava::tokenizer::TextTokenizer::from_bytes(&crate::files::read(&path)?)
+                                .with_context(|| path.display().to_string())?
+                        }
+                        None => tokenize::train_tokenizer(tokenizer_corpus(&sets)?.into_iter())?,
+                    };
                     model::fresh(&cfg, tokenizer, wants_generation(&cfg, &sets), &device)?
                 }
             };

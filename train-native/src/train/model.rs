@@ -159,6 +159,20 @@ pub fn fresh(
         }
         None => None,
     };
+    let llm = match &cfg.model.llm {
+        Some(dir) => {
+            let dir = asset_path(dir);
+            let (mut text_json, weights) = crate::pretrain::llm::load_folder(&dir)?;
+            let base_vocab = text_json["vocab_size"].as_u64().unwrap_or(0) as usize;
+            // The run's id space: the LLM's own, plus the task and [IMG] tokens added above.
+            for key in ["vocab_size", "bos_token_id", "eos_token_id", "pad_token_id"] {
+                text_json[key] = json["text_config"][key].clone();
+            }
+            json["text_config"] = text_json;
+            Some((dir, base_vocab, weights))
+        }
+        None => None,
+    };
     let config = LlavaConfig::from_json("model.init", json.to_string().as_bytes())?;
     let size = config.vision_config.image_size;
     let processor_json = processor_json(size);
@@ -171,6 +185,18 @@ pub fn fresh(
         llava.vision_tower = genllava::siglip::SiglipVision::load_checkpoint(&config.vision_config, &vb)?;
         let unused = tower.unused();
         anyhow::ensure!(unused.is_empty(), "{}: tensors the vision tower does not read: {unused:?}", tower.source);
+    }
+    if let Some((dir, base_vocab, weights)) = llm {
+        let mut text = config.text_config.clone();
+        text.vocab_size = base_vocab;
+        let map = Arc::new(weights);
+        let vb = VarBuilder::from_map(map.clone(), device);
+        let mut lm = genllava::llama::Llama::load(&text, &vb.pp("model"), &vb.pp("lm_head"))
+            .with_context(|| dir.display().to_string())?;
+        let unused = map.unused();
+        anyhow::ensure!(unused.is_empty(), "{}: tensors the language model does not read: {unused:?}", dir.display());
+        grow_vocab(&mut lm, config.text_config.vocab_size, device);
+        llava.language_model = lm;
     }
     let (head, genr) = match task {
         None => (None, None),
@@ -224,7 +250,25 @@ fn load_vision(dir: &Path) -> anyhow::Result<(Arc<genllava::WeightMap>, serde_js
 pub fn add_generation(bundle: &mut Bundle, cfg: &TrainConfig, device: &Device) -> anyhow::Result<()> {
     let task_tokens = bundle.tokenizer.add_task_tokens(cfg.model.n_img);
     let vocab = super::tokenize::id_space(&bundle.tokenizer);
-    let lm = &mut bundle.model.llava.language_model;
+    grow_vocab(&mut bundle.model.llava.language_model, vocab, device);
+    bundle.config_json["text_config"]["vocab_size"] = vocab.into();
+    bundle.config.text_config.vocab_size = vocab;
+    let sd_dir = sd_dir(cfg);
+    let (l, out_dim) = sd_context(&sd_dir)?;
+    let head_config = head_config(cfg, bundle.config.text_config.hidden_size, l, out_dim)?;
+    device.seed(cfg.seed);
+    let head = GenHead::load(&head_config, &VarBuilder::init(cfg.model.init_std, device).pp("gen_head"))?;
+    let gen_json = serde_json::json!({"task_tokens": task_tokens,
+        "diffusion": {"steps": 50, "guidance": 7.5, "scheduler": "ddim", "edit": {"img2img": {"strength": 0.75}}}});
+    let config = GenLlavaConfig::from_json("genllava.json", gen_json.to_string().as_bytes())?;
+    bundle.model.head = Some(head);
+    bundle.generation = Some(GenParts { config, head_config, sd_dir });
+    Ok(())
+}
+
+/// Grow the token embeddings and output rows of `lm` to `vocab` (new rows start at
+/// the mean of the old ones, as LLaVA-style token additions do); trainable.
+fn grow_vocab(lm: &mut genllava::llama::Llama, vocab: usize, device: &Device) {
     let grow = |w: Tensor<2>, dim: usize| -> Tensor<2> {
         let old = w.dims()[dim];
         if vocab <= old {
@@ -247,19 +291,6 @@ pub fn add_generation(bundle: &mut Bundle, cfg: &TrainConfig, device: &Device) -
             head.bias = Some(Param::initialized(id, bias.detach().require_grad()));
         }
     }
-    bundle.config_json["text_config"]["vocab_size"] = vocab.into();
-    bundle.config.text_config.vocab_size = vocab;
-    let sd_dir = sd_dir(cfg);
-    let (l, out_dim) = sd_context(&sd_dir)?;
-    let head_config = head_config(cfg, bundle.config.text_config.hidden_size, l, out_dim)?;
-    device.seed(cfg.seed);
-    let head = GenHead::load(&head_config, &VarBuilder::init(cfg.model.init_std, device).pp("gen_head"))?;
-    let gen_json = serde_json::json!({"task_tokens": task_tokens,
-        "diffusion": {"steps": 50, "guidance": 7.5, "scheduler": "ddim", "edit": {"img2img": {"strength": 0.75}}}});
-    let config = GenLlavaConfig::from_json("genllava.json", gen_json.to_string().as_bytes())?;
-    bundle.model.head = Some(head);
-    bundle.generation = Some(GenParts { config, head_config, sd_dir });
-    Ok(())
 }
 
 /// The text context the UNet in `sd_dir` cross-attends to: (positions of its text
