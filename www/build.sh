@@ -21,6 +21,41 @@ cargo build -q --release -p genllava-web --target wasm32-unknown-unknown
 rm -rf www/pkg
 "$WB" --target web --remove-name-section --out-dir www/pkg "$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/genllava_web.wasm"
 
+# wasm-opt: binaryen from npm (pinned in www/tests/package-lock.json; Debian's binaryen 108 breaks
+# the bundle). GENLLAVA_WASM_OPT: its flags (default below), or "off". The features are the
+# ones rustc's target_features section lists for this bundle. The result is cached under
+# $CARGO_TARGET_DIR by a hash of the input, the flags and the binaryen version, so a rebuild
+# with an unchanged engine does not pay for it again.
+WASM_OPT_FLAGS=${GENLLAVA_WASM_OPT:-"-Oz"}
+if [ "$WASM_OPT_FLAGS" != off ]; then
+    WASM_OPT=www/tests/node_modules/binaryen/bin/wasm-opt
+    if ! [ -f "$WASM_OPT" ]; then
+        echo "== installing www/tests' npm packages (binaryen's wasm-opt)"
+        (cd www/tests && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent)
+    fi
+    features=(--enable-bulk-memory --enable-bulk-memory-opt --enable-call-indirect-overlong --enable-multivalue
+              --enable-mutable-globals --enable-nontrapping-float-to-int --enable-reference-types --enable-sign-ext
+              --enable-simd)
+    wasm=www/pkg/genllava_web_bg.wasm
+    key=$( { sha256sum < "$wasm"; echo "$WASM_OPT_FLAGS ${features[*]}"; node "$WASM_OPT" --version; } | sha256sum | cut -c1-32)
+    cached="$CARGO_TARGET_DIR/wasm-opt-cache/$key.wasm"
+    before=$(stat -c %s "$wasm")
+    if [ -f "$cached" ]; then
+        echo "== wasm-opt $WASM_OPT_FLAGS: unchanged input, the cached result"
+    else
+        echo "== wasm-opt $WASM_OPT_FLAGS (binaryen $(node "$WASM_OPT" --version | awk '{print $3}'); minutes on 2 cores)"
+        t0=$(date +%s)
+        # shellcheck disable=SC2086 # the flags are words
+        node "$WASM_OPT" $WASM_OPT_FLAGS "${features[@]}" "$wasm" -o "$wasm.opt"
+        rm -rf "$CARGO_TARGET_DIR/wasm-opt-cache"
+        mkdir -p "$CARGO_TARGET_DIR/wasm-opt-cache"
+        mv "$wasm.opt" "$cached"
+        echo "   took $(( $(date +%s) - t0 )) s"
+    fi
+    cp "$cached" "$wasm"
+    echo "   $((before / 1024)) KiB → $(( $(stat -c %s "$wasm") / 1024 )) KiB raw"
+fi
+
 echo "== npm package (www/npm): the engine and the worker, for npm pack"
 rm -rf www/npm/pkg
 mkdir -p www/npm/pkg
