@@ -1,6 +1,8 @@
 // The page: model picker, image pick/drop/paste, streamed chat, drawing and editing with a
 // preview per denoising step (GenLLaVA models), settings, backend badge.
-// All inference runs in worker.js; this file only talks to it by messages.
+// All inference runs in worker.js; this file only talks to it by messages. Models kept offline
+// on request: keep.js.
+import { formatBytes, keepModel, keptState, removeKeptModel } from './keep.js';
 
 const $ = (id) => document.getElementById(id);
 const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
@@ -540,6 +542,99 @@ async function setupOffline() {
   }
 }
 
+// ---- models kept offline on request (keep.js) ----------------------------------------------
+const selectedModel = () => state.models.find((x) => x.id === $('model').value);
+let keeping = false;
+
+function keepStatus(st, text, stored = '') {
+  const el = $('keep-status');
+  el.textContent = text;
+  el.dataset.state = st;
+  el.dataset.stored = stored;
+}
+
+/** Say what is stored of the picked model and which of the two buttons apply. */
+async function refreshKeep() {
+  const m = selectedModel();
+  $('keep').hidden = !m;
+  if (!m || keeping) return;
+  const offline = 'caches' in self && !!navigator.storage?.estimate;
+  if (m.precached) {
+    $('keep-model').disabled = $('keep-remove').disabled = true;
+    keepStatus('precached', 'cached with the app: works offline');
+    return;
+  }
+  if (!offline) {
+    $('keep-model').disabled = $('keep-remove').disabled = true;
+    keepStatus('unavailable', 'this browser (or this address) cannot store models: no Cache Storage');
+    return;
+  }
+  try {
+    const s = await keptState(m, location.href);
+    if (selectedModel() !== m) return;
+    $('keep-model').disabled = s.state === 'kept';
+    $('keep-remove').disabled = s.state === 'none';
+    keepStatus(s.state, {
+      kept: `kept offline: ${s.files} files, ${formatBytes(s.total)}`,
+      partial: `partly downloaded: ${formatBytes(s.stored)} of ${formatBytes(s.total)}; Keep offline continues`,
+      none: `not kept offline (${formatBytes(s.total)} to download)`,
+    }[s.state], String(s.stored));
+  } catch (err) {
+    $('keep-model').disabled = $('keep-remove').disabled = true;
+    keepStatus('unavailable', err.message);
+  }
+}
+
+$('model').addEventListener('change', refreshKeep);
+
+$('keep-model').addEventListener('click', async () => {
+  const m = selectedModel();
+  if (!m || keeping) return;
+  clearError();
+  keeping = true;
+  $('keep-model').disabled = $('keep-remove').disabled = $('model').disabled = true;
+  const bar = $('keep-progress');
+  let persistNote = '';
+  try {
+    await keepModel(m, location.href, (r) => {
+      if (r.stage === 'persist') {
+        persistNote = r.persisted ? 'storage is persistent'
+          : 'the browser did not grant persistent storage: it may delete kept models when space runs low';
+        $('keep-status').dataset.persisted = r.persisted;
+      } else {
+        bar.hidden = false;
+        bar.max = r.total || 1;
+        bar.value = r.done;
+        keepStatus('downloading', `downloading ${r.file}: ${formatBytes(r.loaded)} of ${formatBytes(r.bytes)} ` +
+          `(${formatBytes(r.done)} of ${formatBytes(r.total)}) · ${persistNote}`);
+      }
+    });
+    keeping = false;
+    await refreshKeep();
+    $('keep-status').textContent += ` · ${persistNote}`;
+  } catch (err) {
+    keeping = false;
+    await refreshKeep();
+    showError(`Could not keep ${m.id} offline: ${err.message}`);
+  } finally {
+    keeping = false;
+    bar.hidden = true;
+    $('model').disabled = false;
+  }
+});
+
+$('keep-remove').addEventListener('click', async () => {
+  const m = selectedModel();
+  if (!m || keeping) return;
+  clearError();
+  try {
+    await removeKeptModel(m, location.href);
+  } catch (err) {
+    showError(`Could not remove ${m.id}'s offline copy: ${err.message}`);
+  }
+  await refreshKeep();
+});
+
 // ---- start --------------------------------------------------------------------------------
 // `?backend=cpu` skips WebGPU (the fallback path, on purpose).
 // `?model=<id>` loads another bundled model than the first (the default).
@@ -552,4 +647,5 @@ if (query.get('model')) {
   if (state.models.some((m) => m.id === query.get('model'))) $('model').value = query.get('model');
   else showError(`No bundled model "${query.get('model')}"; loading the default.`);
 }
+refreshKeep();
 if (state.models.length) $('load').click();

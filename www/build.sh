@@ -21,6 +21,41 @@ cargo build -q --release -p genllava-web --target wasm32-unknown-unknown
 rm -rf www/pkg
 "$WB" --target web --remove-name-section --out-dir www/pkg "$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/genllava_web.wasm"
 
+# wasm-opt: binaryen from npm (pinned in www/tests/package-lock.json; Debian's binaryen 108 breaks
+# the bundle). GENLLAVA_WASM_OPT: its flags (default below), or "off". The features are the
+# ones rustc's target_features section lists for this bundle. The result is cached under
+# $CARGO_TARGET_DIR by a hash of the input, the flags and the binaryen version, so a rebuild
+# with an unchanged engine does not pay for it again.
+WASM_OPT_FLAGS=${GENLLAVA_WASM_OPT:-"-Oz"}
+if [ "$WASM_OPT_FLAGS" != off ]; then
+    WASM_OPT=www/tests/node_modules/binaryen/bin/wasm-opt
+    if ! [ -f "$WASM_OPT" ]; then
+        echo "== installing www/tests' npm packages (binaryen's wasm-opt)"
+        (cd www/tests && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent)
+    fi
+    features=(--enable-bulk-memory --enable-bulk-memory-opt --enable-call-indirect-overlong --enable-multivalue
+              --enable-mutable-globals --enable-nontrapping-float-to-int --enable-reference-types --enable-sign-ext
+              --enable-simd)
+    wasm=www/pkg/genllava_web_bg.wasm
+    key=$( { sha256sum < "$wasm"; echo "$WASM_OPT_FLAGS ${features[*]}"; node "$WASM_OPT" --version; } | sha256sum | cut -c1-32)
+    cached="$CARGO_TARGET_DIR/wasm-opt-cache/$key.wasm"
+    before=$(stat -c %s "$wasm")
+    if [ -f "$cached" ]; then
+        echo "== wasm-opt $WASM_OPT_FLAGS: unchanged input, the cached result"
+    else
+        echo "== wasm-opt $WASM_OPT_FLAGS (binaryen $(node "$WASM_OPT" --version | awk '{print $3}'); minutes on 2 cores)"
+        t0=$(date +%s)
+        # shellcheck disable=SC2086 # the flags are words
+        node "$WASM_OPT" $WASM_OPT_FLAGS "${features[@]}" "$wasm" -o "$wasm.opt"
+        rm -rf "$CARGO_TARGET_DIR/wasm-opt-cache"
+        mkdir -p "$CARGO_TARGET_DIR/wasm-opt-cache"
+        mv "$wasm.opt" "$cached"
+        echo "   took $(( $(date +%s) - t0 )) s"
+    fi
+    cp "$cached" "$wasm"
+    echo "   $((before / 1024)) KiB → $(( $(stat -c %s "$wasm") / 1024 )) KiB raw"
+fi
+
 echo "== npm package (www/npm): the engine and the worker, for npm pack"
 rm -rf www/npm/pkg
 mkdir -p www/npm/pkg
@@ -31,25 +66,40 @@ echo "== models"
 rm -rf www/models
 mkdir -p www/models/llava-tiny www/models/genllava-shapes
 json_list() { local IFS=,; echo "$*"; }
+# `"file": {"bytes": N, "sha256": "hex"}, …` for the files of model folder $1 named by the rest:
+# what the page checks a model kept offline on request against (www/keep.js).
+integrity() {
+    local dir=$1 f entries=()
+    shift
+    for f in "$@"; do
+        entries+=("\"$f\": {\"bytes\": $(stat -c %s "$dir/$f"), \"sha256\": \"$(sha256sum < "$dir/$f" | cut -d' ' -f1)\"}")
+    done
+    json_list "${entries[@]}"
+}
 
 # The default: the shipped shapes-world GenLLaVA (understands, draws and edits), every file of
 # its folder but the READMEs, sub-folders kept (gen_head/, sd/…).
 src=train-native/assets/genllava-shapes
 gen_files=()
+gen_names=()
 while IFS= read -r f; do
     mkdir -p "www/models/genllava-shapes/$(dirname "$f")"
     cp "$src/$f" "www/models/genllava-shapes/$f"
     gen_files+=("\"$f\"")
+    gen_names+=("$f")
 done < <(cd "$src" && find . -type f ! -name README.md | sed 's|^\./||' | LC_ALL=C sort)
 # A test scene of the shapes world (see tests/fixtures/web-ref/make.sh), to ask about and edit.
 cp tests/fixtures/web-ref/scene.png www/models/genllava-shapes/example.png
 
-# The random-weights LLaVA fixture: the browser tests compare its answers with golden ids.
+# The random-weights LLaVA fixture: the browser tests compare its answers with golden ids. Not
+# precached (its answers are noise, no user needs it offline by default): it is the model the
+# page keeps offline on request ("Keep offline"), checked against the sizes and hashes below.
 src=tests/fixtures/llava-tiny
 files=()
+names=()
 for f in config.json generation_config.json model.safetensors tokenizer.json tokenizer_config.json \
          processor_config.json preprocessor_config.json; do
-    if [ -f "$src/$f" ]; then cp "$src/$f" www/models/llava-tiny/ && files+=("\"$f\""); fi
+    if [ -f "$src/$f" ]; then cp "$src/$f" www/models/llava-tiny/ && files+=("\"$f\"") && names+=("$f"); fi
 done
 cp "$src/image.png" www/models/llava-tiny/example.png
 cat > www/models/index.json <<JSON
@@ -59,7 +109,9 @@ cat > www/models/index.json <<JSON
     "label": "genllava-shapes — the shipped shapes-world GenLLaVA (understands, draws, edits)",
     "path": "models/genllava-shapes/",
     "shapes_world": true,
+    "precached": true,
     "files": [$(json_list "${gen_files[@]}")],
+    "integrity": {$(integrity www/models/genllava-shapes "${gen_names[@]}")},
     "example": { "image": "example.png", "question": "What colour is the square?",
                  "imagine": "a small green square at the center left", "edit": "make the square green" }
   },
@@ -67,7 +119,9 @@ cat > www/models/index.json <<JSON
     "id": "llava-tiny",
     "label": "llava-tiny — random weights (test fixture: answers are noise)",
     "path": "models/llava-tiny/",
+    "precached": false,
     "files": [$(json_list "${files[@]}")],
+    "integrity": {$(integrity www/models/llava-tiny "${names[@]}")},
     "example": { "image": "example.png", "question": "What colour is the circle?" }
   }
 ]
@@ -75,9 +129,12 @@ JSON
 
 echo "== offline: precache list for the service worker (www/precache.js)"
 # Everything the page needs offline; the version is a hash of all of it (see sw.js).
-precache=(index.html app.js worker.js style.css manifest.webmanifest icons/icon-192.png icons/icon-512.png
+# Of the models: the default one's files and every model's example image (the others are kept
+# offline on request by the page, see keep.js).
+precache=(index.html app.js keep.js worker.js style.css manifest.webmanifest icons/icon-192.png icons/icon-512.png
           pkg/genllava_web.js pkg/genllava_web_bg.wasm models/index.json)
-while IFS= read -r f; do precache+=("${f#www/}"); done < <(find www/models -mindepth 2 -type f | LC_ALL=C sort)
+while IFS= read -r f; do precache+=("${f#www/}"); done < <(
+    { find www/models/genllava-shapes -type f; find www/models -mindepth 2 -maxdepth 2 -name example.png; } | LC_ALL=C sort -u)
 version=$(cd www && for f in sw.js "${precache[@]}"; do printf '%s\n' "$f"; sha256sum < "$f"; done | sha256sum | cut -c1-16)
 {
     echo "// Written by www/build.sh: what sw.js precaches, and the cache version (a hash of those files)."

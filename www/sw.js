@@ -7,13 +7,16 @@
 // byte for byte, so it installs this worker again, which fills a new cache, takes over at
 // once (skipWaiting + clients.claim) and deletes every older `genllava-*` cache.
 //
-// Requests: precached files are answered from the cache (then the network is never asked);
-// other same-origin GETs go to the network. Navigations (any query string) fall back to the
-// cached page. Nothing here ever contacts another origin.
+// Requests: precached files are answered from the cache (then the network is never asked),
+// then the files of models the page kept offline on request (cache `kept-models`, filled by
+// keep.js, which survives new versions); other same-origin GETs go to the network. Range
+// requests (keep.js resuming a download) always go to the network. Navigations (any query
+// string) fall back to the cached page. Nothing here ever contacts another origin.
 importScripts('precache.js');
 
 const { version, files } = self.PRECACHE;
 const CACHE = `genllava-${version}`;
+const KEPT = 'kept-models';
 
 self.addEventListener('install', (event) => {
   event.waitUntil(
@@ -39,12 +42,14 @@ self.addEventListener('activate', (event) => {
 
 self.addEventListener('fetch', (event) => {
   const req = event.request;
-  if (req.method !== 'GET' || new URL(req.url).origin !== self.location.origin) return;
+  if (req.method !== 'GET' || new URL(req.url).origin !== self.location.origin || req.headers.has('range')) return;
   event.respondWith(
     (async () => {
       const cache = await caches.open(CACHE);
       const navigate = req.mode === 'navigate';
-      const hit = await cache.match(req, { ignoreSearch: navigate });
+      // (caches.match with a cacheName never creates the cache.)
+      const hit = (await cache.match(req, { ignoreSearch: navigate })) ??
+        (navigate ? undefined : await caches.match(req, { cacheName: KEPT }));
       if (hit) return hit;
       try {
         return await fetch(req);

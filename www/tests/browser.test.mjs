@@ -277,6 +277,10 @@ try {
       assert.ok(version, title);
       assert.deepEqual(await pwa.evaluate(() => caches.keys()), [`genllava-${version}`]);
       await until(pwa, '#model-status[data-loaded="llava-tiny"]');
+      // llava-tiny is not precached: kept offline on request, it must outlive the new version below.
+      await pwa.locator('#keep-status[data-state="none"]').waitFor();
+      await pwa.click('#keep-model:not([disabled])');
+      await pwa.locator('#keep-status[data-state="kept"]').waitFor();
 
       // Cache versioning: a rebuild changes precache.js; the update check installs the worker
       // again, it fills the new cache, takes over and deletes the old one.
@@ -285,7 +289,8 @@ try {
       writeFileSync(precache, readFileSync(precache, 'utf8').replace(`version: '${version}'`, `version: '${next}'`));
       await pwa.evaluate(async () => (await navigator.serviceWorker.getRegistration()).update());
       await pwa.locator('#offline', { hasText: 'update installed: reload' }).waitFor();
-      await pwa.waitForFunction(async (want) => JSON.stringify(await caches.keys()) === JSON.stringify([want]), `genllava-${next}`);
+      await pwa.waitForFunction(async (want) => JSON.stringify((await caches.keys()).filter((k) => k.startsWith('genllava-'))) ===
+        JSON.stringify([want]), `genllava-${next}`);
 
       // The network goes: the browser is offline and the server is shut down.
       await pwa.context().setOffline(true);
@@ -301,10 +306,125 @@ try {
       await pwa.locator('#preview:not([hidden])').waitFor();
       await pwa.fill('#max-tokens', String(expectedIds.length));
       assert.deepEqual((await ask(pwa, question)).ids, expectedIds);
+      assert.equal(await pwa.getAttribute('#keep-status', 'data-state'), 'kept');
       await pwa.context().close();
     } finally {
       pwaServer.closeAllConnections();
       pwaServer.close();
+      rmSync(site, { recursive: true, force: true });
+    }
+  });
+  await step('keep offline: quota check first, a broken download resumes by Range, a sha256 mismatch is refused, removal', async () => {
+    // The pure quota check (the page feeds it navigator.storage.estimate()).
+    const { quotaCheck } = await import('../keep.js');
+    assert.equal(quotaCheck({ quota: 1000, usage: 400 }, 600).ok, true);
+    assert.equal(quotaCheck({ quota: 1000, usage: 401 }, 600).ok, false);
+    assert.equal(quotaCheck({}, 1).ok, false);
+
+    const site = mkdtempSync(join(tmpdir(), 'genllava-keep-'));
+    cpSync(WWW, site, { recursive: true, filter: (f) => !f.startsWith(join(WWW, 'tests')) && !f.startsWith(join(WWW, 'npm')) });
+    const model = JSON.parse(readFileSync(join(site, 'models/index.json'), 'utf8')).find((m) => m.id === 'llava-tiny');
+    const weights = readFileSync(join(site, model.path, 'model.safetensors'));
+    const size = weights.length;
+    // The server logs every request for the model's files; armed, it cuts the weights off after
+    // `cut` bytes (the connection drops mid-file), or sends them with one byte changed.
+    const log = [];
+    let cut = 0;
+    let corrupt = false;
+    const server = await serve(site, 0, async (req, res, path) => {
+      if (!path.startsWith(`/${model.path}`)) return false;
+      log.push({ file: path.slice(model.path.length + 1), range: req.headers.range ?? null });
+      if (!path.endsWith('/model.safetensors') || !(cut || corrupt)) return false;
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': size });
+      if (corrupt) {
+        corrupt = false;
+        const bad = Buffer.from(weights);
+        bad[size - 1] ^= 0xff;
+        res.end(bad);
+      } else {
+        res.write(weights.subarray(0, cut));
+        cut = 0;
+        await new Promise((ok) => setTimeout(ok, 500));
+        res.destroy();
+      }
+      return true;
+    });
+    const own = `http://127.0.0.1:${server.address().port}`;
+    const requested = (file) => log.filter((r) => r.file === file);
+    try {
+      const page = await openPage('?model=llava-tiny&backend=cpu', own);
+      await until(page, '#model-status[data-loaded="llava-tiny"]');
+      await page.locator('#keep-status[data-state="none"]').waitFor();
+      await page.locator('#offline[data-state="ready"]').waitFor();
+
+      // Too little storage (only the estimate is stubbed): a plain error, nothing downloaded.
+      await page.evaluate(() => {
+        navigator.storage.estimate = async () => ({ quota: 100_000, usage: 40_000 });
+      });
+      log.length = 0;
+      await page.click('#keep-model:not([disabled])');
+      await expectError(page, /Could not keep llava-tiny offline: llava-tiny needs 311 KB more storage, but this site has only 60 KB free \(quota 100 KB, 40 KB used\)/);
+      assert.deepEqual(log, [], 'nothing may be downloaded when the model does not fit');
+      await page.evaluate(() => delete navigator.storage.estimate);
+
+      // The connection drops 100 000 bytes into the weights: what arrived stays stored.
+      cut = 100_000;
+      await page.click('#keep-model:not([disabled])');
+      await page.locator('#error:not([hidden])').waitFor();
+      const broken = (await page.textContent('#error-text')).match(
+        new RegExp(`^Could not keep llava-tiny offline: model\\.safetensors: the download broke off at (\\d+) of ${size} bytes`));
+      assert.ok(broken, await page.textContent('#error-text'));
+      await page.click('#error-close');
+      const at = Number(broken[1]);
+      assert.ok(at > 0 && at <= 100_000, `stored ${at} bytes`);
+      console.log(`  the first try stored ${at} of ${size} bytes before the connection dropped`);
+      await page.locator('#keep-status[data-state="partial"]').waitFor();
+      // The stored pieces hold exactly those bytes, and they are the file's first bytes.
+      const pieces = await page.evaluate(async () => {
+        const cache = await caches.open('kept-models-partial');
+        const out = [];
+        for (const r of await cache.keys()) out.push([r.url, [...new Uint8Array(await (await cache.match(r)).arrayBuffer())]]);
+        return out;
+      });
+      assert.equal(pieces.length, 1, JSON.stringify(pieces.map((p) => p[0])));
+      assert.match(pieces[0][0], /\/model\.safetensors\?kept-piece=0%2B\d+$/);
+      assert.deepEqual(Buffer.from(pieces[0][1]), weights.subarray(0, at));
+
+      // After a reload, Keep offline asks only for the rest: Range from the stored byte count.
+      await page.reload();
+      await until(page, '#model-status[data-loaded="llava-tiny"]');
+      await page.locator('#keep-status[data-state="partial"]').waitFor();
+      log.length = 0;
+      await page.click('#keep-model:not([disabled])');
+      await page.locator('#keep-status[data-state="kept"]').waitFor();
+      assert.deepEqual(requested('model.safetensors'), [{ file: 'model.safetensors', range: `bytes=${at}-` }]);
+      assert.deepEqual(requested('config.json'), [], 'a file kept before the break is not fetched again');
+      assert.match(await page.textContent('#keep-status'), /kept offline: 6 files, 311 KB · (storage is persistent|the browser did not grant persistent storage)/);
+      assert.equal(await page.evaluate(async () => (await caches.open('kept-models-partial')).keys().then((k) => k.length)), 0);
+
+      // Removal, then a download whose bytes differ from models/index.json's sha256.
+      await page.click('#keep-remove:not([disabled])');
+      await page.locator('#keep-status[data-state="none"]').waitFor();
+      corrupt = true;
+      await page.click('#keep-model:not([disabled])');
+      await expectError(page, new RegExp('^Could not keep llava-tiny offline: model\\.safetensors: sha256 [0-9a-f]{64} does not match ' +
+        `models/index\\.json's ${model.integrity['model.safetensors'].sha256}; the download was discarded$`));
+      assert.notEqual(await page.getAttribute('#keep-status', 'data-state'), 'kept');
+      assert.deepEqual(await page.evaluate(async (url) => [
+        !!(await caches.match(url, { cacheName: 'kept-models' })),
+        (await (await caches.open('kept-models-partial')).keys()).length,
+      ], `${own}/${model.path}model.safetensors`), [false, 0]);
+
+      // Removed, the model is gone for good: with the network off it cannot load.
+      await page.click('#keep-remove:not([disabled])');
+      await page.locator('#keep-status[data-state="none"]').waitFor();
+      await page.context().setOffline(true);
+      await page.click('#load:not([disabled])');
+      await expectError(page, /Could not load llava-tiny: config\.json: cannot download it/);
+      await page.context().close();
+    } finally {
+      server.closeAllConnections();
+      server.close();
       rmSync(site, { recursive: true, force: true });
     }
   });
