@@ -52,6 +52,25 @@ for f in config.json generation_config.json model.safetensors tokenizer.json tok
     if [ -f "$src/$f" ]; then cp "$src/$f" www/models/llava-tiny/ && files+=("\"$f\""); fi
 done
 cp "$src/image.png" www/models/llava-tiny/example.png
+
+# The same fixture in the web format (train-native export-web) in every mode, in 64 KiB shards so
+# that the page loads several, one by one; the browser test compares each with the f32 model. The
+# debug binary: `cargo test --workspace` (tests/run.sh) has built it already.
+web_entries=()
+for quant in q4 q8 f16 f32; do
+    cargo run -q -p train-native -- export-web --model www/models/llava-tiny --quant "$quant" \
+        --out "www/models/llava-tiny-web-$quant" --shard-limit 65536 >/dev/null
+    web_entries+=("$(cat <<JSON
+  {
+    "id": "llava-tiny-web-$quant",
+    "label": "llava-tiny, web format $quant — random weights (test fixture, train-native export-web)",
+    "path": "models/llava-tiny-web-$quant/",
+    "manifest": "manifest.json",
+    "example": { "image": "example.png", "question": "What colour is the circle?" }
+  }
+JSON
+)")
+done
 cat > www/models/index.json <<JSON
 [
   {
@@ -69,7 +88,8 @@ cat > www/models/index.json <<JSON
     "path": "models/llava-tiny/",
     "files": [$(json_list "${files[@]}")],
     "example": { "image": "example.png", "question": "What colour is the circle?" }
-  }
+  },
+$(json_list "${web_entries[@]}")
 ]
 JSON
 
