@@ -12,6 +12,8 @@ mod backend;
 mod imagine;
 mod input;
 mod js;
+#[cfg(all(test, target_arch = "wasm32"))]
+mod kernel_tests;
 mod model;
 mod options;
 mod webload;
