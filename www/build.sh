@@ -71,6 +71,23 @@ for quant in q4 q8 f16 f32; do
 JSON
 )")
 done
+# The shipped GenLLaVA in the web format, q4 in 1 MiB shards: the whole model (LLM, head, UNet,
+# VAE, text encoder) from shards, its linears kept quantized on WebGPU.
+cargo run -q -p train-native -- export-web --model train-native/assets/genllava-shapes --quant q4 \
+    --out www/models/genllava-shapes-web-q4 --shard-limit 1048576 >/dev/null
+cp tests/fixtures/web-ref/scene.png www/models/genllava-shapes-web-q4/example.png
+web_entries+=("$(cat <<'JSON'
+  {
+    "id": "genllava-shapes-web-q4",
+    "label": "genllava-shapes, web format q4 (train-native export-web; linears stay q4 on WebGPU)",
+    "path": "models/genllava-shapes-web-q4/",
+    "manifest": "manifest.json",
+    "shapes_world": true,
+    "example": { "image": "example.png", "question": "What colour is the square?",
+                 "imagine": "a small green square at the center left", "edit": "make the square green" }
+  }
+JSON
+)")
 cat > www/models/index.json <<JSON
 [
   {
