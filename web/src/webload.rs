@@ -117,8 +117,11 @@ mod tests {
         src
     }
 
+    /// Files by name.
+    type Files = BTreeMap<String, Vec<u8>>;
+
     /// The fixture exported as `quant` with 64 KiB shards: (manifest bytes, shards by name, copied files).
-    fn export(quant: Quant) -> (Vec<u8>, BTreeMap<String, Vec<u8>>, BTreeMap<String, Vec<u8>>) {
+    fn export(quant: Quant) -> (Vec<u8>, Files, Files) {
         let src = fixture();
         let mut shards = BTreeMap::new();
         let mut write = |name: &str, bytes: &[u8]| -> genllava::Result<()> {
