@@ -97,16 +97,22 @@ async function loadWeb(msg) {
   const label = msg.label ?? base.href.replace(/\/[^/]*$/, '');
   const manifest = msg.manifest_bytes ? new Uint8Array(msg.manifest_bytes) : await fetchFile(msg.id, base, 'manifest.json');
   const plan = engine.begin_web_model(manifest, label, msg.residency ?? undefined);
-  let done = 0;
-  for (const [i, s] of plan.shards.entries()) {
-    // One shard in flight: fetched, copied into the engine, verified, uploaded, dropped.
-    engine.push_shard(s.file, await fetchFile(msg.id, new URL(s.file, base), s.file));
-    done += s.bytes;
-    post({ type: 'progress', stage: 'shard', id: msg.id, file: s.file, index: i + 1, count: plan.shards.length,
-      bytes_done: done, bytes_total: plan.shard_bytes });
-  }
   const files = new Map();
-  for (const f of plan.files) files.set(f.path, await fetchFile(msg.id, new URL(f.path, base), f.path));
+  try {
+    let done = 0;
+    for (const [i, s] of plan.shards.entries()) {
+      // One shard in flight: fetched, copied into the engine, verified, uploaded, dropped.
+      engine.push_shard(s.file, await fetchFile(msg.id, new URL(s.file, base), s.file));
+      done += s.bytes;
+      post({ type: 'progress', stage: 'shard', id: msg.id, file: s.file, index: i + 1, count: plan.shards.length,
+        bytes_done: done, bytes_total: plan.shard_bytes });
+    }
+    for (const f of plan.files) files.set(f.path, await fetchFile(msg.id, new URL(f.path, base), f.path));
+  } catch (err) {
+    // A failed download: free what is on the device already; the loaded model stays.
+    engine.cancel_web_model();
+    throw err;
+  }
   post({ type: 'progress', stage: 'loading', id: msg.id });
   const info = engine.finish_web_model(files);
   post({ type: 'done', id: msg.id, kind: 'load', info });

@@ -143,6 +143,12 @@ impl Engine {
         Ok(())
     }
 
+    /// Drop a model begun with [`Self::begin_web_model`] and not finished (a failed download),
+    /// with the tensors already on the device; the loaded model stays.
+    pub fn cancel_web_model(&self) {
+        self.web_load.borrow_mut().take();
+    }
+
     /// Finish the model begun with [`Self::begin_web_model`]: `files` are its copied files
     /// (a `Map` or object of path → bytes, each checked against the manifest's sha256). Makes
     /// it the loaded model and returns its summary, as [`Self::load_model`] does, plus

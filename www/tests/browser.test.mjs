@@ -395,6 +395,17 @@ try {
     await expectError(page, new RegExp(`corrupt/${bad.replace('.', '\\.')}: sha256 [0-9a-f]{64} does not match`));
     assert.equal(await page.getAttribute('#model-status', 'data-loaded'), 'llava-tiny-web-q4');
     assert.deepEqual((await ask(page, question)).ids, q4);
+    // A shard that cannot be downloaded: named too, the half-loaded model is dropped, q4 stays.
+    await page.context().route('**/missing/*', (route) => {
+      const name = new URL(route.request().url()).pathname.split('/').pop();
+      if (name === bad) return route.fulfill({ status: 404, body: 'not found' });
+      return route.fulfill({ body: readFileSync(join(WWW, 'models/llava-tiny-web-q8', name)) });
+    });
+    await page.fill('#manifest-url', 'missing/manifest.json');
+    await page.click('#load-url');
+    await expectError(page, new RegExp(`${bad.replace('.', '\\.')}: HTTP 404`));
+    assert.equal(await page.getAttribute('#model-status', 'data-loaded'), 'llava-tiny-web-q4');
+    assert.deepEqual((await ask(page, question)).ids, q4);
     // The same URL served intact loads.
     await page.context().unroute('**/corrupt/*');
     await page.fill('#manifest-url', 'models/llava-tiny-web-q8/');
