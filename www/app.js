@@ -69,6 +69,14 @@ function onProgress(m) {
     bar.max = m.total || 1;
     bar.value = m.total ? m.loaded : 0;
     $('model-status').textContent = `downloading ${m.file}: ${(m.loaded / 1024).toFixed(0)} KiB`;
+  } else if (m.stage === 'shard') {
+    // An exported model (web format): shard after shard onto the device.
+    const bar = $('progress');
+    bar.hidden = false;
+    bar.max = m.bytes_total || 1;
+    bar.value = m.bytes_done;
+    $('model-status').textContent = `shard ${m.index}/${m.count} on the device (${m.file})`;
+    $('model-status').dataset.shards = m.index;
   } else if (m.stage === 'loading') {
     $('model-status').textContent = 'building the model…';
   }
@@ -92,6 +100,7 @@ function setBusy(busy, chatting = false) {
   $('example').disabled = busy;
   $('stop').disabled = !(busy && chatting);
   $('load').disabled = busy;
+  $('load-url').disabled = busy;
   $('model-files').disabled = busy;
 }
 
@@ -107,7 +116,10 @@ async function loadModel(msg, label) {
     state.info = i;
     $('model-status').textContent =
       `${label}: ${i.layers} layers, hidden ${i.hidden_size}, vocab ${i.vocab_size}, ${i.image_tokens} image tokens` +
-      (i.kind === 'genllava' ? `; draws ${i.output_size}×${i.output_size} images` : '');
+      (i.kind === 'genllava' ? `; draws ${i.output_size}×${i.output_size} images` : '') +
+      (i.format === 'web' ? `; web format ${i.quant} in ${i.shards} shards, weights ${i.residency} on the device` : '');
+    $('model-status').title = i.residency_note ?? '';
+    $('model-status').dataset.residency = i.residency ?? '';
     $('model-status').dataset.kind = i.kind;
     modelKind(i);
     $('model-status').dataset.loaded = label;
@@ -123,8 +135,19 @@ async function loadModel(msg, label) {
 
 $('load').addEventListener('click', () => {
   const m = state.models.find((x) => x.id === $('model').value);
-  if (m) loadModel({ type: 'load', label: m.label, path: m.path, files: m.files }, m.id);
+  // An exported model (web format) is listed by its manifest; a plain folder by its files.
+  if (m?.manifest) loadModel({ type: 'load', manifest: m.path + m.manifest }, m.id);
+  else if (m) loadModel({ type: 'load', label: m.label, path: m.path, files: m.files }, m.id);
 });
+
+/** Load an exported model (train-native export-web) from the URL of its manifest.json. */
+function loadManifest(url) {
+  if (!url) return;
+  const manifest = new URL(url, location.href);
+  if (!manifest.pathname.endsWith('.json')) manifest.pathname = manifest.pathname.replace(/\/?$/, '/manifest.json');
+  loadModel({ type: 'load', manifest: manifest.href }, manifest.href);
+}
+$('load-url').addEventListener('click', () => loadManifest($('manifest-url').value.trim()));
 
 $('model-files').addEventListener('change', async (e) => {
   const files = [...e.target.files];
@@ -638,6 +661,7 @@ $('keep-remove').addEventListener('click', async () => {
 // ---- start --------------------------------------------------------------------------------
 // `?backend=cpu` skips WebGPU (the fallback path, on purpose).
 // `?model=<id>` loads another bundled model than the first (the default).
+// `?manifest=<url>` loads an exported model (web format) from its manifest instead.
 const query = new URLSearchParams(location.search);
 const preferWebgpu = query.get('backend') !== 'cpu';
 worker.postMessage({ type: 'init', prefer_webgpu: preferWebgpu });
@@ -648,4 +672,5 @@ if (query.get('model')) {
   else showError(`No bundled model "${query.get('model')}"; loading the default.`);
 }
 refreshKeep();
-if (state.models.length) $('load').click();
+if (query.get('manifest')) loadManifest(query.get('manifest'));
+else if (state.models.length) $('load').click();

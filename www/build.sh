@@ -102,6 +102,42 @@ for f in config.json generation_config.json model.safetensors tokenizer.json tok
     if [ -f "$src/$f" ]; then cp "$src/$f" www/models/llava-tiny/ && files+=("\"$f\"") && names+=("$f"); fi
 done
 cp "$src/image.png" www/models/llava-tiny/example.png
+
+# The same fixture in the web format (train-native export-web) in every mode, in 64 KiB shards so
+# that the page loads several, one by one; the browser test compares each with the f32 model. The
+# debug binary: `cargo test --workspace` (tests/run.sh) has built it already.
+web_entries=()
+for quant in q4 q8 f16 f32; do
+    cargo run -q -p train-native -- export-web --model www/models/llava-tiny --quant "$quant" \
+        --out "www/models/llava-tiny-web-$quant" --shard-limit 65536 >/dev/null
+    web_entries+=("$(cat <<JSON
+  {
+    "id": "llava-tiny-web-$quant",
+    "label": "llava-tiny, web format $quant — random weights (test fixture, train-native export-web)",
+    "path": "models/llava-tiny-web-$quant/",
+    "manifest": "manifest.json",
+    "example": { "image": "example.png", "question": "What colour is the circle?" }
+  }
+JSON
+)")
+done
+# The shipped GenLLaVA in the web format, q4 in 1 MiB shards: the whole model (LLM, head, UNet,
+# VAE, text encoder) from shards, its linears kept quantized on WebGPU.
+cargo run -q -p train-native -- export-web --model train-native/assets/genllava-shapes --quant q4 \
+    --out www/models/genllava-shapes-web-q4 --shard-limit 1048576 >/dev/null
+cp tests/fixtures/web-ref/scene.png www/models/genllava-shapes-web-q4/example.png
+web_entries+=("$(cat <<'JSON'
+  {
+    "id": "genllava-shapes-web-q4",
+    "label": "genllava-shapes, web format q4 (train-native export-web; linears stay q4 on WebGPU)",
+    "path": "models/genllava-shapes-web-q4/",
+    "manifest": "manifest.json",
+    "shapes_world": true,
+    "example": { "image": "example.png", "question": "What colour is the square?",
+                 "imagine": "a small green square at the center left", "edit": "make the square green" }
+  }
+JSON
+)")
 cat > www/models/index.json <<JSON
 [
   {
@@ -123,7 +159,8 @@ cat > www/models/index.json <<JSON
     "files": [$(json_list "${files[@]}")],
     "integrity": {$(integrity www/models/llava-tiny "${names[@]}")},
     "example": { "image": "example.png", "question": "What colour is the circle?" }
-  }
+  },
+$(json_list "${web_entries[@]}")
 ]
 JSON
 

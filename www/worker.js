@@ -2,6 +2,11 @@
 //   {type: 'init', prefer_webgpu}
 //   {type: 'load', id, label, path, files: [names]}      fetch files from this origin
 //   {type: 'load', id, label, buffers: {name: ArrayBuffer}} files the user picked
+//   {type: 'load', id, label, manifest: URL, manifest_bytes?: ArrayBuffer, residency?}
+//        an exported model (train-native export-web): the manifest, then its shards one by one
+//        (each verified and put on the device before the next is fetched), then its copied
+//        files; residency 'quantized' (default on WebGPU) or 'f32' (default on the CPU)
+//   {type: 'logits', id, prompt, image}                    the last position's logits of a prompt
 //   {type: 'chat', id, turns, format, system, image: ArrayBuffer|null, options}
 //   {type: 'chat', id, prompt, image, options}            a prompt taken as written
 //        (+ image_options: a GenLLaVA answer that starts with [SOI] is drawn with them)
@@ -14,10 +19,12 @@
 // worker → page:
 //   {type: 'progress', stage: 'ready', backend, note}
 //   {type: 'progress', stage: 'download', id, file, loaded, total}
+//   {type: 'progress', stage: 'shard', id, file, index, count, bytes_done, bytes_total}
+//        an exported model's shard is on the device (index of count; bytes of all shards)
 //   {type: 'progress', stage: 'loading', id}
 //   {type: 'token', id, text, token}
 //   {type: 'step', id, step, total, rgba: ArrayBuffer, width, height}   a preview per denoising step
-//   {type: 'done', id, kind: 'load', info} | {type: 'done', id, kind: 'chat', text, ids, prompt,
+//   {type: 'done', id, kind: 'load', info} | {type: 'done', id, kind: 'logits', logits: ArrayBuffer} | {type: 'done', id, kind: 'chat', text, ids, prompt,
 //                                            first_token_ms, total_ms, aborted, picture}
 //        picture: null, or (the model answered [SOI]) what a drawing's 'done' carries, below
 //                                          | {type: 'done', id, kind: 'check-image', width, height}
@@ -84,6 +91,38 @@ async function load(msg) {
   post({ type: 'done', id: msg.id, kind: 'load', info });
 }
 
+/** An exported model: manifest, then shard after shard into the engine, then the copied files. */
+async function loadWeb(msg) {
+  const base = new URL(msg.manifest, self.location.href);
+  const label = msg.label ?? base.href.replace(/\/[^/]*$/, '');
+  const manifest = msg.manifest_bytes ? new Uint8Array(msg.manifest_bytes) : await fetchFile(msg.id, base, 'manifest.json');
+  const plan = engine.begin_web_model(manifest, label, msg.residency ?? undefined);
+  const files = new Map();
+  try {
+    let done = 0;
+    for (const [i, s] of plan.shards.entries()) {
+      // One shard in flight: fetched, copied into the engine, verified, uploaded, dropped.
+      engine.push_shard(s.file, await fetchFile(msg.id, new URL(s.file, base), s.file));
+      done += s.bytes;
+      post({ type: 'progress', stage: 'shard', id: msg.id, file: s.file, index: i + 1, count: plan.shards.length,
+        bytes_done: done, bytes_total: plan.shard_bytes });
+    }
+    for (const f of plan.files) files.set(f.path, await fetchFile(msg.id, new URL(f.path, base), f.path));
+  } catch (err) {
+    // A failed download: free what is on the device already; the loaded model stays.
+    engine.cancel_web_model();
+    throw err;
+  }
+  post({ type: 'progress', stage: 'loading', id: msg.id });
+  const info = engine.finish_web_model(files);
+  post({ type: 'done', id: msg.id, kind: 'load', info });
+}
+
+async function logits(msg) {
+  const out = await engine.logits(msg.prompt, msg.image ? new Uint8Array(msg.image) : undefined);
+  post({ type: 'done', id: msg.id, kind: 'logits', logits: out.buffer }, [out.buffer]);
+}
+
 async function chat(msg) {
   const prompt = msg.prompt ?? engine.render_prompt(JSON.stringify(msg.turns), msg.format ?? 'vicuna', !!msg.system);
   const image = msg.image ? new Uint8Array(msg.image) : undefined;
@@ -143,7 +182,9 @@ self.onmessage = async (e) => {
       return;
     }
     await start(msg.prefer_webgpu ?? true);
-    if (msg.type === 'load') await load(msg);
+    if (msg.type === 'load' && msg.manifest) await loadWeb(msg);
+    else if (msg.type === 'load') await load(msg);
+    else if (msg.type === 'logits') await logits(msg);
     else if (msg.type === 'chat') await chat(msg);
     else if (msg.type === 'generate' || msg.type === 'edit') await draw(msg);
     else if (msg.type === 'shapes-check') {

@@ -12,13 +12,17 @@ mod backend;
 mod imagine;
 mod input;
 mod js;
+#[cfg(all(test, target_arch = "wasm32"))]
+mod kernel_tests;
 mod model;
 mod options;
+mod webload;
 
 pub use backend::Backend;
 pub use input::{MAX_IMAGE_SIDE, check_image};
 pub use model::Model;
 pub use options::{ChatOptions, ImageRequest};
+pub use webload::WebLoad;
 
 use burn::tensor::Device;
 use genllava::checkpoint::MemorySource;
@@ -41,6 +45,8 @@ pub struct Engine {
     backend: Backend,
     note: String,
     model: RefCell<Option<Rc<Model>>>,
+    /// An exported model arriving shard by shard ([`Engine::begin_web_model`]).
+    web_load: RefCell<Option<WebLoad>>,
     abort: Rc<Cell<bool>>,
     busy: Rc<Cell<bool>>,
 }
@@ -57,6 +63,7 @@ impl Engine {
             backend,
             note,
             model: RefCell::new(None),
+            web_load: RefCell::new(None),
             abort: Rc::new(Cell::new(false)),
             busy: Rc::new(Cell::new(false)),
         }
@@ -84,25 +91,106 @@ impl Engine {
         }
         let src = MemorySource { files: js::files(&files)?, label: label.unwrap_or_else(|| "model".into()) };
         let loaded = Model::load(&src, &self.device).map_err(|e| JsError::new(&e.to_string()))?;
-        let cfg = &loaded.ckpt().config;
-        let mut info = serde_json::json!({
-            "label": src.label,
-            "kind": if loaded.genllava().is_some() { "genllava" } else { "llava" },
-            "vocab_size": cfg.text_config.vocab_size,
-            "hidden_size": cfg.text_config.hidden_size,
-            "layers": cfg.text_config.num_hidden_layers,
-            "image_size": cfg.vision_config.image_size,
-            "image_tokens": cfg.image_seq_len(),
-            "has_image_processor": loaded.processor().is_some(),
-            "unused_tensors": loaded.ckpt().unused,
-        });
-        if let Some(g) = loaded.genllava() {
-            let side = g.sd.unet_config.sample_size.unwrap_or(8) * g.sd.vae_scale();
-            info["output_size"] = side.into();
-            info["diffusion"] = serde_json::to_value(&g.config.diffusion).map_err(|e| JsError::new(&e.to_string()))?;
-        }
+        let info = summary(&loaded, &src.label)?;
         *self.model.borrow_mut() = Some(Rc::new(loaded));
         js::json(&info)
+    }
+
+    /// Start loading an exported model (the web format of `train-native export-web`) from
+    /// `manifest`, the bytes of its `manifest.json`; `label` (its folder or URL) names it in
+    /// errors. `residency`: `quantized` keeps q8 / q4 linear weights block-quantized on the
+    /// device (the default on WebGPU), `f32` dequantizes them as they arrive (the default on
+    /// the CPU). Returns the plan `{quant, shards: [{file, bytes, component}], shard_bytes,
+    /// files: [{path, bytes}], residency}`: push every shard with [`Self::push_shard`] (in
+    /// order keeps memory lowest), then [`Self::finish_web_model`] with the copied files.
+    /// The loaded model keeps answering until then.
+    pub fn begin_web_model(
+        &self,
+        manifest: &[u8],
+        label: Option<String>,
+        residency: Option<String>,
+    ) -> Result<JsValue, JsError> {
+        if self.busy.get() {
+            return Err(JsError::new("a chat or an image is running: stop it before loading another model"));
+        }
+        // A load left half done (a failed download) is dropped with its tensors.
+        self.web_load.borrow_mut().take();
+        let default = match self.backend {
+            Backend::WebGpu => genllava::web::Residency::Quantized,
+            Backend::Cpu => genllava::web::Residency::F32,
+        };
+        let residency = webload::parse_residency(residency.as_deref(), default).map_err(|e| JsError::new(&e))?;
+        let label = label.unwrap_or_else(|| "model".into());
+        let load =
+            WebLoad::begin(&label, manifest, &self.device, residency).map_err(|e| JsError::new(&e.to_string()))?;
+        let mut plan = load.plan();
+        plan["residency"] = webload::residency_name(residency).into();
+        *self.web_load.borrow_mut() = Some(load);
+        js::json(&plan)
+    }
+
+    /// Verify one shard of the model begun with [`Self::begin_web_model`] (its size and
+    /// sha256 against the manifest) and put its tensors on the device; the bytes are dropped
+    /// before this returns. An error (a corrupt shard names its file) ends the load.
+    pub fn push_shard(&self, file: String, bytes: Vec<u8>) -> Result<(), JsError> {
+        let mut slot = self.web_load.borrow_mut();
+        let load = slot.as_mut().ok_or_else(|| JsError::new("push_shard: no exported model is being loaded"))?;
+        if let Err(e) = load.loader.push_shard(&file, bytes) {
+            slot.take();
+            return Err(JsError::new(&e.to_string()));
+        }
+        load.pushed += 1;
+        Ok(())
+    }
+
+    /// Drop a model begun with [`Self::begin_web_model`] and not finished (a failed download),
+    /// with the tensors already on the device; the loaded model stays.
+    pub fn cancel_web_model(&self) {
+        self.web_load.borrow_mut().take();
+    }
+
+    /// Finish the model begun with [`Self::begin_web_model`]: `files` are its copied files
+    /// (a `Map` or object of path → bytes, each checked against the manifest's sha256). Makes
+    /// it the loaded model and returns its summary, as [`Self::load_model`] does, plus
+    /// `format: "web"`, `quant`, `shards`, `residency` (`quantized` or `f32`) and
+    /// `residency_note` (where the weights live).
+    pub fn finish_web_model(&self, files: JsValue) -> Result<JsValue, JsError> {
+        let load =
+            self.web_load.borrow_mut().take().ok_or_else(|| JsError::new("no exported model is being loaded"))?;
+        if self.busy.get() {
+            return Err(JsError::new("a chat or an image is running: stop it before loading another model"));
+        }
+        let files = js::files(&files)?;
+        let (label, residency, note, shards) = (load.label.clone(), load.residency, load.residency_note(), load.pushed);
+        let quant = load.loader.manifest().quant.name().to_string();
+        let folder = load.finish(files).map_err(|e| JsError::new(&e.to_string()))?;
+        let loaded = Model::load(&folder, &self.device).map_err(|e| JsError::new(&e.to_string()))?;
+        let mut info = summary(&loaded, &label)?;
+        info["format"] = "web".into();
+        info["quant"] = quant.into();
+        info["shards"] = shards.into();
+        info["residency"] = webload::residency_name(residency).into();
+        info["residency_note"] = note.into();
+        *self.model.borrow_mut() = Some(Rc::new(loaded));
+        js::json(&info)
+    }
+
+    /// The next-token logits after `prompt` (taken as written, template included; `<image>`
+    /// marks `image`, PNG/JPEG bytes): the last position's row, one float per vocabulary
+    /// entry. Resolves to a `Float32Array`; for comparing models (the web export's modes).
+    pub fn logits(&self, prompt: String, image: Option<Uint8Array>) -> Promise {
+        let model = match self.begin() {
+            Ok(m) => m,
+            Err(e) => return Promise::reject(&e.into()),
+        };
+        self.busy.set(true);
+        let (busy, device) = (self.busy.clone(), self.device.clone());
+        let image = image.map(|a| a.to_vec());
+        future_to_promise(async move {
+            let result = last_logits(&model, &prompt, image.as_deref(), &device).await;
+            busy.set(false);
+            result.map(|v| js_sys::Float32Array::from(&v[..]).into()).map_err(JsValue::from)
+        })
     }
 
     /// Check PNG/JPEG `bytes` the way [`Self::chat`] will, from the header only:
@@ -266,6 +354,49 @@ impl Engine {
     pub fn abort(&self) {
         self.abort.set(true);
     }
+}
+
+/// The summary of a loaded model the page shows (see [`Engine::load_model`]).
+fn summary(loaded: &Model, label: &str) -> Result<serde_json::Value, JsError> {
+    let cfg = &loaded.ckpt().config;
+    let mut info = serde_json::json!({
+        "label": label,
+        "kind": if loaded.genllava().is_some() { "genllava" } else { "llava" },
+        "vocab_size": cfg.text_config.vocab_size,
+        "hidden_size": cfg.text_config.hidden_size,
+        "layers": cfg.text_config.num_hidden_layers,
+        "image_size": cfg.vision_config.image_size,
+        "image_tokens": cfg.image_seq_len(),
+        "has_image_processor": loaded.processor().is_some(),
+        "unused_tensors": loaded.ckpt().unused,
+    });
+    if let Some(g) = loaded.genllava() {
+        let side = g.sd.unet_config.sample_size.unwrap_or(8) * g.sd.vae_scale();
+        info["output_size"] = side.into();
+        info["diffusion"] = serde_json::to_value(&g.config.diffusion).map_err(|e| JsError::new(&e.to_string()))?;
+    }
+    Ok(info)
+}
+
+/// The last position's logits after `prompt` (about `image`), read back asynchronously.
+async fn last_logits(m: &Model, prompt: &str, image: Option<&[u8]>, device: &Device) -> Result<Vec<f32>, JsError> {
+    let err = |e: genllava::Error| JsError::new(&e.to_string());
+    if let Some(bytes) = image {
+        check_image(bytes).map_err(|e| JsError::new(&format!("image: {e}")))?;
+    }
+    let image = image.map(RgbImage::decode).transpose().map_err(err)?;
+    let ckpt = m.ckpt();
+    let Prompt { embeds, .. } =
+        prepare(ckpt, m.tokenizer(), m.processor(), prompt, image.as_ref(), m.pad_to_square(), device).map_err(err)?;
+    let lm = &ckpt.model.language_model;
+    let mut cache = ckpt.model.new_cache(&ckpt.config, device);
+    let hidden = lm.forward_embeds(embeds, &mut cache);
+    let data = genllava::llama::last_logits_tensor(lm, hidden)
+        .map_err(err)?
+        .into_data_async()
+        .await
+        .map_err(|e| JsError::new(&format!("reading the logits back failed: {e:?}")))?;
+    logits_vec(data).map_err(err)
 }
 
 /// One chat run, owning what it needs across `await`s.

@@ -2,7 +2,7 @@
 //! (understanding only) or a whole GenLLaVA (understanding, generation, editing).
 
 use burn::tensor::Device;
-use genllava::checkpoint::{self, FileSource, MemorySource};
+use genllava::checkpoint::{self, FileSource};
 use genllava::image::ImageProcessorConfig;
 use genllava::llava::{LlavaCheckpoint, load_image_processor};
 use genllava::pipeline::GenLlava;
@@ -19,8 +19,9 @@ pub enum Model {
 }
 
 impl Model {
-    /// Load the model in `src`: a GenLLaVA when it has `genllava.json`, else a LLaVA.
-    pub fn load(src: &MemorySource, device: &Device) -> genllava::Result<Self> {
+    /// Load the model in `src` (files the page fetched, or an exported web folder): a
+    /// GenLLaVA when it has `genllava.json`, else a LLaVA.
+    pub fn load(src: &dyn FileSource, device: &Device) -> genllava::Result<Self> {
         if src.read("genllava.json")?.is_some() {
             return Ok(Model::GenLlava(GenLlava::load(src, device)?));
         }

@@ -20,6 +20,12 @@ export interface ModelInfo {
   output_size?: number;
   /** GenLLaVA: the diffusion defaults of its genllava.json. */
   diffusion?: { steps: number; guidance: number; scheduler: string; edit: unknown };
+  /** An exported model (`load({manifest})`): `web`, its mode, shard count and where its weights live. */
+  format?: 'web';
+  quant?: 'q4' | 'q8' | 'f16' | 'f32';
+  shards?: number;
+  residency?: 'quantized' | 'f32';
+  residency_note?: string;
 }
 
 /** Drawing settings; every field is optional (the model's defaults) and checked by the engine. */
@@ -125,6 +131,10 @@ export interface LoadRequest {
   files?: string[];
   /** Or the files themselves, by name. */
   buffers?: Record<string, ArrayBuffer>;
+  /** Or an exported model (train-native export-web): the URL of its manifest.json. */
+  manifest?: string;
+  /** With `manifest`: keep q8 / q4 weights block-quantized on the device, or dequantize to f32. */
+  residency?: 'quantized' | 'f32';
   label?: string;
 }
 

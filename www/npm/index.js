@@ -71,9 +71,16 @@ export class GenllavaClient extends EventTarget {
 
   /**
    * Load a model: `{url, files}` fetches `files` (default DEFAULT_MODEL_FILES) from the folder
-   * `url`; `{buffers}` takes `{name: ArrayBuffer}` as given. Resolves to the model's summary.
+   * `url`; `{buffers}` takes `{name: ArrayBuffer}` as given; `{manifest}` loads an exported model
+   * (train-native export-web) from its manifest.json URL, shard by shard (`progress` events with
+   * `stage: 'shard'`), `residency` `'quantized'` or `'f32'` (default: quantized on WebGPU).
+   * Resolves to the model's summary.
    */
-  async load({ url, files = DEFAULT_MODEL_FILES, buffers, label } = {}) {
+  async load({ url, files = DEFAULT_MODEL_FILES, buffers, label, manifest, residency } = {}) {
+    if (manifest) {
+      const href = new URL(manifest, document.baseURI).href;
+      return (await this.#request({ type: 'load', label, manifest: href, residency })).info;
+    }
     if (buffers) {
       const done = await this.#request({ type: 'load', label: label ?? 'model', buffers }, Object.values(buffers));
       return done.info;

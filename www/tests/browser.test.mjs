@@ -90,8 +90,8 @@ async function guard(context, own, sink) {
   });
 }
 
-async function openPage(query = '', own = origin, setup = null) {
-  const context = await browser.newContext();
+async function openPage(query = '', own = origin, setup = null, contextOptions = {}) {
+  const context = await browser.newContext(contextOptions);
   // Every request not to the page's own origin is recorded and refused.
   await guard(context, own, foreign);
   await setup?.(context);
@@ -179,6 +179,51 @@ async function compareWith(img, file) {
   }, readFileSync(file).toString('base64'));
 }
 
+/**
+ * Run `msgs` in order through a fresh engine worker (www/worker.js's own protocol) started in
+ * `page`, on WebGPU or (`preferWebgpu` false) the CPU. A message's `image_url` is fetched into
+ * `image` first. Returns, per message, its 'done' reply (logits as plain numbers) or `{error}`,
+ * and every progress event of the run.
+ */
+async function workerRun(page, preferWebgpu, msgs) {
+  return page.evaluate(async ({ preferWebgpu, msgs }) => {
+    const worker = new Worker('/worker.js', { type: 'module' });
+    const events = [];
+    const pending = new Map();
+    let backend = null;
+    worker.onmessage = (e) => {
+      const m = e.data;
+      if (m.type === 'progress') {
+        if (m.stage === 'ready') backend = m.backend;
+        if (m.stage !== 'download') events.push(m);
+        return;
+      }
+      if (m.type === 'done' || m.type === 'error') pending.get(m.id)?.(m);
+    };
+    worker.postMessage({ type: 'init', prefer_webgpu: preferWebgpu });
+    const out = [];
+    for (const [i, msg] of msgs.entries()) {
+      const { image_url: url, ...rest } = msg;
+      const image = url ? await (await fetch(url)).arrayBuffer() : null;
+      const reply = await new Promise((ok) => {
+        pending.set(i + 1, ok);
+        worker.postMessage({ ...rest, image, id: i + 1 });
+      });
+      if (reply.type === 'error') out.push({ error: reply.message });
+      else out.push(reply.kind === 'logits' ? { ...reply, logits: Array.from(new Float32Array(reply.logits)) } : reply);
+    }
+    worker.terminate();
+    return { out, events, backend };
+  }, { preferWebgpu, msgs });
+}
+
+/** Max |a - b| over max |b|. */
+function relErr(a, b) {
+  assert.equal(a.length, b.length, 'logits of different lengths');
+  const scale = Math.max(...b.map(Math.abs));
+  return a.reduce((m, x, i) => Math.max(m, Math.abs(x - b[i])), 0) / scale;
+}
+
 async function expectError(page, pattern) {
   await page.locator('#error:not([hidden])').waitFor();
   const text = await page.textContent('#error-text');
@@ -262,6 +307,112 @@ try {
     assert.ok(JSON.parse(await stopped.getAttribute('data-ids')).length < 4000);
     await cpu.fill('#max-tokens', String(expectedIds.length));
     assert.deepEqual((await ask(cpu, question)).ids, expectedIds);
+  });
+  await step('exported models (web format): every mode loads shard by shard on WebGPU and matches the f32 model', async () => {
+    // The last-position logits of the fixture's prompt (with its image) of every export
+    // (www/build.sh: train-native export-web, 64 KiB shards) against the original f32 model,
+    // within the bounds of train-native/tests/cli_export_web.rs (random weights, so nothing
+    // averages out: the error grows with the quantization step); f32 must match to rounding.
+    const BOUND = { f32: 1e-5, f16: 6e-3, q8: 8e-2, q4: 1.2 };
+    // WebGPU keeps q8 / q4 linears block-quantized on the device; the CPU path dequantizes them
+    // as they arrive (the native CLI's choice). Both compute the same exported model.
+    const SAME_MODEL = 1e-4;
+    const modes = Object.keys(BOUND);
+    const index = JSON.parse(readFileSync(join(WWW, 'models/index.json'), 'utf8'));
+    const prompts = [
+      { type: 'logits', prompt: fixturePrompt, image_url: '/models/llava-tiny/example.png' },
+      { type: 'chat', prompt: fixturePrompt, image_url: '/models/llava-tiny/example.png',
+        options: { temperature: 0, max_new_tokens: expectedIds.length } },
+    ];
+    const webLoad = (q) => ({ type: 'load', manifest: `/models/llava-tiny-web-${q}/manifest.json` });
+    const files = index.find((m) => m.id === 'llava-tiny').files;
+    const page = await openPage('models/index.json');
+    const gpu = await workerRun(page, true, [
+      { type: 'load', label: 'llava-tiny', path: '/models/llava-tiny/', files }, ...prompts,
+      ...modes.flatMap((q) => [webLoad(q), ...prompts]),
+    ]);
+    assert.equal(gpu.backend, 'webgpu');
+    const cpu = await workerRun(page, false, modes.flatMap((q) => [webLoad(q), prompts[0]]));
+    assert.equal(cpu.backend, 'cpu');
+    for (const r of [...gpu.out, ...cpu.out]) assert.ok(!r.error, r.error);
+    const [, f32Logits, f32Chat] = gpu.out;
+    assert.deepEqual(f32Chat.ids, expectedIds);
+    const measured = {};
+    modes.forEach((q, i) => {
+      const [load, logits, chat] = gpu.out.slice(3 + 3 * i, 6 + 3 * i);
+      const manifest = JSON.parse(readFileSync(join(WWW, `models/llava-tiny-web-${q}/manifest.json`), 'utf8'));
+      assert.ok(index.some((m) => m.id === `llava-tiny-web-${q}` && m.manifest === 'manifest.json'), `${q}: not in the picker`);
+      const info = load.info;
+      assert.equal(info.format, 'web');
+      assert.equal(info.quant, q);
+      assert.equal(info.residency, 'quantized');
+      assert.equal(info.shards, manifest.shards.length);
+      assert.ok(manifest.shards.length > 1, `${q}: one shard only`);
+      // One progress event per shard, in the manifest's order, before the model was built.
+      const shardEvents = gpu.events.filter((e) => e.stage === 'shard' && e.id === 4 + 3 * i);
+      assert.deepEqual(shardEvents.map((e) => e.file), manifest.shards.map((sh) => sh.file));
+      assert.deepEqual(shardEvents.map((e) => e.index), manifest.shards.map((_, k) => k + 1));
+      assert.equal(shardEvents.at(-1).bytes_done, manifest.shards.reduce((n, sh) => n + sh.bytes, 0));
+      const cpuLoad = cpu.out[2 * i];
+      assert.equal(cpuLoad.info.residency, 'f32');
+      const vsF32 = relErr(logits.logits, f32Logits.logits);
+      const vsCpu = relErr(logits.logits, cpu.out[2 * i + 1].logits);
+      measured[q] = { vs_f32: vsF32, webgpu_vs_cpu: vsCpu, greedy_same: JSON.stringify(chat.ids) === JSON.stringify(expectedIds) };
+      console.log(`  ${q}: ${manifest.shards.length} shards; logits vs the f32 model ${vsF32.toExponential(3)} ` +
+        `(bound ${BOUND[q]}), WebGPU quantized vs CPU dequantized ${vsCpu.toExponential(3)}; ` +
+        `greedy ids ${measured[q].greedy_same ? 'equal' : 'differ'}: ${JSON.stringify(chat.ids)}; ${info.residency_note}`);
+      assert.ok(vsF32 <= BOUND[q], `${q}: logits relative error ${vsF32} > ${BOUND[q]}`);
+      assert.ok(vsCpu <= SAME_MODEL, `${q}: WebGPU vs CPU relative error ${vsCpu} > ${SAME_MODEL}`);
+    });
+    // f32 is the checkpoint itself, and f16 and q8 stay close enough for greedy decoding to
+    // keep every token; q4 (relative error near 1 on these random weights) may not.
+    for (const q of ['f32', 'f16', 'q8']) assert.ok(measured[q].greedy_same, `${q}: greedy ids differ from the f32 model's`);
+    timings.web_format = measured;
+    await page.context().close();
+  });
+  await step('an exported model from the picker and by manifest URL; a corrupt shard is named', async () => {
+    // No service worker: the corruption below is a route, which a service worker's fetch bypasses.
+    const page = await openPage('?model=llava-tiny-web-q4', origin, null, { serviceWorkers: 'block' });
+    await until(page, '#model-status[data-loaded="llava-tiny-web-q4"]');
+    assert.equal(await page.getAttribute('#model-status', 'data-residency'), 'quantized');
+    assert.match(await page.textContent('#model-status'), /web format q4 in \d+ shards, weights quantized on the device/);
+    await page.setInputFiles('#image-file', join(FIXTURE, 'image.png'));
+    await page.locator('#preview:not([hidden])').waitFor();
+    await page.fill('#max-tokens', String(expectedIds.length));
+    const q4 = (await ask(page, question)).ids;
+    assert.equal(q4.length > 0, true);
+    // By URL, with one shard corrupted on the way: the error names the shard, the q4 model stays.
+    const q8 = JSON.parse(readFileSync(join(WWW, 'models/llava-tiny-web-q8/manifest.json'), 'utf8'));
+    const bad = q8.shards[1].file;
+    await page.context().route('**/corrupt/*', (route) => {
+      const name = new URL(route.request().url()).pathname.split('/').pop();
+      const body = readFileSync(join(WWW, 'models/llava-tiny-web-q8', name));
+      if (name === bad) body[body.length >> 1] ^= 0x20;
+      return route.fulfill({ body, contentType: 'application/octet-stream' });
+    });
+    await page.fill('#manifest-url', 'corrupt/manifest.json');
+    await page.click('#load-url');
+    await expectError(page, new RegExp(`corrupt/${bad.replace('.', '\\.')}: sha256 [0-9a-f]{64} does not match`));
+    assert.equal(await page.getAttribute('#model-status', 'data-loaded'), 'llava-tiny-web-q4');
+    assert.deepEqual((await ask(page, question)).ids, q4);
+    // A shard that cannot be downloaded: named too, the half-loaded model is dropped, q4 stays.
+    await page.context().route('**/missing/*', (route) => {
+      const name = new URL(route.request().url()).pathname.split('/').pop();
+      if (name === bad) return route.fulfill({ status: 404, body: 'not found' });
+      return route.fulfill({ body: readFileSync(join(WWW, 'models/llava-tiny-web-q8', name)) });
+    });
+    await page.fill('#manifest-url', 'missing/manifest.json');
+    await page.click('#load-url');
+    await expectError(page, new RegExp(`${bad.replace('.', '\\.')}: HTTP 404`));
+    assert.equal(await page.getAttribute('#model-status', 'data-loaded'), 'llava-tiny-web-q4');
+    assert.deepEqual((await ask(page, question)).ids, q4);
+    // The same URL served intact loads.
+    await page.context().unroute('**/corrupt/*');
+    await page.fill('#manifest-url', 'models/llava-tiny-web-q8/');
+    await page.click('#load-url');
+    await until(page, '#model-status[data-loaded$="models/llava-tiny-web-q8/manifest.json"]');
+    assert.match(await page.textContent('#model-status'), /web format q8/);
+    await page.context().close();
   });
   await step('offline PWA: a new build replaces the cache; with the network gone the page loads and answers', async () => {
     // A copy of the built site, so that a "rebuild" (a new precache.js) can be served to it.
@@ -450,6 +601,8 @@ import { DEFAULT_MODEL_FILES, Engine, GenllavaChat, GenllavaClient, init } from 
 import type { ChatResult, ImageResult, ModelInfo, StepPreview } from 'genllava-chat';
 const client = new GenllavaClient({ preferWebgpu: false });
 const info: Promise<ModelInfo> = client.load({ url: 'models/x/', files: [...DEFAULT_MODEL_FILES] });
+const web: Promise<string | undefined> = client.load({ manifest: 'models/x-q4/manifest.json', residency: 'f32' })
+  .then((i) => i.residency);
 const answer: Promise<ChatResult> = client.chat({ turns: [{ role: 'user', text: 'hi' }], options: { max_new_tokens: 4 } });
 const el: GenllavaChat = document.createElement('genllava-chat');
 el.addEventListener('genllava-answer', (e) => console.log(e.detail.ids.length, e.detail.text.length));
@@ -461,7 +614,7 @@ const picture: Promise<ImageResult> = client.generate({ prompt: 'a red circle', 
 const edited = picture.then(async (p) => client.edit({ image: await p.png.arrayBuffer(), instruction: 'make it blue' }));
 // @ts-expect-error: no such scheduler
 client.generate({ prompt: 'x', options: { scheduler: 'lms' } });
-export { answer, edited, engine, info };
+export { answer, edited, engine, info, web };
 `);
       run(process.execPath, [join(WWW, 'tests/node_modules/typescript/bin/tsc'), '--noEmit', '--strict',
         '--target', 'es2022', '--module', 'esnext', '--moduleResolution', 'bundler', '--lib', 'esnext,dom', 'check.ts'], site);
@@ -534,6 +687,31 @@ export { answer, edited, engine, info };
     } finally {
       rmSync(tmp, { recursive: true, force: true });
     }
+  });
+  await step('the shipped GenLLaVA exported as q4 loads from its shards on WebGPU, answers right and draws', async () => {
+    const page = await openPage('?model=genllava-shapes-web-q4');
+    await until(page, '#model-status[data-loaded="genllava-shapes-web-q4"]');
+    assert.equal(await page.getAttribute('#model-status', 'data-kind'), 'genllava');
+    assert.equal(await page.getAttribute('#model-status', 'data-residency'), 'quantized');
+    await page.setInputFiles('#image-file', join(WEB_REF, 'scene.png'));
+    await page.locator('#preview:not([hidden])').waitFor();
+    await page.fill('#max-tokens', '8');
+    // The f32 model's answer (the next step checks it too); the q4 export keeps it (natively as well).
+    const got = await ask(page, 'What colour is the square?');
+    assert.match(got.prompt, /^\[I2T\]USER: <image>\nWhat colour is the square\? ASSISTANT:$/);
+    assert.equal(got.text.trim(), 'orange');
+    // Head, UNet and VAE from the shards too: a picture with a preview per step.
+    const c = cases.generate;
+    const drawn = await draw(page, 'imagine', c);
+    assert.equal(drawn.state, 'done');
+    assert.equal(drawn.previews, c.steps);
+    const diff = await compareWith(drawn.msg.locator('img'), join(WEB_REF, c.out));
+    console.log(`  q4 picture vs the f32 model's (native ${c.out}): ${JSON.stringify(diff)}`);
+    assert.equal(diff.size, '32×32');
+    // Measured 0.003 (one pixel value one level off): q4 weights move this small model's picture
+    // less than the bound allowed for f32 arithmetic in another order.
+    assert.ok(diff.mad <= MAX_MAD, `the q4 model's picture is far from the f32 model's: ${JSON.stringify(diff)}`);
+    await page.context().close();
   });
   const gen = await openPage();
   await step('the default model is the shipped GenLLaVA; it answers a question about a test scene right', async () => {

@@ -3,8 +3,8 @@
 //!
 //! The WGSL lives in the workspace's top-level `shaders/` folder, one kernel per
 //! file. With the `wgpu-kernels` cargo feature the functions here launch them on
-//! a wgpu device (native Vulkan/Metal/DX12; browser WebGPU is the intent, but the
-//! feature has not been built for wasm32 yet) through Burn 0.22.1's backend-extension mechanism
+//! a wgpu device (native Vulkan/Metal/DX12, and browser WebGPU: `genllava-web` turns the
+//! feature on for wasm32 and tests every kernel in chromium) through Burn 0.22.1's backend-extension mechanism
 //! (`#[backend_extension(Cube)]` plus `burn-wgpu`'s `template` API, which takes a
 //! raw WGSL `SourceTemplate`). On every other device, without the feature, and
 //! for inputs a kernel does not cover, they run the reference, so callers never

@@ -1,0 +1,218 @@
+//! The WGSL kernels of `shaders/` (`genllava::kernels`) in the browser: on the WebGPU device
+//! the engine uses, each kernel against its plain-Burn reference on the same device and on the
+//! CPU backend, read back with `into_data_async` (a page cannot block on the GPU). The native
+//! twin is `train-native/tests/wgpu_kernels.rs` (lavapipe); these run in headless chromium
+//! (wasm-bindgen-test, WebGPU on SwiftShader, tests/run.sh's last step).
+
+use crate::backend::{Backend, pick};
+use burn::module::Param;
+use burn::nn::GroupNorm;
+use burn::tensor::{Device, Tensor, TensorData};
+use genllava::kernels;
+use genllava::quant::{self, Quant};
+use genllava::scheduler::{Ddim, PredictionType, Scheduler, SchedulerConfig};
+use wasm_bindgen_test::wasm_bindgen_test;
+
+wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
+
+/// The engine's WebGPU device (the test fails, saying why, when there is none).
+async fn webgpu() -> Device {
+    let (device, backend, why) = pick(true).await;
+    assert_eq!(backend, Backend::WebGpu, "no WebGPU: {why}");
+    device
+}
+
+/// `n` values with mean `mean` and spread about `std` (a fixed hash, the same on every run).
+fn values(n: usize, seed: u32, mean: f32, std: f32) -> Vec<f32> {
+    (0..n as u32)
+        .map(|i| {
+            let mut h = i.wrapping_mul(0x9e37_79b9) ^ seed.wrapping_mul(0x85eb_ca6b);
+            h ^= h >> 15;
+            h = h.wrapping_mul(0x2c1b_3c6d);
+            h ^= h >> 12;
+            // Uniform in [-√3, √3): unit variance.
+            let u = (h % 1_000_003) as f32 / 1_000_003.0;
+            mean + std * (u * 2.0 - 1.0) * 3f32.sqrt()
+        })
+        .collect()
+}
+
+fn tensor<const D: usize>(v: &[f32], shape: [usize; D], device: &Device) -> Tensor<D> {
+    Tensor::from_data(TensorData::new(v.to_vec(), shape), device)
+}
+
+/// Read a tensor back without blocking.
+async fn read<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data_async().await.expect("read back").convert::<f32>().try_to_vec::<f32>().expect("f32")
+}
+
+/// `max |a - b|`, infinite when either holds a non-finite value.
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .fold(0f32, |m, (x, y)| if x.is_finite() && y.is_finite() { m.max((x - y).abs()) } else { f32::INFINITY })
+}
+
+/// `max |a - b| / max(1, max |b|)`.
+fn rel_diff(a: &[f32], b: &[f32]) -> f32 {
+    max_abs_diff(a, b) / b.iter().fold(1f32, |m, v| m.max(v.abs()))
+}
+
+#[wasm_bindgen_test]
+async fn the_kernels_are_active_on_webgpu_only() {
+    assert!(kernels::wgsl_active(&webgpu().await), "the WebGPU device must take the WGSL path");
+    assert!(!kernels::wgsl_active(&Device::flex()));
+}
+
+fn group_norm(gamma: &[f32], beta: &[f32], groups: usize, eps: f64, device: &Device) -> GroupNorm {
+    let c = gamma.len();
+    GroupNorm {
+        gamma: Some(Param::from_tensor(tensor(gamma, [c], device))),
+        beta: Some(Param::from_tensor(tensor(beta, [c], device))),
+        num_groups: groups,
+        num_channels: c,
+        epsilon: eps,
+        affine: true,
+    }
+}
+
+#[wasm_bindgen_test]
+async fn group_norm_silu_matches_burn() {
+    let gpu = webgpu().await;
+    let cpu = Device::flex();
+    // SD's 32 groups at 1e-5 (UNet) and 1e-6 (VAE), odd spatial sizes, one channel per group,
+    // a slice shorter than the workgroup, a non-SD group count.
+    let cases: [([usize; 4], usize, f64); 5] = [
+        ([2, 64, 8, 8], 32, 1e-5),
+        ([1, 96, 13, 7], 32, 1e-6),
+        ([2, 32, 5, 3], 32, 1e-5),
+        ([3, 12, 1, 1], 4, 1e-5),
+        ([2, 40, 9, 9], 8, 1e-5),
+    ];
+    for (i, (shape, groups, eps)) in cases.into_iter().enumerate() {
+        let c = shape[1];
+        let (gamma, beta) = (values(c, 10 + i as u32, 1.0, 0.5), values(c, 20 + i as u32, 0.0, 0.5));
+        let x = values(shape.iter().product(), 30 + i as u32, 0.7, 2.0);
+        let (n_gpu, n_cpu) =
+            (group_norm(&gamma, &beta, groups, eps, &gpu), group_norm(&gamma, &beta, groups, eps, &cpu));
+        for silu in [true, false] {
+            let what = format!("{shape:?} groups {groups} eps {eps} silu {silu}");
+            let fused = read(kernels::group_norm_silu(&n_gpu, tensor(&x, shape, &gpu), silu)).await;
+            let burn_gpu = read(kernels::group_norm_silu_reference(&n_gpu, tensor(&x, shape, &gpu), silu)).await;
+            let burn_cpu = read(kernels::group_norm_silu_reference(&n_cpu, tensor(&x, shape, &cpu), silu)).await;
+            let d = max_abs_diff(&fused, &burn_gpu);
+            assert!(d <= 1e-4, "{what}: kernel vs burn on WebGPU: {d:e}");
+            let d = max_abs_diff(&fused, &burn_cpu);
+            assert!(d <= 1e-4, "{what}: kernel vs burn on the CPU: {d:e}");
+        }
+    }
+}
+
+#[wasm_bindgen_test]
+async fn attention_matches_burn() {
+    let gpu = webgpu().await;
+    let cpu = Device::flex();
+    // SD 1.x head dims (40, 80, 160), cross-attention over 77 text tokens, row counts that are
+    // not multiples of the 64-row workgroup, tiles that do not divide n_kv, one key.
+    let cases: [([usize; 4], usize); 5] =
+        [([2, 8, 64, 40], 64), ([1, 4, 70, 80], 77), ([1, 2, 33, 160], 130), ([2, 1, 5, 8], 1), ([1, 3, 129, 64], 200)];
+    for (i, ([b, h, nq, d], nk)) in cases.into_iter().enumerate() {
+        // Spread 6 makes the scores large, so the online softmax must rescale correctly.
+        for spread in [1.0, 6.0] {
+            let s = 100 + 3 * i as u32;
+            let q = values(b * h * nq * d, s, 0.0, spread);
+            let (k, v) = (values(b * h * nk * d, s + 1, 0.0, 1.0), values(b * h * nk * d, s + 2, 0.0, 1.0));
+            let (qs, ks) = ([b, h, nq, d], [b, h, nk, d]);
+            let run = |f: fn(Tensor<4>, Tensor<4>, Tensor<4>) -> Tensor<4>, dev: &Device| {
+                f(tensor(&q, qs, dev), tensor(&k, ks, dev), tensor(&v, ks, dev))
+            };
+            let what = format!("q {qs:?} n_kv {nk} spread {spread}");
+            let fused = run(kernels::attention, &gpu);
+            assert_eq!(fused.dims(), qs, "{what}");
+            let fused = read(fused).await;
+            let burn_gpu = read(run(kernels::attention_reference, &gpu)).await;
+            let burn_cpu = read(run(kernels::attention_reference, &cpu)).await;
+            let diff = max_abs_diff(&fused, &burn_gpu);
+            assert!(diff <= 1e-4, "{what}: kernel vs burn on WebGPU: {diff:e}");
+            let diff = max_abs_diff(&fused, &burn_cpu);
+            assert!(diff <= 1e-4, "{what}: kernel vs burn on the CPU: {diff:e}");
+        }
+    }
+}
+
+#[wasm_bindgen_test]
+async fn guided_ddim_step_matches_the_scheduler() {
+    let gpu = webgpu().await;
+    let cpu = Device::flex();
+    let shape = [2, 4, 9, 7];
+    let n: usize = shape.iter().product();
+    for prediction in [PredictionType::Epsilon, PredictionType::VPrediction] {
+        for clip in [false, true] {
+            let cfg =
+                SchedulerConfig { prediction_type: prediction, clip_sample: Some(clip), ..SchedulerConfig::sd_v1() };
+            let ddim = Ddim::new(&cfg, 10).expect("ddim");
+            let timesteps = ddim.timesteps().to_vec();
+            for guidance in [Some(7.5f32), None] {
+                let rows = if guidance.is_some() { 4 } else { 2 };
+                // Latents scaled up so that clipping x0 at ±1 bites.
+                let x = values(n, 7, 0.0, 3.0);
+                let pred = values(rows * n / 2, 8, 0.0, 1.0);
+                let pshape = [rows, 4, 9, 7];
+                for t in [timesteps[0], timesteps[9]] {
+                    let what = format!("{prediction:?} clip {clip} guidance {guidance:?} t {t}");
+                    let step = ddim.coefficients(t).expect("coefficients");
+                    let fused =
+                        kernels::guided_ddim_step(tensor(&pred, pshape, &gpu), guidance, tensor(&x, shape, &gpu), step)
+                            .expect("kernel");
+                    let burn_gpu = kernels::guided_ddim_step_reference(
+                        tensor(&pred, pshape, &gpu),
+                        guidance,
+                        tensor(&x, shape, &gpu),
+                        step,
+                    )
+                    .expect("reference");
+                    // The scheduler's own path on the CPU: guidance combine, then `step`.
+                    let scheduler_cpu = ddim
+                        .clone()
+                        .step_guided(tensor(&pred, pshape, &cpu), guidance, t, tensor(&x, shape, &cpu))
+                        .expect("cpu step");
+                    let fused = read(fused).await;
+                    let diff = max_abs_diff(&fused, &read(burn_gpu).await);
+                    assert!(diff <= 1e-4, "{what}: kernel vs burn on WebGPU: {diff:e}");
+                    let diff = max_abs_diff(&fused, &read(scheduler_cpu).await);
+                    assert!(diff <= 1e-4, "{what}: kernel vs the scheduler on the CPU: {diff:e}");
+                }
+            }
+        }
+    }
+}
+
+#[wasm_bindgen_test]
+async fn quant_matmul_matches_burn() {
+    let gpu = webgpu().await;
+    let cpu = Device::flex();
+    // (m, k, n): decode steps (one row), prefills of 7 and 64 rows (the kernel takes four per
+    // invocation), columns that are not multiples of its 64, one block, LLM-like widths.
+    let cases = [(1, 32, 1), (1, 128, 96), (1, 256, 200), (7, 512, 65), (7, 64, 70), (64, 128, 130), (64, 96, 64)];
+    for q in [Quant::Q8, Quant::Q4] {
+        for (i, (m, k, n)) in cases.into_iter().enumerate() {
+            let what = format!("{} x [{m}, {k}] · W [{n}, {k}]ᵀ", q.name());
+            let w_values = values(n * k, 200 + i as u32, 0.0, 1.0);
+            let x = values(m * k, 300 + i as u32, 0.0, 1.0);
+            let w = kernels::QuantMatrix::quantize("w", &w_values, [n, k], q, &gpu).expect("quantize");
+            let fused = kernels::quant_matmul(tensor(&x, [m, k], &gpu), &w).expect("kernel");
+            assert_eq!(fused.dims(), [m, n], "{what}");
+            let fused = read(fused).await;
+            let burn_gpu =
+                read(kernels::quant_matmul_reference(tensor(&x, [m, k], &gpu), &w).expect("reference")).await;
+            // Independent of Burn's integer ops: the CPU decoder of the web format, then an f32 matmul.
+            let decoded = quant::decode(&quant::encode(&w_values, k, q), n * k, q, "w").expect("decode");
+            let plain_cpu = read(tensor(&x, [m, k], &cpu).matmul(tensor(&decoded, [n, k], &cpu).transpose())).await;
+            let d = rel_diff(&fused, &burn_gpu);
+            assert!(d <= 1e-5, "{what}: kernel vs burn on WebGPU: {d:e}");
+            let d = rel_diff(&fused, &plain_cpu);
+            assert!(d <= 1e-5, "{what}: kernel vs f32 matmul of the decoded weight on the CPU: {d:e}");
+        }
+    }
+}
