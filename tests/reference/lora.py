@@ -43,7 +43,7 @@ def main():
     with torch.no_grad():
         for name, p in peft_model.named_parameters():
             if "lora_" in name:
-                p.copy_(torch.randn_like(p) * 0.3)
+                p.copy_(torch.randn_like(p) * 0.1)
     peft_model.save_pretrained(out)
     os.remove(os.path.join(out, "README.md"))  # PEFT's model-card template
     with open(os.path.join(out, "adapter_config.json")) as f:
