@@ -223,9 +223,9 @@ mod tests {
         let (input, target, mask) = batch(&tok, &texts, 16, pad, eos, &device).expect("batch");
         // `<s> what red </s>` → 3 scored positions; `<s> red </s>` → 2.
         assert_eq!(input.dims(), [2, 3]);
-        let mask: Vec<f32> = mask.into_data().to_vec().expect("mask");
+        let mask: Vec<f32> = mask.into_data().try_to_vec::<f32>().expect("mask");
         assert_eq!(mask, vec![1.0, 1.0, 1.0, 1.0, 1.0, 0.0]);
-        let target: Vec<i64> = target.into_data().convert::<i64>().to_vec().expect("target");
+        let target: Vec<i64> = target.into_data().convert::<i64>().try_to_vec::<i64>().expect("target");
         assert_eq!(target[2], i64::from(eos));
         assert_eq!(target[5], i64::from(pad));
     }
