@@ -299,6 +299,31 @@ pub fn merge_folder(src: &dyn FileSource, llama: &mut Llama, device: &Device) ->
     Ok(true)
 }
 
+/// How many adapters sit on `llama` (no tensor is read).
+pub fn count(llama: &Llama) -> usize {
+    struct Count {
+        path: Vec<String>,
+        n: usize,
+    }
+    impl ModuleVisitor for Count {
+        fn enter_module(&mut self, name: &str, _kind: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _kind: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, _param: &Param<Tensor<D>>) {
+            // Each adapter is visited as `<module>.weight.lora.{a,b}`: count its `a`.
+            if self.path.ends_with(&["lora".to_string(), "a".to_string()]) {
+                self.n += 1;
+            }
+        }
+    }
+    let mut c = Count { path: Vec::new(), n: 0 };
+    llama.visit(&mut c);
+    c.n
+}
+
 /// The adapters of `llama` as PEFT tensors (`base_model.model.model.language_model.…`,
 /// `lora_A.weight` `[r, in]`, `lora_B.weight` `[out, r]`), f32.
 pub fn adapter_tensors(llama: &Llama) -> Vec<NamedTensor> {

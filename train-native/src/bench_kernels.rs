@@ -5,6 +5,7 @@
 //! One warm-up run, then the median of N timed runs; each run ends with a device
 //! sync, so the clock stops only after the work has finished.
 
+use crate::pretrain::vae::scalar;
 use burn::module::Param;
 use burn::nn::GroupNorm;
 use burn::tensor::{Device, Distribution, Tensor};
@@ -32,15 +33,6 @@ fn median_secs<const D: usize>(runs: usize, device: &Device, mut f: impl FnMut()
     let mut times = (0..runs.max(1)).map(|_| once()).collect::<anyhow::Result<Vec<f64>>>()?;
     times.sort_by(f64::total_cmp);
     Ok(times[times.len() / 2])
-}
-
-/// The value of a one-element tensor; NaN when the device failed to compute it.
-fn scalar(t: Tensor<1>) -> f32 {
-    t.try_into_data()
-        .ok()
-        .and_then(|d| d.try_into_vec_as::<f32>().ok())
-        .and_then(|v| v.first().copied())
-        .unwrap_or(f32::NAN)
 }
 
 fn group_norm(channels: usize, device: &Device) -> GroupNorm {

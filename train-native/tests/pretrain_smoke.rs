@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
+mod common;
+
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_train-native"))
 }
@@ -174,11 +176,7 @@ fn pretrain_vision_writes_a_siglip_tower_that_a_run_starts_from_and_keeps_frozen
         "mixture.generation=0".into(),
         "mixture.editing=0".into(),
     ];
-    let mut args = vec!["train".to_string()];
-    for s in sets {
-        args.extend(["--set".to_string(), s]);
-    }
-    let out_run = bin().args(&args).output().expect("train");
+    let out_run = bin().args(common::train_args(&sets)).output().expect("train");
     assert!(out_run.status.success(), "{}", String::from_utf8_lossy(&out_run.stderr));
     let saved: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("model/config.json")).expect("config")).expect("json");
@@ -227,11 +225,7 @@ fn pretrain_llm_writes_a_causal_lm_that_a_run_starts_from() {
         "eval_samples=2".into(),
         "data.size=64".into(),
     ];
-    let mut args = vec!["train".to_string()];
-    for s in sets {
-        args.extend(["--set".to_string(), s]);
-    }
-    let out_run = bin().args(&args).output().expect("train");
+    let out_run = bin().args(common::train_args(&sets)).output().expect("train");
     assert!(out_run.status.success(), "{}", String::from_utf8_lossy(&out_run.stderr));
     let saved: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("model/config.json")).expect("config")).expect("json");

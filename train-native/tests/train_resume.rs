@@ -5,29 +5,15 @@
 
 mod common;
 
-use common::{bin, kill_after_checkpoint, metrics, run_ok, temp, train_args};
+use common::{bin, colours_sets, kill_after_checkpoint, metrics, run_ok, temp, train_args};
 use std::path::Path;
 use std::time::Duration;
 
 const STEPS: usize = 100;
 
 fn args(out: &Path) -> Vec<String> {
-    let sets = [
-        format!("out_dir={}", out.display()),
-        format!("steps={STEPS}"),
-        "lr=3e-3".into(),
-        "warmup_ratio=0.05".into(),
-        "global_batch=8".into(),
-        "micro_batch=4".into(),
-        "checkpoint_every=5".into(),
-        "keep_checkpoints=2".into(),
-        "eval_samples=8".into(),
-        "data.source=colours".into(),
-        "model.generation=false".into(),
-        "model.init=null".into(),
-        "model.vision=null".into(),
-        "max_seq_len=2048".into(),
-    ];
+    let mut sets = colours_sets(out, STEPS);
+    sets.extend(["checkpoint_every=5", "keep_checkpoints=2"].map(String::from));
     train_args(&sets)
 }
 

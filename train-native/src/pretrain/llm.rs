@@ -198,17 +198,6 @@ pub fn run(args: LlmArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Read a `pretrain-llm` folder (or any Llama/Mistral `ForCausalLM` folder with the
-/// run's tokenizer): its `config.json` and weights, for `model.llm`.
-pub fn load_folder(dir: &std::path::Path) -> anyhow::Result<(Value, genllava::WeightMap)> {
-    let path = dir.join("config.json");
-    let json: Value =
-        serde_json::from_slice(&crate::files::read(&path)?).with_context(|| path.display().to_string())?;
-    let src = crate::files::DirSource::open(dir)?;
-    let map = genllava::checkpoint::load_weights(&src, "model").with_context(|| dir.display().to_string())?;
-    Ok((json, map))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -90,8 +90,13 @@ pub fn train(
 }
 
 /// The value of a one-element tensor.
+/// The first value of `t`; NaN when the device failed to compute it.
 pub fn scalar<const D: usize>(t: Tensor<D>) -> f32 {
-    t.into_data().try_into_vec_as::<f32>().ok().and_then(|v| v.first().copied()).unwrap_or(f32::NAN)
+    t.try_into_data()
+        .ok()
+        .and_then(|d| d.try_into_vec_as::<f32>().ok())
+        .and_then(|v| v.first().copied())
+        .unwrap_or(f32::NAN)
 }
 
 /// `1 / std` of the latent means of `n` plain-background train images (what the UNet sees).

@@ -162,7 +162,7 @@ pub fn fresh(
     let llm = match &cfg.model.llm {
         Some(dir) => {
             let dir = asset_path(dir);
-            let (mut text_json, weights) = crate::pretrain::llm::load_folder(&dir)?;
+            let (mut text_json, weights) = read_hf_folder(&dir)?;
             let base_vocab = text_json["vocab_size"].as_u64().unwrap_or(0) as usize;
             // The run's id space: the LLM's own, plus the task and [IMG] tokens added above.
             for key in ["vocab_size", "bos_token_id", "eos_token_id", "pad_token_id"] {
@@ -232,14 +232,21 @@ pub fn asset_path(path: &Path) -> PathBuf {
     if shipped.exists() { shipped } else { path.to_path_buf() }
 }
 
-/// A `SiglipVisionModel` folder: its weights and its `config.json`.
-fn load_vision(dir: &Path) -> anyhow::Result<(Arc<genllava::WeightMap>, serde_json::Value)> {
+/// A transformers model folder (`config.json`, `model*.safetensors`): its config and weights.
+pub fn read_hf_folder(dir: &Path) -> anyhow::Result<(serde_json::Value, genllava::WeightMap)> {
     let config = dir.join("config.json");
     let json: serde_json::Value =
         serde_json::from_slice(&files::read(&config)?).with_context(|| config.display().to_string())?;
-    genllava::siglip::SiglipVisionConfig::from_value(json.clone()).with_context(|| config.display().to_string())?;
     let src = DirSource::open(dir)?;
     let map = genllava::checkpoint::load_weights(&src, "model").with_context(|| dir.display().to_string())?;
+    Ok((json, map))
+}
+
+/// A `SiglipVisionModel` folder: its weights and its `config.json`.
+fn load_vision(dir: &Path) -> anyhow::Result<(Arc<genllava::WeightMap>, serde_json::Value)> {
+    let (json, map) = read_hf_folder(dir)?;
+    genllava::siglip::SiglipVisionConfig::from_value(json.clone())
+        .with_context(|| dir.join("config.json").display().to_string())?;
     Ok((Arc::new(map), json))
 }
 
@@ -441,7 +448,7 @@ pub fn attach_lora(
 
 /// Whether the language model carries LoRA adapters.
 pub fn has_lora(model: &GenModel) -> bool {
-    !genllava::lora::adapter_tensors(&model.llava.language_model).is_empty()
+    genllava::lora::count(&model.llava.language_model) > 0
 }
 
 /// Number of parameters that require gradients, and of all parameters.
