@@ -22,8 +22,8 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use genllava::clip_text::ClipTextModel;
 use genllava::export::{named_tensors, safetensors_bytes};
 use genllava::image::{ImageProcessorConfig, RgbImage};
-use genllava::shapes::SplitMix64;
 use genllava::shapes::dataset::{self, DatasetConfig, Split};
+use genllava::shapes::{Background, Colour, Kind, RenderOptions, Scene, Size, SplitMix64, caption, render};
 use genllava::siglip::{SiglipVision, SiglipVisionConfig};
 use genllava::weights::VarBuilder;
 use serde_json::Value;
@@ -61,6 +61,12 @@ pub struct VisionArgs {
     /// Held-out test pairs for the retrieval score printed at the end.
     #[arg(long, default_value_t = 256)]
     pub eval: usize,
+    /// Share of each batch that is a twin of another pair: the same scene with one
+    /// shape's kind (half the time), colour, size or cell changed. Twins are hard
+    /// negatives of each other; without them a few colours and cells tell most
+    /// captions apart and the tower never learns to see kinds.
+    #[arg(long, default_value_t = 0.5)]
+    pub twins: f64,
 }
 
 /// Both towers, their projections, and the loss's temperature and bias.
@@ -135,15 +141,69 @@ struct World<'a> {
     tok: &'a CaptionTokenizer,
 }
 
+/// `scene` with one attribute of one shape changed (the kind half the time, else the
+/// colour, size or cell), still a scene of `split`; `None` when no such change is found.
+fn twin(scene: &Scene, split: Split, rng: &mut SplitMix64) -> Option<Scene> {
+    for _ in 0..64 {
+        let i = rng.below(scene.shapes.len().max(1));
+        let s = *scene.shapes.get(i)?;
+        let mut t = s;
+        match if rng.chance(0.5) { 0 } else { 1 + rng.below(3) } {
+            0 => t.kind = Kind::ALL[rng.below(Kind::ALL.len())],
+            1 => t.colour = Colour::ALL[rng.below(Colour::ALL.len())],
+            2 => t.size = Size::ALL[rng.below(Size::ALL.len())],
+            _ => t.cell = *rng.pick(&scene.free_cells())?,
+        }
+        if t == s {
+            continue;
+        }
+        let mut shapes = scene.shapes.clone();
+        shapes[i] = t;
+        let changed = Scene::new(shapes);
+        if split.admits(&changed) {
+            return Some(changed);
+        }
+    }
+    None
+}
+
 impl World<'_> {
-    fn pairs(&self, split: Split, indices: impl Iterator<Item = usize>, device: &Device) -> anyhow::Result<Pairs> {
+    /// A background as the world draws them (textured or white, per the config).
+    fn background(&self, rng: &mut SplitMix64) -> Background {
+        if self.cfg.textured { Background::random(rng) } else { Background::WHITE }
+    }
+
+    /// Pairs of world samples `indices` of `split`; a `twins` share of them (rounded
+    /// down, every other pair) replaced by a one-attribute twin of the pair before it.
+    fn pairs(
+        &self,
+        split: Split,
+        indices: impl Iterator<Item = usize>,
+        twins: f64,
+        rng: &mut SplitMix64,
+        device: &Device,
+    ) -> anyhow::Result<Pairs> {
+        let indices: Vec<usize> = indices.collect();
+        let n_twins = ((indices.len() as f64 * twins.clamp(0.0, 0.5)) as usize).min(indices.len() / 2);
         let (mut pixels, mut ids, mut at_end) = (Vec::new(), Vec::new(), Vec::new());
         let mut n = 0;
-        for i in indices {
-            let mut sample = dataset::generation(&self.cfg, split, i);
-            let caption = caption_of(&sample);
-            let img = sample.images.remove(0);
-            let rgb = RgbImage::new(img.size, img.size, img.rgb)?;
+        let mut previous: Option<Scene> = None;
+        for (k, &i) in indices.iter().enumerate() {
+            let twin_of = if k % 2 == 1 && k / 2 < n_twins { previous.take() } else { None };
+            let (caption, img) = match twin_of.and_then(|scene| twin(&scene, split, rng)) {
+                Some(scene) => {
+                    let opts = RenderOptions { size: self.cfg.image_size, background: self.background(rng) };
+                    (caption(&scene), render(&scene, &opts))
+                }
+                None => {
+                    let mut sample = dataset::generation(&self.cfg, split, i);
+                    let img = sample.images.remove(0);
+                    previous = Some(img.scene);
+                    (caption_of(&sample), img.rgb)
+                }
+            };
+            let side = self.cfg.image_size;
+            let rgb = RgbImage::new(side, side, img)?;
             pixels.push(self.processor.preprocess(&rgb, false)?.to_tensor(device));
             let row = self.tok.encode(&caption)?;
             let end = row.iter().position(|&t| t == self.tok.eos).context("a caption row without an end token")?;
@@ -169,7 +229,7 @@ fn sigmoid_loss(logits: Tensor<2>) -> Tensor<1> {
 
 /// Top-1 retrieval accuracy over `n` held-out pairs, image → caption and caption → image.
 fn retrieval(model: &Siglip, world: &World, n: usize, device: &Device) -> anyhow::Result<(f64, f64)> {
-    let pairs = world.pairs(Split::Test, 0..n, device)?;
+    let pairs = world.pairs(Split::Test, 0..n, 0.0, &mut SplitMix64::new(0), device)?;
     let logits = model.logits(model.embed_images(pairs.pixels)?, model.embed_captions(pairs.ids, pairs.at_end)?);
     let hits = |t: Tensor<2, Int>| -> f64 {
         let v: Vec<i64> = t.into_data().try_into_vec_as::<i64>().unwrap_or_default();
@@ -178,6 +238,18 @@ fn retrieval(model: &Siglip, world: &World, n: usize, device: &Device) -> anyhow
     let i2t = hits(logits.clone().argmax(1));
     let t2i = hits(logits.argmax(0).transpose());
     Ok((i2t, t2i))
+}
+
+/// Share of `n` held-out images that score their own caption above the caption of
+/// their one-attribute twin (see [`twin`]): how well the tower sees every attribute.
+fn twin_accuracy(model: &Siglip, world: &World, n: usize, device: &Device) -> anyhow::Result<f64> {
+    let mut rng = SplitMix64::new(1);
+    let pairs = world.pairs(Split::Test, 0..2 * n, 0.5, &mut rng, device)?;
+    let logits = model.logits(model.embed_images(pairs.pixels)?, model.embed_captions(pairs.ids, pairs.at_end)?);
+    let v: Vec<f32> = logits.into_data().try_into_vec_as::<f32>().unwrap_or_default();
+    let m = 2 * n;
+    let wins = (0..n).filter(|&j| v.get(2 * j * m + 2 * j) > v.get(2 * j * m + 2 * j + 1)).count();
+    Ok(wins as f64 / n.max(1) as f64)
 }
 
 /// The tower's shape: `model.init.vision_config` of the run config.
@@ -210,7 +282,7 @@ pub fn run(args: VisionArgs) -> anyhow::Result<()> {
     let mut progress = Progress::new("siglip", args.steps);
     for step in 0..args.steps {
         let picks: Vec<usize> = (0..args.batch).map(|_| rng.below(1 << 30)).collect();
-        let pairs = world.pairs(Split::Train, picks.into_iter(), &ad)?;
+        let pairs = world.pairs(Split::Train, picks.into_iter(), args.twins, &mut rng, &ad)?;
         let images = model.embed_images(pairs.pixels)?;
         let captions = model.embed_captions(pairs.ids, pairs.at_end)?;
         let loss = sigmoid_loss(model.logits(images, captions));
@@ -220,6 +292,7 @@ pub fn run(args: VisionArgs) -> anyhow::Result<()> {
     }
     let model = model.valid();
     let (i2t, t2i) = retrieval(&model, &world, args.eval, &device)?;
+    let twins = twin_accuracy(&model, &world, args.eval, &device)?;
 
     json["architectures"] = serde_json::json!(["SiglipVisionModel"]);
     json["model_type"] = "siglip_vision_model".into();
@@ -227,7 +300,7 @@ pub fn run(args: VisionArgs) -> anyhow::Result<()> {
     let tensors = named_tensors(&model.vision, "vision_model.");
     write_atomic(&args.out.join("model.safetensors"), &safetensors_bytes(&tensors, false))?;
     println!(
-        "wrote {} ({} steps of {} pairs at {:.0} ms; {:.0} s in all); held-out retrieval top-1 of {}: image→caption {:.1} %, caption→image {:.1} %",
+        "wrote {} ({} steps of {} pairs at {:.0} ms; {:.0} s in all); held-out retrieval top-1 of {}: image→caption {:.1} %, caption→image {:.1} %; own caption above its one-attribute twin's: {:.1} %",
         args.out.display(),
         args.steps,
         args.batch,
@@ -235,7 +308,8 @@ pub fn run(args: VisionArgs) -> anyhow::Result<()> {
         start.elapsed().as_secs_f64(),
         args.eval,
         100.0 * i2t,
-        100.0 * t2i
+        100.0 * t2i,
+        100.0 * twins
     );
     Ok(())
 }
@@ -243,6 +317,7 @@ pub fn run(args: VisionArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use genllava::shapes::Shape;
 
     #[test]
     fn sigmoid_loss_prefers_matching_pairs() {
@@ -253,5 +328,31 @@ mod tests {
         // Each of the 4 pairs costs −log σ(±5): 0.0067 when right, 5.0067 when wrong; 2 images.
         assert!((g - 2.0 * 0.006715).abs() < 1e-4, "{g}");
         assert!((b - 2.0 * 5.006715).abs() < 1e-3, "{b}");
+    }
+
+    #[test]
+    fn twins_change_one_attribute_of_one_shape_within_the_split() {
+        let mut rng = SplitMix64::new(5);
+        let (mut kinds, mut n) = (0, 0);
+        for _ in 0..200 {
+            let scene = dataset::random_scene(&mut rng, Split::Train, 3);
+            let Some(t) = twin(&scene, Split::Train, &mut rng) else { continue };
+            assert!(Split::Train.admits(&t), "{t:?}");
+            assert_eq!(t.shapes.len(), scene.shapes.len());
+            let moved = scene.shapes.iter().filter(|s| t.at(s.cell).is_none()).count();
+            let changed: Vec<(&Shape, &Shape)> =
+                scene.shapes.iter().filter_map(|s| t.at(s.cell).filter(|u| *u != s).map(|u| (s, u))).collect();
+            match (moved, changed.as_slice()) {
+                (1, []) => {}
+                (0, [(a, b)]) => {
+                    let diffs = [a.kind != b.kind, a.colour != b.colour, a.size != b.size];
+                    assert_eq!(diffs.iter().filter(|d| **d).count(), 1, "{a:?} → {b:?}");
+                    kinds += usize::from(a.kind != b.kind);
+                }
+                other => panic!("{scene:?} → {t:?}: {other:?}"),
+            }
+            n += 1;
+        }
+        assert!(n > 150 && kinds > n / 4, "{n} twins, {kinds} of them by kind");
     }
 }

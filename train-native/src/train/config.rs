@@ -141,10 +141,13 @@ pub enum LlmMode {
     Frozen,
 }
 
-/// The trainable parts; the vision encoder (and later the UNet and VAE) stay frozen.
+/// The trainable parts; the UNet and VAE always stay frozen, the vision encoder too
+/// unless `vision` asks otherwise.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Trainable {
+    /// The vision tower (frozen in the paper, and by default).
+    pub vision: bool,
     pub projector: bool,
     pub llm: LlmMode,
     /// With `llm = "lora"`: the token embeddings and output layer, where the task and
@@ -159,7 +162,14 @@ pub struct Trainable {
 
 impl Default for Trainable {
     fn default() -> Self {
-        Self { projector: true, llm: LlmMode::Full, img_embeddings: true, head: true, lora: LoraSettings::default() }
+        Self {
+            vision: false,
+            projector: true,
+            llm: LlmMode::Full,
+            img_embeddings: true,
+            head: true,
+            lora: LoraSettings::default(),
+        }
     }
 }
 

@@ -60,6 +60,9 @@ pub struct Sample {
     pub target_caption: Option<String>,
     /// The scene of the input image, when the data knows it (the edit evaluator needs it).
     pub source_scene: Option<genllava::shapes::Scene>,
+    /// The question's category when the data knows it (the shapes world: "colour",
+    /// "count", "caption", …), for per-category held-out scores.
+    pub category: Option<String>,
 }
 
 /// A source of samples of one kind, indexable and deterministic: `get(i)` always
@@ -173,6 +176,7 @@ mod tests {
                 target_image: None,
                 target_caption: None,
                 source_scene: None,
+                category: None,
             })
         }
         fn describe(&self) -> String {

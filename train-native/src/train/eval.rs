@@ -52,6 +52,9 @@ pub struct EvalResult {
     pub sets: Vec<SetScore>,
     /// A few (expected, answered) pairs for the report.
     pub examples: Vec<(String, String)>,
+    /// Understanding questions per category (when the data names them), pooled over
+    /// the held-out sets: (category, correct, asked), in name order.
+    pub categories: Vec<(String, usize, usize)>,
 }
 
 impl EvalResult {
@@ -127,6 +130,7 @@ pub fn evaluate(
     let (mut nll, mut count) = (0.0, 0usize);
     let mut scores = Vec::new();
     let mut examples = Vec::new();
+    let mut categories = std::collections::BTreeMap::<String, (usize, usize)>::new();
     for set in sets {
         let kind = set.kind();
         let n = match kind {
@@ -173,6 +177,11 @@ pub fn evaluate(
                     let expected = s.turns[last].text.trim().to_string();
                     let got = answer.text.trim().to_string();
                     let ok = score_answer(&got, &expected);
+                    if let (Kind::Understanding, Some(c)) = (kind, &s.category) {
+                        let entry = categories.entry(c.clone()).or_default();
+                        entry.0 += usize::from(ok);
+                        entry.1 += 1;
+                    }
                     if examples.len() < 6 && kind == Kind::Understanding {
                         examples.push((format!("{} → {expected}", s.turns[last - 1].text.replace('\n', " ")), got));
                     }
@@ -218,5 +227,6 @@ pub fn evaluate(
         samples: asked,
         sets: scores,
         examples,
+        categories: categories.into_iter().map(|(c, (ok, n))| (c, ok, n)).collect(),
     })
 }

@@ -381,11 +381,13 @@ pub fn stable_params<M: Module>(module: M, device: &Device) -> M {
     module.map(&mut Renumber { next: 0, device })
 }
 
-/// Freeze what the config leaves untrained: the vision tower always, the projector,
-/// the LLM and the generation head on request.
+/// Freeze what the config leaves untrained: the vision tower unless `vision`, the
+/// projector, the LLM and the generation head on request.
 pub fn apply_trainable(mut model: GenModel, t: &Trainable) -> GenModel {
     let llava = &mut model.llava;
-    llava.vision_tower = llava.vision_tower.clone().no_grad();
+    if !t.vision {
+        llava.vision_tower = llava.vision_tower.clone().no_grad();
+    }
     if !t.projector {
         llava.multi_modal_projector = llava.multi_modal_projector.clone().no_grad();
     }

@@ -48,6 +48,15 @@ pub fn write(t: &Trainer) -> anyhow::Result<PathBuf> {
             for s in &e.sets {
                 writeln!(md, "| {} | {} | {} | {:.1} % |", s.set, s.correct, s.total, s.rate() * 100.0)?;
             }
+            if !e.categories.is_empty() {
+                writeln!(
+                    md,
+                    "\n| understanding by question (last evaluation) | correct | of | score |\n|---|---|---|---|"
+                )?;
+                for (c, ok, n) in &e.categories {
+                    writeln!(md, "| {c} | {ok} | {n} | {:.1} % |", 100.0 * *ok as f64 / (*n).max(1) as f64)?;
+                }
+            }
             writeln!(md, "\n| expected | answered |\n|---|---|")?;
             for (want, got) in &e.examples {
                 writeln!(md, "| {want} | {got} |")?;

@@ -73,6 +73,7 @@ impl Dataset for ShapesSet {
                     target_image: None,
                     target_caption: None,
                     source_scene: Some(s.images[0].scene.clone()),
+                    category: Some(s.category.clone()),
                 }
             }
             Kind::Text => {
@@ -84,6 +85,7 @@ impl Dataset for ShapesSet {
                     target_image: None,
                     target_caption: None,
                     source_scene: None,
+                    category: Some(s.category.clone()),
                 }
             }
             Kind::Generation => {
@@ -96,6 +98,7 @@ impl Dataset for ShapesSet {
                     target_image: Some(rgb(&s.images[0])?),
                     target_caption: Some(cap),
                     source_scene: None,
+                    category: Some(s.category.clone()),
                 }
             }
             Kind::Editing => {
@@ -109,6 +112,7 @@ impl Dataset for ShapesSet {
                     target_image: Some(rgb(&s.images[1])?),
                     target_caption: Some(caption(target)),
                     source_scene: Some(s.images[0].scene.clone()),
+                    category: Some(s.category.clone()),
                 }
             }
         })

@@ -61,6 +61,7 @@ impl Dataset for Colours {
             target_image: None,
             target_caption: None,
             source_scene: None,
+            category: None,
         })
     }
     fn describe(&self) -> String {

@@ -199,6 +199,7 @@ mod tests {
             target_image: None,
             target_caption: None,
             source_scene: None,
+            category: None,
         }
     }
 
@@ -243,6 +244,7 @@ mod tests {
             target_image: Some(genllava::image::RgbImage::filled(4, 4, [255, 0, 0])),
             target_caption: Some("a red circle".into()),
             source_scene: None,
+            category: None,
         };
         let enc = encode(&tok, ChatFormat::Vicuna, &s, 4, 3, 100, Some(&task)).expect("encode");
         // The pipeline's ids: the rendered prompt led by [T2I], then [SOI][IMG…].
