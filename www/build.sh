@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the browser app into www/: the wasm engine (release, wasm32), its JS glue
+# Build the browser app into www/: the wasm engine (profile `wasm`, wasm32), its JS glue
 # (wasm-bindgen pinned to Cargo.lock's version) and the bundled model(s).
 # Serve afterwards with: python3 -m http.server -d www 8080   (or: node www/tests/serve.mjs 8080)
 set -euo pipefail
@@ -16,10 +16,10 @@ fi
 
 rustup target list --installed | grep -q wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown >/dev/null
 
-echo "== cargo build (release, wasm32)"
-cargo build -q --release -p genllava-web --target wasm32-unknown-unknown
+echo "== cargo build (profile wasm: release with opt-level z, fat LTO, one codegen unit; wasm32)"
+cargo build -q --profile wasm -p genllava-web --target wasm32-unknown-unknown
 rm -rf www/pkg
-"$WB" --target web --remove-name-section --out-dir www/pkg "$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/genllava_web.wasm"
+"$WB" --target web --remove-name-section --out-dir www/pkg "$CARGO_TARGET_DIR/wasm32-unknown-unknown/wasm/genllava_web.wasm"
 
 # wasm-opt: binaryen from npm (pinned in www/tests/package-lock.json; Debian's binaryen 108 breaks
 # the bundle). GENLLAVA_WASM_OPT: its flags (default below), or "off". The features are the
