@@ -147,8 +147,34 @@ fn pretrain_sd_writes_a_folder_core_loads() {
 #[test]
 fn pretrain_vision_writes_a_siglip_tower_that_a_run_starts_from_and_keeps_frozen() {
     let tower = scratch("siglip");
-    let log = run(bin().args(["pretrain-vision", "--steps", "3", "--batch", "4", "--eval", "8", "--out"]).arg(&tower));
-    assert!(log.contains("held-out retrieval"), "{log}");
+    let text = scratch("siglip-text");
+    let log = run(bin()
+        .args(["pretrain-vision", "--steps", "3", "--batch", "4", "--eval", "8", "--out"])
+        .arg(&tower)
+        .arg("--text-out")
+        .arg(&text));
+    assert!(log.contains("held-out retrieval") && log.contains("twin"), "{log}");
+
+    // Its text tower conditions a Stable Diffusion stand-in and stays frozen there, as SD
+    // keeps CLIP's: the folder's text encoder is the same bytes, the UNet attends to its width.
+    let sd = scratch("sd-frozen-text");
+    let log = run(bin()
+        .args(["pretrain-sd", "--preset", "tiny", "--steps", "2", "--batch", "4", "--vae-batch", "2", "--out"])
+        .arg(&sd)
+        .arg("--text-from")
+        .arg(&text));
+    assert!(log.contains("UNet steps"), "{log}");
+    for file in ["text_encoder/model.safetensors", "text_encoder/config.json", "tokenizer/tokenizer.json"] {
+        let (a, b) = (std::fs::read(text.join(file)).expect(file), std::fs::read(sd.join(file)).expect(file));
+        assert!(a == b, "{file} differs: the text encoder must be kept as it was");
+    }
+    let tcfg = ClipTextConfig::from_json(&config(&text.join("text_encoder/config.json"))).expect("text config");
+    let ucfg = UNet2DConditionConfig::from_json(&config(&sd.join("unet/config.json"))).expect("unet config");
+    assert_eq!(ucfg.cross_attention_dim, tcfg.hidden_size);
+    let eval = run(bin().args(["eval-sd", "--n", "2", "--steps", "2", "--sd"]).arg(&sd));
+    assert!(eval.contains("exact"), "{eval}");
+    let _ = std::fs::remove_dir_all(&text);
+    let _ = std::fs::remove_dir_all(&sd);
     let config: serde_json::Value =
         serde_json::from_slice(&std::fs::read(tower.join("config.json")).expect("config")).expect("json");
     assert_eq!(config["model_type"], "siglip_vision_model");

@@ -114,9 +114,13 @@ pub struct DiffusionData<'a> {
 }
 
 /// Train text encoder + UNet for `steps` steps of `b` captioned images; returns them
-/// on the inner (non-autodiff) backend of `device`.
+/// on the inner (non-autodiff) backend of `device`. With `frozen_text`, that encoder
+/// (of config `text`) conditions the UNet and stays as it is, as Stable Diffusion keeps
+/// its pre-trained CLIP text encoder; only the UNet learns.
+#[allow(clippy::too_many_arguments)]
 pub fn train(
     text: &ClipTextConfig,
+    frozen_text: Option<ClipTextModel>,
     unet: &UNet2DConditionConfig,
     data: &DiffusionData,
     steps: usize,
@@ -126,6 +130,9 @@ pub fn train(
 ) -> anyhow::Result<TextUnet> {
     let ad = device.clone().autodiff();
     let mut model = TextUnet::init(text, unet, &ad)?;
+    if let Some(t) = frozen_text {
+        model.text = t.fork(&ad).no_grad();
+    }
     let mut optim = AdamWConfig::new().with_weight_decay(0.01).init();
     let alphas = SchedulerConfig {
         beta_start: 0.00085,

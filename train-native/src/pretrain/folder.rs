@@ -46,9 +46,19 @@ pub fn run_pretrain(args: PretrainArgs) -> anyhow::Result<()> {
     let (text_size, vae_size, unet_size, tokenizer_captions) = sizes(args.preset);
     let start = Instant::now();
 
-    let tok = CaptionTokenizer::train(args.seed, tokenizer_captions, MAX_LEN)?;
-    eprintln!("tokenizer: {} words", tok.vocab_size());
-    let text_json = text_config_json(text_size, &tok);
+    let (tok, text_json, frozen_text) = match &args.text_from {
+        Some(dir) => {
+            let (tok, text, json) = load_text(dir, &device)?;
+            eprintln!("text encoder: frozen, from {} ({} words)", dir.display(), tok.vocab_size());
+            (tok, json, Some(text))
+        }
+        None => {
+            let tok = CaptionTokenizer::train(args.seed, tokenizer_captions, MAX_LEN)?;
+            eprintln!("tokenizer: {} words", tok.vocab_size());
+            let json = text_config_json(text_size, &tok);
+            (tok, json, None)
+        }
+    };
     let text_cfg = text_config(&text_json)?;
 
     let vae_cfg = AutoencoderKLConfig::from_json(&vae::vae_config_json(&vae_size, args.size, 1.0).to_string())?;
@@ -84,7 +94,8 @@ pub fn run_pretrain(args: PretrainArgs) -> anyhow::Result<()> {
     let vae_json = vae::vae_config_json(&vae_size, args.size, scaling);
 
     let latent_side = args.size >> (vae_size.channels.len() - 1);
-    let unet_json = diffusion::unet_config_json(&unet_size, vae_size.latent_channels, latent_side, text_size.hidden);
+    let unet_json =
+        diffusion::unet_config_json(&unet_size, vae_size.latent_channels, latent_side, text_cfg.hidden_size);
     let unet_cfg = UNet2DConditionConfig::from_json(&unet_json.to_string())?;
     let data = DiffusionData {
         vae: &vae_model,
@@ -95,7 +106,7 @@ pub fn run_pretrain(args: PretrainArgs) -> anyhow::Result<()> {
         pool: args.pool,
     };
     let t = Instant::now();
-    let model = diffusion::train(&text_cfg, &unet_cfg, &data, args.steps, args.batch, args.lr, &device)?;
+    let model = diffusion::train(&text_cfg, frozen_text, &unet_cfg, &data, args.steps, args.batch, args.lr, &device)?;
     let unet_ms = t.elapsed().as_secs_f64() * 1000.0 / args.steps.max(1) as f64;
 
     let parts = Parts { tok: &tok, text_json, vae_json, unet_json, vae: &vae_model, model: &model };
@@ -147,15 +158,46 @@ pub fn write(out: &Path, p: &Parts, f16: bool) -> anyhow::Result<()> {
         }),
     )?;
     put_json(&out.join("scheduler/scheduler_config.json"), &diffusion::scheduler_config_json())?;
-    write_atomic(&out.join("tokenizer/tokenizer.json"), p.tok.json()?.as_bytes())?;
-    put_json(&out.join("tokenizer/tokenizer_config.json"), &p.tok.config_json())?;
-    put_json(&out.join("text_encoder/config.json"), &p.text_json)?;
-    put_weights(&out.join("text_encoder/model.safetensors"), &named_tensors(&p.model.text, "text_model."), f16)?;
+    write_text(out, p.tok, &p.text_json, &p.model.text, f16)?;
     put_json(&out.join("vae/config.json"), &p.vae_json)?;
     put_weights(&out.join("vae/diffusion_pytorch_model.safetensors"), &named_tensors(p.vae, ""), f16)?;
     put_json(&out.join("unet/config.json"), &p.unet_json)?;
     put_weights(&out.join("unet/diffusion_pytorch_model.safetensors"), &named_tensors(&p.model.unet, ""), f16)?;
     Ok(())
+}
+
+/// The text half of a diffusers folder: `tokenizer/` and `text_encoder/` (a transformers
+/// `CLIPTextModel`). `pretrain-vision --text-out` writes its text tower this way too.
+pub fn write_text(
+    out: &Path,
+    tok: &CaptionTokenizer,
+    config: &Value,
+    text: &ClipTextModel,
+    f16: bool,
+) -> anyhow::Result<()> {
+    write_atomic(&out.join("tokenizer/tokenizer.json"), tok.json()?.as_bytes())?;
+    put_json(&out.join("tokenizer/tokenizer_config.json"), &tok.config_json())?;
+    put_json(&out.join("text_encoder/config.json"), config)?;
+    put_weights(&out.join("text_encoder/model.safetensors"), &named_tensors(text, "text_model."), f16)
+}
+
+/// A tokenizer and text encoder read back from `tokenizer/` and `text_encoder/` of `dir`,
+/// with the encoder's `config.json`.
+pub fn load_text(dir: &Path, device: &Device) -> anyhow::Result<(CaptionTokenizer, ClipTextModel, Value)> {
+    let root = DirSource::open(dir)?;
+    let sub = |d: &str| SubSource::new(&root, d);
+    let config_text = text_of(&sub("text_encoder"), "config.json")?;
+    let config: Value = serde_json::from_str(&config_text)
+        .with_context(|| format!("{}: not JSON", sub("text_encoder").describe("config.json")))?;
+    let text_config = ClipTextConfig::from_json(&config_text)?;
+    let mut weights = load_weights(&sub("text_encoder"), "model")?;
+    ClipTextModel::normalize_keys(&mut weights);
+    let text = checked(weights, |vb| ClipTextModel::load(&text_config, &vb.pp("text_model")), device)?;
+    let json = read_required(&sub("tokenizer"), "tokenizer.json")?;
+    let inner = tokenizers::Tokenizer::from_bytes(&json)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", sub("tokenizer").describe("tokenizer.json")))?;
+    let tok = CaptionTokenizer::from_tokenizer(inner, text_config.max_position_embeddings)?;
+    Ok((tok, text, config))
 }
 
 /// A folder loaded back through core's loaders.
@@ -211,15 +253,7 @@ pub fn load(dir: &Path, device: &Device) -> anyhow::Result<LoadedSd> {
         |vb| AutoencoderKL::load(&vae_config, vb),
         device,
     )?;
-    let text_config = ClipTextConfig::from_json(&text_of(&sub("text_encoder"), "config.json")?)?;
-    let mut weights = load_weights(&sub("text_encoder"), "model")?;
-    ClipTextModel::normalize_keys(&mut weights);
-    let text = checked(weights, |vb| ClipTextModel::load(&text_config, &vb.pp("text_model")), device)?;
     let scheduler = SchedulerConfig::from_json(&text_of(&sub("scheduler"), "scheduler_config.json")?)?;
-
-    let json = read_required(&sub("tokenizer"), "tokenizer.json")?;
-    let inner = tokenizers::Tokenizer::from_bytes(&json).map_err(|e| anyhow::anyhow!("tokenizer.json: {e}"))?;
-    let max_len = text_config.max_position_embeddings;
-    let tok = CaptionTokenizer::from_tokenizer(inner, max_len)?;
+    let (tok, text, _) = load_text(dir, device)?;
     Ok(LoadedSd { tok, text, vae, vae_config, unet, scheduler })
 }

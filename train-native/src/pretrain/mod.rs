@@ -70,6 +70,11 @@ pub struct PretrainArgs {
     /// `--vae-steps` is then ignored.
     #[arg(long)]
     pub vae_from: Option<PathBuf>,
+    /// Condition on the text encoder and tokenizer of this folder (its `text_encoder/` and
+    /// `tokenizer/`, as `pretrain-vision --text-out` writes them), kept frozen as Stable
+    /// Diffusion keeps CLIP's, instead of training one jointly with the UNet.
+    #[arg(long)]
+    pub text_from: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]

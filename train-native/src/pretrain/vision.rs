@@ -67,6 +67,10 @@ pub struct VisionArgs {
     /// captions apart and the tower never learns to see kinds.
     #[arg(long, default_value_t = 0.5)]
     pub twins: f64,
+    /// Also write the text tower, as the text half of a diffusers folder (`tokenizer/`,
+    /// `text_encoder/`: a CLIPTextModel), for `pretrain-sd --text-from`.
+    #[arg(long)]
+    pub text_out: Option<PathBuf>,
 }
 
 /// Both towers, their projections, and the loss's temperature and bias.
@@ -269,7 +273,8 @@ pub fn run(args: VisionArgs) -> anyhow::Result<()> {
     let ad = device.clone().autodiff();
     let (mut json, vcfg) = vision_config(&args)?;
     let tok = CaptionTokenizer::train(args.seed, 4000, MAX_LEN)?;
-    let tcfg = text_config(&text_config_json(TEXT, &tok))?;
+    let text_json = text_config_json(TEXT, &tok);
+    let tcfg = text_config(&text_json)?;
     let processor_json = crate::train::model::processor_json(vcfg.image_size);
     let processor = ImageProcessorConfig::from_json(&processor_json["image_processor"].to_string())?;
     // The LLaVA run's understanding images: textured backgrounds, the world's default side.
@@ -299,6 +304,9 @@ pub fn run(args: VisionArgs) -> anyhow::Result<()> {
     write_atomic(&args.out.join("config.json"), &serde_json::to_vec_pretty(&json)?)?;
     let tensors = named_tensors(&model.vision, "vision_model.");
     write_atomic(&args.out.join("model.safetensors"), &safetensors_bytes(&tensors, false))?;
+    if let Some(dir) = &args.text_out {
+        super::folder::write_text(dir, &tok, &text_json, &model.text, false)?;
+    }
     println!(
         "wrote {} ({} steps of {} pairs at {:.0} ms; {:.0} s in all); held-out retrieval top-1 of {}: image→caption {:.1} %, caption→image {:.1} %; own caption above its one-attribute twin's: {:.1} %",
         args.out.display(),
