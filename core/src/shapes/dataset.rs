@@ -151,7 +151,9 @@ pub fn random_scene(rng: &mut SplitMix64, split: Split, max_shapes: usize) -> Sc
     }
 }
 
-fn options(cfg: &DatasetConfig, rng: &mut SplitMix64) -> RenderOptions {
+/// How the world renders a sample's image: its side and, when `cfg.textured`, a random
+/// lightly textured background drawn from `rng` (else white).
+pub fn render_options(cfg: &DatasetConfig, rng: &mut SplitMix64) -> RenderOptions {
     let background = if cfg.textured { Background::random(rng) } else { Background::WHITE };
     RenderOptions { size: cfg.image_size, background }
 }
@@ -164,7 +166,7 @@ fn image(file: String, scene: &Scene, opts: &RenderOptions) -> ImageOut {
 pub fn understanding(cfg: &DatasetConfig, split: Split, index: usize) -> Sample {
     let mut rng = rng_for(cfg, split, Task::Understanding, index);
     let scene = random_scene(&mut rng, split, cfg.max_shapes);
-    let opts = options(cfg, &mut rng);
+    let opts = render_options(cfg, &mut rng);
     let id = stem(split, "understanding", index);
     let file = format!("{id}.png");
     let mut conversations = Vec::new();
@@ -196,7 +198,7 @@ const CAPTION_PROMPTS: [&str; 4] = [
 pub fn generation(cfg: &DatasetConfig, split: Split, index: usize) -> Sample {
     let mut rng = rng_for(cfg, split, Task::Generation, index);
     let scene = random_scene(&mut rng, split, cfg.max_shapes);
-    let opts = options(cfg, &mut rng);
+    let opts = render_options(cfg, &mut rng);
     let id = stem(split, "generation", index);
     let file = format!("{id}.png");
     let prompt = CAPTION_PROMPTS[rng.below(CAPTION_PROMPTS.len())];
@@ -226,7 +228,7 @@ pub fn editing(cfg: &DatasetConfig, split: Split, index: usize) -> Sample {
     // Both scenes exist, so neither `apply` nor `instruction` can fail here.
     let target = edit.apply(&source).unwrap_or_else(|_| source.clone());
     let instruction = edit.instruction(&source).unwrap_or_default();
-    let opts = options(cfg, &mut rng);
+    let opts = render_options(cfg, &mut rng);
     let id = stem(split, "editing", index);
     let (src, dst) = (format!("{id}_input.png"), format!("{id}_edited.png"));
     let category = match edit {

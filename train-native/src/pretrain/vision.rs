@@ -23,7 +23,7 @@ use genllava::clip_text::ClipTextModel;
 use genllava::export::{named_tensors, safetensors_bytes};
 use genllava::image::{ImageProcessorConfig, RgbImage};
 use genllava::shapes::dataset::{self, DatasetConfig, Split};
-use genllava::shapes::{Background, Colour, Kind, RenderOptions, Scene, Size, SplitMix64, caption, render};
+use genllava::shapes::{Colour, Kind, Scene, Size, SplitMix64, caption, render};
 use genllava::siglip::{SiglipVision, SiglipVisionConfig};
 use genllava::weights::VarBuilder;
 use serde_json::Value;
@@ -173,10 +173,6 @@ fn twin(scene: &Scene, split: Split, rng: &mut SplitMix64) -> Option<Scene> {
 
 impl World<'_> {
     /// A background as the world draws them (textured or white, per the config).
-    fn background(&self, rng: &mut SplitMix64) -> Background {
-        if self.cfg.textured { Background::random(rng) } else { Background::WHITE }
-    }
-
     /// Pairs of world samples `indices` of `split`; a `twins` share of them (rounded
     /// down, every other pair) replaced by a one-attribute twin of the pair before it.
     fn pairs(
@@ -196,7 +192,7 @@ impl World<'_> {
             let twin_of = if k % 2 == 1 && k / 2 < n_twins { previous.take() } else { None };
             let (caption, img) = match twin_of.and_then(|scene| twin(&scene, split, rng)) {
                 Some(scene) => {
-                    let opts = RenderOptions { size: self.cfg.image_size, background: self.background(rng) };
+                    let opts = dataset::render_options(&self.cfg, rng);
                     (caption(&scene), render(&scene, &opts))
                 }
                 None => {

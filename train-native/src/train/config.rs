@@ -269,11 +269,15 @@ pub struct DataConfig {
     pub size: usize,
     /// Lightly textured backgrounds behind the understanding images (shapes).
     pub textured: bool,
+    /// Questions per training understanding image (shapes), as a multi-turn
+    /// conversation like LLaVA-Finetune's; every answer is a target. Held-out
+    /// images get one question each.
+    pub turns: usize,
 }
 
 impl Default for DataConfig {
     fn default() -> Self {
-        Self { source: "shapes".into(), size: 100_000, textured: true }
+        Self { source: "shapes".into(), size: 100_000, textured: true, turns: 1 }
     }
 }
 
@@ -309,6 +313,9 @@ impl TrainConfig {
         }
         if self.steps == 0 {
             bail!("steps must be positive");
+        }
+        if self.data.turns == 0 {
+            bail!("data.turns must be at least 1");
         }
         if !(0.0..1.0).contains(&self.warmup_ratio) {
             bail!("warmup_ratio must be in [0, 1)");

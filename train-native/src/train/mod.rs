@@ -58,10 +58,12 @@ pub(crate) fn data_sets(cfg: &TrainConfig, image_size: usize) -> anyhow::Result<
         )),
         "shapes" => {
             use genllava::shapes::Split;
-            let train = boxed(shapes::ShapesSet::all(Split::Train, seed, image_size, size, textured)).collect();
+            let turns = cfg.data.turns;
+            let train = boxed(shapes::ShapesSet::all(Split::Train, seed, image_size, size, textured, turns)).collect();
+            // Held out: one question per image, scored by exact match.
             let held = [Split::Test, Split::Novel]
                 .into_iter()
-                .flat_map(|split| boxed(shapes::ShapesSet::all(split, seed, image_size, size, textured)))
+                .flat_map(|split| boxed(shapes::ShapesSet::all(split, seed, image_size, size, textured, 1)))
                 .collect();
             Ok((train, held))
         }

@@ -22,15 +22,17 @@ pub struct ShapesSet {
 impl ShapesSet {
     /// The four sets of `split`, `len` samples each (`textured` backgrounds for the
     /// understanding images; generated and edited images are on white, as the
-    /// diffusion decoder was pre-trained).
-    pub fn all(split: Split, seed: u64, image_size: usize, len: usize, textured: bool) -> Vec<ShapesSet> {
+    /// diffusion decoder was pre-trained), with `turns` questions per understanding
+    /// image (the first one the same whatever `turns` is).
+    pub fn all(split: Split, seed: u64, image_size: usize, len: usize, textured: bool, turns: usize) -> Vec<ShapesSet> {
         let world = DatasetConfig { seed, image_size, textured, ..DatasetConfig::default() };
         let plain = DatasetConfig { textured: false, ..world };
+        let asked = DatasetConfig { turns: turns.max(1), ..world };
         vec![
             ShapesSet { kind: Kind::Text, split, world, len },
             ShapesSet { kind: Kind::Generation, split, world: plain, len },
             ShapesSet { kind: Kind::Editing, split, world: plain, len },
-            ShapesSet { kind: Kind::Understanding, split, world, len },
+            ShapesSet { kind: Kind::Understanding, split, world: asked, len },
         ]
     }
 }
@@ -128,7 +130,7 @@ mod tests {
 
     #[test]
     fn samples_follow_the_figure_a1_shapes() {
-        for set in ShapesSet::all(Split::Train, 3, 32, 50, true) {
+        for set in ShapesSet::all(Split::Train, 3, 32, 50, true, 1) {
             for i in 0..10 {
                 let s = set.get(i).expect("sample");
                 assert_eq!(s.kind, set.kind);
@@ -152,6 +154,19 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn more_turns_ask_more_about_the_same_image() {
+        let one = &ShapesSet::all(Split::Train, 3, 32, 50, true, 1)[3];
+        let four = &ShapesSet::all(Split::Train, 3, 32, 50, true, 4)[3];
+        for i in 0..10 {
+            let (a, b) = (one.get(i).expect("sample"), four.get(i).expect("sample"));
+            assert_eq!((a.turns.len(), b.turns.len()), (2, 8));
+            assert_eq!(a.image, b.image);
+            assert_eq!(a.turns[..], b.turns[..2], "the first question does not depend on turns");
+            assert!(b.turns.iter().skip(2).all(|t| !t.text.contains("<image>") && !t.text.is_empty()));
         }
     }
 }
