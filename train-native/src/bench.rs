@@ -34,7 +34,8 @@ pub struct BenchArgs {
     /// Run the same configs in PyTorch (`tests/reference/bench_torch.py`) and compare.
     #[arg(long)]
     pub torch: bool,
-    /// Only the models whose name contains this text (e.g. `tiny`, `small`, `sd`).
+    /// Only the models whose name contains this text (e.g. `tiny`, `small`, `sd`); with
+    /// `--kernels`, only the kernels whose name contains it (e.g. `conv2d`, `whole`).
     #[arg(long)]
     pub only: Option<String>,
     /// Timed runs per measurement after the warm-up (default: 3 with `--quick`, else 5).
@@ -46,7 +47,7 @@ pub struct BenchArgs {
     pub torch_threads: usize,
     /// Instead of the models, time each WGSL kernel against the Burn ops it replaces
     /// (needs `--device wgpu`).
-    #[arg(long, conflicts_with_all = ["torch", "only", "json"])]
+    #[arg(long, conflicts_with_all = ["torch", "json"])]
     pub kernels: bool,
 }
 
@@ -336,7 +337,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let device = args.device.device()?;
     let runs = args.runs.unwrap_or(if args.quick { 3 } else { 5 });
     if args.kernels {
-        print!("{}", crate::bench_kernels::run(&device, args.quick, runs)?);
+        print!("{}", crate::bench_kernels::run(&device, args.quick, runs, args.only.as_deref())?);
         return Ok(());
     }
     let selected: Vec<Case> = cases()?

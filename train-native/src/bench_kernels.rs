@@ -64,6 +64,42 @@ fn bench_group_norm_silu(quick: bool, runs: usize, device: &Device) -> anyhow::R
     Ok(rows)
 }
 
+fn conv(c_in: usize, c_out: usize, k: usize, stride: usize, device: &Device) -> burn::nn::conv::Conv2d {
+    let p = k / 2;
+    burn::nn::conv::Conv2dConfig::new([c_in, c_out], [k, k])
+        .with_stride([stride, stride])
+        .with_padding(burn::nn::PaddingConfig2d::Explicit(p, p, p, p))
+        .init(device)
+}
+
+fn bench_conv2d(quick: bool, runs: usize, device: &Device) -> anyhow::Result<Vec<KernelRow>> {
+    // (input, c_out, kernel, stride): the UNet's resnet convs at 32×32 latents, its stride-2
+    // downsampler, a 1×1 shortcut / attention projection, and conv_in; batch 2 for guidance.
+    let shapes: &[([usize; 4], usize, usize, usize)] = if quick {
+        &[([2, 32, 16, 16], 32, 3, 1), ([2, 32, 16, 16], 64, 1, 1)]
+    } else {
+        &[
+            ([2, 320, 32, 32], 320, 3, 1),
+            ([2, 640, 16, 16], 640, 3, 1),
+            ([2, 1280, 8, 8], 1280, 3, 1),
+            ([2, 1280, 4, 4], 1280, 3, 1),
+            ([2, 320, 32, 32], 320, 3, 2),
+            ([2, 320, 32, 32], 640, 1, 1),
+            ([2, 4, 32, 32], 320, 3, 1),
+        ]
+    };
+    let mut rows = Vec::new();
+    for &(shape, c_out, k, stride) in shapes {
+        let layer = conv(shape[1], c_out, k, stride, device);
+        let x = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), device);
+        let wgsl = median_secs(runs, device, || kernels::conv2d_wgsl(&layer, x.clone()).expect("the kernel covers it"))?;
+        let burn = median_secs(runs, device, || kernels::conv2d_reference(&layer, x.clone()))?;
+        let what = format!("{shape:?} → {c_out}, {k}×{k}, stride {stride}");
+        rows.push(KernelRow { kernel: "conv2d", shape: what, wgsl, burn });
+    }
+    Ok(rows)
+}
+
 fn bench_attention(quick: bool, runs: usize, device: &Device) -> anyhow::Result<Vec<KernelRow>> {
     // ([b, heads, n_q, d], n_kv): SD 1.x self-attention at 32×32 and 16×16 latent tokens and
     // cross-attention over 77 text tokens, batch 2 for guidance (8 heads).
@@ -210,15 +246,33 @@ fn bench_diffusion_step(quick: bool, runs: usize, device: &Device) -> anyhow::Re
     Ok(rows)
 }
 
-/// Run every kernel benchmark on `device`, which must take the WGSL path.
-pub fn run(device: &Device, quick: bool, runs: usize) -> anyhow::Result<String> {
+type Bench = fn(bool, usize, &Device) -> anyhow::Result<Vec<KernelRow>>;
+
+/// Run every kernel benchmark on `device`, which must take the WGSL path; `only`
+/// keeps the kernels whose name contains it.
+pub fn run(device: &Device, quick: bool, runs: usize, only: Option<&str>) -> anyhow::Result<String> {
     if !kernels::wgsl_active(device) {
         anyhow::bail!("bench --kernels compares the WGSL kernels with Burn on one wgpu device: pass --device wgpu");
     }
-    let mut rows = bench_group_norm_silu(quick, runs, device)?;
-    rows.extend(bench_attention(quick, runs, device)?);
-    rows.extend(bench_ddim_step(quick, runs, device)?);
-    rows.extend(bench_quant_matmul(quick, runs, device)?);
-    rows.extend(bench_diffusion_step(quick, runs, device)?);
+    let benches: [(&str, Bench); 6] = [
+        ("group_norm_silu", bench_group_norm_silu),
+        ("conv2d", bench_conv2d),
+        ("attention", bench_attention),
+        ("ddim_step", bench_ddim_step),
+        ("matmul_q8 matmul_q4", bench_quant_matmul),
+        ("whole diffusion step", bench_diffusion_step),
+    ];
+    let mut rows = Vec::new();
+    for (name, bench) in benches {
+        if only.is_none_or(|o| name.contains(o)) {
+            rows.extend(bench(quick, runs, device)?);
+        }
+    }
+    if rows.is_empty() {
+        anyhow::bail!("no kernel benchmark is named like {:?}: {}", only.unwrap_or(""), KERNEL_NAMES);
+    }
     Ok(table(&rows))
 }
+
+/// The names `--only` matches with `--kernels`.
+const KERNEL_NAMES: &str = "group_norm_silu, conv2d, attention, ddim_step, matmul_q8, matmul_q4, whole diffusion step";

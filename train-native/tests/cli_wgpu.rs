@@ -122,6 +122,8 @@ fn kernel_bench_prints_one_row_per_kernel_and_shape() {
         [
             "group_norm_silu",
             "group_norm_silu",
+            "conv2d",
+            "conv2d",
             "attention",
             "attention",
             "ddim_step + guidance",
@@ -139,4 +141,20 @@ fn kernel_bench_prints_one_row_per_kernel_and_shape() {
         let ratio: f64 = cells[5].parse().expect("ratio");
         assert!(cells[3].ends_with(" ms") && cells[4].ends_with(" ms") && ratio > 0.0, "{row}");
     }
+}
+
+#[test]
+fn kernel_bench_runs_only_the_kernels_asked_for() {
+    let out = ok(
+        run(&["bench", "--kernels", "--quick", "--runs", "1", "--device", "wgpu", "--only", "conv2d"]),
+        "bench --kernels --only conv2d",
+    );
+    let stdout = String::from_utf8(out.stdout).expect("utf8");
+    let rows: Vec<&str> = stdout.lines().filter(|l| l.starts_with("| ") && !l.starts_with("| kernel")).collect();
+    assert_eq!(rows.len(), 2, "{stdout}");
+    assert!(rows.iter().all(|r| r.starts_with("| conv2d |")), "{stdout}");
+    let out = run(&["bench", "--kernels", "--quick", "--device", "wgpu", "--only", "no-such-kernel"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no kernel benchmark is named like \"no-such-kernel\"") && stderr.contains("conv2d"), "{stderr}");
 }

@@ -235,3 +235,92 @@ fn quant_matmul_rejects_mismatched_shapes() {
     let err = kernels::quant_matmul(Tensor::<2>::zeros([2, 32], &gpu), &w).expect_err("k differs");
     assert!(err.to_string().contains("[2, 32]") && err.to_string().contains("[8, 64]"), "{err}");
 }
+
+/// A conv with random weights (and bias unless `bias` is false) on `device`.
+fn conv_layer(
+    c: [usize; 2],
+    k: [usize; 2],
+    stride: [usize; 2],
+    padding: (usize, usize, usize, usize),
+    bias: bool,
+    device: &Device,
+) -> burn::nn::conv::Conv2d {
+    let (t, l, b, r) = padding;
+    burn::nn::conv::Conv2dConfig::new(c, k)
+        .with_stride(stride)
+        .with_padding(burn::nn::PaddingConfig2d::Explicit(t, l, b, r))
+        .with_bias(bias)
+        .init(device)
+}
+
+/// The same conv with its weights moved to `device`.
+fn conv_on(c: &burn::nn::conv::Conv2d, device: &Device) -> burn::nn::conv::Conv2d {
+    burn::nn::conv::Conv2d {
+        weight: Param::from_tensor(c.weight.val().to_device(device)),
+        bias: c.bias.as_ref().map(|b| Param::from_tensor(b.val().to_device(device))),
+        ..c.clone()
+    }
+}
+
+#[test]
+fn conv2d_matches_burn() {
+    let gpu = wgpu();
+    let cpu = Device::flex();
+    // (input, [c_in, c_out], kernel, stride, padding, bias): SD's 3×3 resnet convs, the
+    // stride-2 downsampler, 1×1 shortcuts and projections, channel and pixel counts that do
+    // not fill a 64 × 64 tile, K not a multiple of 16, the VAE's asymmetric downsampling pad,
+    // a non-square kernel and a conv without bias.
+    type Case = ([usize; 4], [usize; 2], [usize; 2], [usize; 2], (usize, usize, usize, usize), bool);
+    let cases: [Case; 8] = [
+        ([2, 32, 16, 16], [32, 64], [3, 3], [1, 1], (1, 1, 1, 1), true),
+        ([1, 5, 13, 7], [5, 3], [3, 3], [1, 1], (1, 1, 1, 1), true),
+        ([2, 16, 15, 15], [16, 70], [3, 3], [2, 2], (1, 1, 1, 1), true),
+        ([2, 40, 9, 9], [40, 130], [1, 1], [1, 1], (0, 0, 0, 0), true),
+        ([1, 4, 8, 8], [4, 20], [3, 3], [1, 1], (1, 1, 1, 1), false),
+        ([1, 8, 10, 10], [8, 8], [3, 3], [2, 2], (0, 0, 1, 1), true),
+        ([3, 6, 7, 11], [6, 9], [1, 3], [1, 2], (0, 1, 0, 1), true),
+        ([1, 3, 3, 3], [3, 2], [3, 3], [1, 1], (0, 0, 0, 0), true),
+    ];
+    for (shape, c, k, stride, padding, bias) in cases {
+        let layer = conv_layer(c, k, stride, padding, bias, &gpu);
+        let x = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &gpu);
+        let fused = kernels::conv2d_wgsl(&layer, x.clone()).expect("the kernel covers it");
+        let burn_gpu = kernels::conv2d_reference(&layer, x.clone());
+        let burn_cpu = kernels::conv2d_reference(&conv_on(&layer, &cpu), x.clone().to_device(&cpu));
+        let what = format!("{shape:?} {c:?} k {k:?} stride {stride:?} pad {padding:?} bias {bias}");
+        assert_eq!(fused.dims(), burn_gpu.dims(), "{what}: output shape");
+        let d = max_abs_diff(fused.clone(), burn_gpu);
+        assert!(d <= 1e-4, "{what}: kernel vs burn on wgpu: {d:e}");
+        let d = max_abs_diff(fused.to_device(&cpu), burn_cpu);
+        assert!(d <= 1e-4, "{what}: kernel vs burn on cpu: {d:e}");
+    }
+}
+
+#[test]
+fn conv2d_reads_strided_inputs() {
+    let gpu = wgpu();
+    let layer = conv_layer([12, 24], [3, 3], [1, 1], (1, 1, 1, 1), true, &gpu);
+    // An NHWC tensor viewed as NCHW: not contiguous in the layout the kernel indexes.
+    let x = Tensor::<4>::random([2, 9, 10, 12], Distribution::Normal(0.0, 1.0), &gpu).permute([0, 3, 1, 2]);
+    let fused = kernels::conv2d_wgsl(&layer, x.clone()).expect("the kernel covers it");
+    let d = max_abs_diff(fused, kernels::conv2d_reference(&layer, x));
+    assert!(d <= 1e-4, "permuted input: {d:e}");
+}
+
+#[test]
+fn conv2d_takes_the_kernel_where_it_pays() {
+    let gpu = wgpu();
+    let layer = conv_layer([8, 8], [3, 3], [1, 1], (1, 1, 1, 1), true, &gpu);
+    // Big enough: the dispatching call runs the kernel (same bits as calling it directly).
+    let x = Tensor::<4>::random([2, 8, 16, 16], Distribution::Normal(0.0, 1.0), &gpu);
+    let direct = kernels::conv2d_wgsl(&layer, x.clone()).expect("the kernel covers it");
+    assert_eq!(max_abs_diff(kernels::conv2d(&layer, x), direct), 0.0);
+    // A same-padded conv is not covered: the reference runs.
+    let mut same = layer.clone();
+    same.padding = burn::nn::PaddingConfig2d::Same;
+    let x = Tensor::<4>::random([1, 8, 16, 16], Distribution::Normal(0.0, 1.0), &gpu);
+    assert!(kernels::conv2d_wgsl(&same, x.clone()).is_none());
+    // Not on wgpu: no kernel.
+    let cpu = conv_on(&layer, &Device::flex());
+    assert!(kernels::conv2d_wgsl(&cpu, x.to_device(&Device::flex())).is_none());
+}

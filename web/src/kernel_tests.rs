@@ -109,6 +109,59 @@ async fn group_norm_silu_matches_burn() {
     }
 }
 
+/// A conv with the given weights and bias on `device`.
+fn conv(
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    w_shape: [usize; 4],
+    stride: usize,
+    padding: (usize, usize, usize, usize),
+    device: &Device,
+) -> burn::nn::conv::Conv2d {
+    let (t, l, b, r) = padding;
+    burn::nn::conv::Conv2d {
+        weight: Param::from_tensor(tensor(weight, w_shape, device)),
+        bias: bias.map(|b| Param::from_tensor(tensor(b, [w_shape[0]], device))),
+        stride: [stride, stride],
+        kernel_size: [w_shape[2], w_shape[3]],
+        dilation: [1, 1],
+        groups: 1,
+        padding: burn::nn::PaddingConfig2d::Explicit(t, l, b, r),
+    }
+}
+
+#[wasm_bindgen_test]
+async fn conv2d_matches_burn() {
+    let gpu = webgpu().await;
+    let cpu = Device::flex();
+    // (input, weight [c_out, c_in, kh, kw], stride, padding, bias): SD's 3×3 resnet conv, the
+    // stride-2 downsampler, a 1×1 projection, tiles left partly empty, the VAE's asymmetric
+    // pad, a conv without bias.
+    type Case = ([usize; 4], [usize; 4], usize, (usize, usize, usize, usize), bool);
+    let cases: [Case; 5] = [
+        ([2, 32, 16, 16], [64, 32, 3, 3], 1, (1, 1, 1, 1), true),
+        ([1, 5, 13, 7], [3, 5, 3, 3], 2, (1, 1, 1, 1), true),
+        ([2, 40, 9, 9], [130, 40, 1, 1], 1, (0, 0, 0, 0), true),
+        ([1, 8, 10, 10], [8, 8, 3, 3], 2, (0, 0, 1, 1), true),
+        ([1, 4, 8, 8], [20, 4, 3, 3], 1, (1, 1, 1, 1), false),
+    ];
+    for (i, (shape, w_shape, stride, padding, with_bias)) in cases.into_iter().enumerate() {
+        let x = values(shape.iter().product(), 40 + i as u32, 0.0, 1.0);
+        let w = values(w_shape.iter().product(), 50 + i as u32, 0.0, 0.2);
+        let b = values(w_shape[0], 60 + i as u32, 0.0, 0.5);
+        let b = with_bias.then_some(b.as_slice());
+        let (c_gpu, c_cpu) = (conv(&w, b, w_shape, stride, padding, &gpu), conv(&w, b, w_shape, stride, padding, &cpu));
+        let what = format!("{shape:?} weight {w_shape:?} stride {stride} pad {padding:?} bias {with_bias}");
+        let fused = read(kernels::conv2d_wgsl(&c_gpu, tensor(&x, shape, &gpu)).expect("the kernel covers it")).await;
+        let burn_gpu = read(kernels::conv2d_reference(&c_gpu, tensor(&x, shape, &gpu))).await;
+        let burn_cpu = read(kernels::conv2d_reference(&c_cpu, tensor(&x, shape, &cpu))).await;
+        let d = max_abs_diff(&fused, &burn_gpu);
+        assert!(d <= 1e-4, "{what}: kernel vs burn on WebGPU: {d:e}");
+        let d = max_abs_diff(&fused, &burn_cpu);
+        assert!(d <= 1e-4, "{what}: kernel vs burn on the CPU: {d:e}");
+    }
+}
+
 #[wasm_bindgen_test]
 async fn attention_matches_burn() {
     let gpu = webgpu().await;

@@ -12,6 +12,8 @@
 
 use crate::error::{Error, Result};
 use burn::nn::GroupNorm;
+use burn::nn::PaddingConfig2d;
+use burn::nn::conv::Conv2d;
 #[cfg(feature = "wgpu-kernels")]
 use burn::tensor::DType;
 use burn::tensor::{Device, Tensor, activation};
@@ -65,13 +67,82 @@ pub fn group_norm_silu(norm: &GroupNorm, x: Tensor<4>, silu: bool) -> Tensor<4> 
     group_norm_silu_reference(norm, x, silu)
 }
 
+/// `conv.forward(x)` for a 2-D convolution on `[N, C, H, W]`: one implicit-GEMM
+/// kernel with the bias fused on wgpu (`shaders/conv2d.wgsl`) for groups 1,
+/// dilation 1 and explicit or no padding where it is faster than Burn's conv
+/// (at least 256 output pixels, batch included), [`conv2d_reference`] elsewhere.
+pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    #[cfg(feature = "wgpu-kernels")]
+    if let Some(geometry) = conv2d_geometry(conv, x.dims()) {
+        if x.dims()[0] * geometry[4] * geometry[5] >= wgpu::CONV2D_MIN_PIXELS {
+            if let Some(y) = conv2d_wgsl(conv, x.clone()) {
+                return y;
+            }
+        }
+    }
+    conv2d_reference(conv, x)
+}
+
+/// `shaders/conv2d.wgsl` itself, at any size: `None` where it does not run (not a
+/// wgpu device, the feature off, a dtype, padding mode or size it does not cover).
+/// [`conv2d`] calls it where it pays; the parity tests call it directly.
+pub fn conv2d_wgsl(conv: &Conv2d, x: Tensor<4>) -> Option<Tensor<4>> {
+    #[cfg(feature = "wgpu-kernels")]
+    if wgsl_active(&x.device()) {
+        let geometry = conv2d_geometry(conv, x.dims())?;
+        let weight = conv.weight.val();
+        let [c_out, _, _, _] = weight.dims();
+        let bias = match &conv.bias {
+            Some(b) => b.val(),
+            None => Tensor::zeros([c_out], &x.device()),
+        };
+        let [n, c, h, w] = x.dims();
+        let out = [n, c_out, geometry[4], geometry[5]];
+        let f32s = [x.dtype(), weight.dtype(), bias.dtype()].iter().all(|d| *d == DType::F32);
+        if f32s && bias.dims() == [c_out] && wgpu::conv2d_fits([n, c, h, w], out, weight.shape().num_elements()) {
+            return Some(wgpu::conv2d(x, weight, bias, geometry));
+        }
+    }
+    let _ = (conv, x);
+    None
+}
+
+/// `[stride h, stride w, pad top, pad left, h_out, w_out]` of `conv` on an `x`
+/// shaped `[n, c, h, w]`, when the kernel covers it (groups 1, dilation 1, the
+/// weight's input channels equal to `c`, explicit or no padding, a non-empty output).
+#[cfg_attr(not(feature = "wgpu-kernels"), allow(dead_code))]
+fn conv2d_geometry(conv: &Conv2d, x: [usize; 4]) -> Option<[usize; 6]> {
+    let [_, c, h, w] = x;
+    let [_, c_in, kh, kw] = conv.weight.dims();
+    let (top, left, bottom, right) = match conv.padding {
+        PaddingConfig2d::Explicit(t, l, b, r) => (t, l, b, r),
+        PaddingConfig2d::Valid => (0, 0, 0, 0),
+        PaddingConfig2d::Same => return None,
+    };
+    let [sh, sw] = conv.stride;
+    if conv.groups != 1 || conv.dilation != [1, 1] || c_in != c || sh == 0 || sw == 0 {
+        return None;
+    }
+    let (hp, wp) = (h + top + bottom, w + left + right);
+    // One bit per tap marks the taps inside the input.
+    if hp < kh || wp < kw || kh == 0 || kw == 0 || kh * kw > 32 {
+        return None;
+    }
+    Some([sh, sw, top, left, (hp - kh) / sh + 1, (wp - kw) / sw + 1])
+}
+
+/// The plain-Burn convolution: `Conv2d::forward`.
+pub fn conv2d_reference(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    conv.forward(x)
+}
+
 /// Scaled dot-product attention `softmax(q kᵀ / √d) v` on `q` `[batch, heads, n_q, d]`,
 /// `k`, `v` `[batch, heads, n_kv, d]` → `[batch, heads, n_q, d]`: one flash-style
 /// kernel on wgpu (`shaders/attention.wgsl`, the scores never stored),
 /// [`attention_reference`] elsewhere.
 ///
 /// Not yet called by the UNet (`sd::attention` runs Burn's matmul path): on
-/// lavapipe it is 2–15× slower than Burn's ops (README, `bench --kernels`).
+/// lavapipe it is 2–7× slower than Burn's ops (README, `bench --kernels`).
 pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
     #[cfg(feature = "wgpu-kernels")]
     if wgsl_active(&q.device())

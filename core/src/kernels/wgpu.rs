@@ -46,6 +46,15 @@ pub trait WgslKernels: Backend {
         coefficients: [f32; 8],
     ) -> FloatTensor<Self>;
 
+    /// See `shaders/conv2d.wgsl`: `x` `[n, c_in, h, w]`, `weight` `[c_out, c_in, kh, kw]`,
+    /// `bias` `[c_out]`; `geometry`: `[stride h, stride w, pad top, pad left, h_out, w_out]`.
+    fn conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        geometry: [usize; 6],
+    ) -> FloatTensor<Self>;
+
     /// See `shaders/attention.wgsl`.
     fn attention(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>) -> FloatTensor<Self>;
 
@@ -99,6 +108,27 @@ impl KernelSource for Attention {
     }
     fn id(&self) -> KernelId {
         KernelId::new::<Self>().info((self.head_dim, self.keys_per_tile))
+    }
+    fn lang(&self) -> &'static str {
+        "wgsl"
+    }
+}
+
+/// `shaders/conv2d.wgsl` with `pixels` output pixels (`{{ px }}`) and `channels` output
+/// channels (`{{ co }}`) per invocation.
+struct Conv2dKernel {
+    pixels: usize,
+    channels: usize,
+}
+
+impl KernelSource for Conv2dKernel {
+    fn source(&self) -> SourceTemplate {
+        SourceTemplate::new(include_str!("../../../shaders/conv2d.wgsl"))
+            .register("px", self.pixels.to_string())
+            .register("co", self.channels.to_string())
+    }
+    fn id(&self) -> KernelId {
+        KernelId::new::<Self>().info((self.pixels, self.channels))
     }
     fn lang(&self) -> &'static str {
         "wgsl"
@@ -197,6 +227,24 @@ impl WgslKernels for CubeBackend {
         out
     }
 
+    fn conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        geometry: [usize; 6],
+    ) -> FloatTensor<Self> {
+        let (x, weight, bias) = (into_contiguous(x), into_contiguous(weight), into_contiguous(bias));
+        let (xs, ws) = (x.meta.shape().clone(), weight.meta.shape().clone());
+        let [sh, sw, ph, pw, hout, wout] = geometry;
+        let (n, cout) = (xs[0], ws[0]);
+        let out = empty_like(&x, Shape::new([n, cout, hout, wout]));
+        let p = [n, xs[1], xs[2], xs[3], cout, hout, wout, ws[2], ws[3], sh, sw, ph, pw].map(|v| v as u32);
+        let (pixels, channels) = conv2d_blocking(n * hout * wout);
+        let workgroups = ((n * hout * wout).div_ceil(64 * pixels) as u32, cout.div_ceil(channels) as u32);
+        launch(Conv2dKernel { pixels, channels }, 64, workgroups, &[&x, &weight, &bias, &out], &p);
+        out
+    }
+
     fn attention(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>) -> FloatTensor<Self> {
         let (q, k, v) = (into_contiguous(q), into_contiguous(k), into_contiguous(v));
         let shape = q.meta.shape().clone();
@@ -234,6 +282,48 @@ pub fn quant_matmul(x: Tensor<2>, w: &super::QuantMatrix) -> Tensor<2> {
         w.packed.clone().into_dispatch(),
         w.scales.clone().into_dispatch(),
         w.quant == crate::quant::Quant::Q4,
+    );
+    Tensor::from_dispatch(out)
+}
+
+/// Output pixels and output channels per invocation of `shaders/conv2d.wgsl` for `cols`
+/// output pixels in all: more pixels per invocation reuse each weight read more, but
+/// must leave the 64 invocations of a workgroup something to do.
+fn conv2d_blocking(cols: usize) -> (usize, usize) {
+    match cols {
+        c if c >= 64 * 8 * 2 => (8, 8),
+        c if c >= 64 * 4 => (4, 8),
+        c if c >= 64 * 2 => (2, 16),
+        _ => (1, 32),
+    }
+}
+
+/// Fewer output pixels (batch included) than this and Burn's conv is faster than
+/// `shaders/conv2d.wgsl` (`bench --kernels --only conv2d` on lavapipe: an 8×8 map of
+/// batch 2 is about even, 4×4 3–4× slower), so [`super::conv2d`] leaves them to Burn.
+pub const CONV2D_MIN_PIXELS: usize = 256;
+
+/// Whether `shaders/conv2d.wgsl` covers an `[n, c_out, h_out, w_out]` output in one dispatch
+/// with 32-bit indices.
+pub fn conv2d_fits(x: [usize; 4], out: [usize; 4], weight: usize) -> bool {
+    let [n, c, h, w] = out;
+    let limit = u32::MAX as usize;
+    let (pixels, channels) = conv2d_blocking(n * h * w);
+    (n * h * w).div_ceil(64 * pixels) <= MAX_WORKGROUPS
+        && c.div_ceil(channels) <= MAX_WORKGROUPS
+        && x.iter().product::<usize>() < limit
+        && out.iter().product::<usize>() < limit
+        && weight < limit
+}
+
+/// The convolution kernel on f32 `x` `[n, c_in, h, w]`; the caller checked
+/// [`conv2d_fits`], groups 1 and dilation 1.
+pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>, geometry: [usize; 6]) -> Tensor<4> {
+    let out = <burn::backend::Dispatch as WgslKernels>::conv2d(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+        geometry,
     );
     Tensor::from_dispatch(out)
 }

@@ -191,9 +191,9 @@ impl Transformer2DModel {
     pub fn forward(&self, x: Tensor<4>, context: Tensor<3>) -> Tensor<4> {
         let [b, c, h, w] = x.dims();
         let to_tokens = |t: Tensor<4>| t.reshape([b, c, h * w]).swap_dims(1, 2);
-        let norm = self.norm.forward(x.clone());
+        let norm = crate::kernels::group_norm_silu(&self.norm, x.clone(), false);
         let mut tokens = match &self.proj_in {
-            Projection::Conv(conv) => to_tokens(conv.forward(norm)),
+            Projection::Conv(conv) => to_tokens(crate::kernels::conv2d(conv, norm)),
             Projection::Linear(lin) => lin.forward(to_tokens(norm)),
         };
         for block in &self.transformer_blocks {
@@ -201,7 +201,7 @@ impl Transformer2DModel {
         }
         let to_map = |t: Tensor<3>| t.swap_dims(1, 2).reshape([b, c, h, w]);
         let out = match &self.proj_out {
-            Projection::Conv(conv) => conv.forward(to_map(tokens)),
+            Projection::Conv(conv) => crate::kernels::conv2d(conv, to_map(tokens)),
             Projection::Linear(lin) => to_map(lin.forward(tokens)),
         };
         out.add(x)

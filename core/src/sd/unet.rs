@@ -437,7 +437,7 @@ impl UNet2DConditionModel {
             self.flip_sin_to_cos,
             self.freq_shift,
         ));
-        let mut x = self.conv_in.forward(sample);
+        let mut x = crate::kernels::conv2d(&self.conv_in, sample);
         let mut skips = vec![x.clone()];
         for block in &self.down_blocks {
             x = block.forward(x, temb.clone(), encoder_hidden_states.clone(), &mut skips);
@@ -453,7 +453,7 @@ impl UNet2DConditionModel {
             });
             x = block.forward(x, temb.clone(), encoder_hidden_states.clone(), &mut skips, up_size);
         }
-        Ok(self.conv_out.forward(crate::kernels::group_norm_silu(&self.conv_norm_out, x, true)))
+        Ok(crate::kernels::conv2d(&self.conv_out, crate::kernels::group_norm_silu(&self.conv_norm_out, x, true)))
     }
 
     /// [`forward`](Self::forward) with one scalar timestep for the whole batch.

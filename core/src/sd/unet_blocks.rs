@@ -58,12 +58,12 @@ impl ResnetBlock2D {
 
     /// `x`: `[b, c_in, h, w]`, `temb`: `[b, temb_dim]` → `[b, c_out, h, w]`.
     pub fn forward(&self, x: Tensor<4>, temb: Tensor<2>) -> Tensor<4> {
-        let h = self.conv1.forward(group_norm_silu(&self.norm1, x.clone(), true));
+        let h = crate::kernels::conv2d(&self.conv1, group_norm_silu(&self.norm1, x.clone(), true));
         let [b, c, _, _] = h.dims();
         let t = self.time_emb_proj.forward(silu(temb)).reshape([b, c, 1, 1]);
-        let h = self.conv2.forward(group_norm_silu(&self.norm2, h.add(t), true));
+        let h = crate::kernels::conv2d(&self.conv2, group_norm_silu(&self.norm2, h.add(t), true));
         let shortcut = match &self.conv_shortcut {
-            Some(conv) => conv.forward(x),
+            Some(conv) => crate::kernels::conv2d(conv, x),
             None => x,
         };
         shortcut.add(h)
@@ -83,7 +83,7 @@ impl Downsample2D {
 
     /// `[b, c, h, w]` → `[b, c, ⌈h/2⌉, ⌈w/2⌉]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.conv.forward(x)
+        crate::kernels::conv2d(&self.conv, x)
     }
 }
 
@@ -108,7 +108,7 @@ impl Upsample2D {
         } else {
             interpolate(x, InterpolateOptions::new(InterpolateMode::Nearest).with_output_size(size))
         };
-        self.conv.forward(up)
+        crate::kernels::conv2d(&self.conv, up)
     }
 }
 

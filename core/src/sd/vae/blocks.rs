@@ -56,8 +56,8 @@ impl ResnetBlock2D {
 
     /// `x`: `[b, c_in, h, w]` → `[b, c_out, h, w]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let h = self.conv1.forward(self.norm_act(&self.norm1, x.clone()));
-        let h = self.conv2.forward(self.norm_act(&self.norm2, h));
+        let h = crate::kernels::conv2d(&self.conv1, self.norm_act(&self.norm1, x.clone()));
+        let h = crate::kernels::conv2d(&self.conv2, self.norm_act(&self.norm2, h));
         let x = match &self.conv_shortcut {
             Some(c) => c.forward(x),
             None => x,
@@ -155,7 +155,7 @@ impl Downsample2D {
     /// `x`: `[b, c, h, w]` → `[b, c, ceil(h/2), ceil(w/2)]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         // (left, right, top, bottom)
-        self.conv.forward(x.pad((0, 1, 0, 1), PadMode::Constant(0.0)))
+        crate::kernels::conv2d(&self.conv, x.pad((0, 1, 0, 1), PadMode::Constant(0.0)))
     }
 }
 
@@ -170,7 +170,7 @@ impl Upsample2D {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let [b, c, h, w] = x.dims();
         let x: Tensor<6> = x.reshape([b, c, h, 1, w, 1]).expand([b, c, h, 2, w, 2]);
-        self.conv.forward(x.reshape([b, c, 2 * h, 2 * w]))
+        crate::kernels::conv2d(&self.conv, x.reshape([b, c, 2 * h, 2 * w]))
     }
 }
 

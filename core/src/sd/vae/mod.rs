@@ -90,7 +90,7 @@ impl Encoder {
 
     /// `x`: `[b, in_channels, H, W]` → `[b, 2 * latent, H / 2^(n-1), W / 2^(n-1)]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let mut x = self.conv_in.forward(x);
+        let mut x = crate::kernels::conv2d(&self.conv_in, x);
         for block in &self.down_blocks {
             for r in &block.resnets {
                 x = r.forward(x);
@@ -100,7 +100,7 @@ impl Encoder {
             }
         }
         let x = self.mid_block.forward(x);
-        self.conv_out.forward(crate::kernels::group_norm_silu(&self.conv_norm_out, x, true))
+        crate::kernels::conv2d(&self.conv_out, crate::kernels::group_norm_silu(&self.conv_norm_out, x, true))
     }
 }
 
@@ -144,7 +144,7 @@ impl Decoder {
 
     /// `z`: `[b, latent, h, w]` → `[b, out_channels, h * 2^(n-1), w * 2^(n-1)]`.
     pub fn forward(&self, z: Tensor<4>) -> Tensor<4> {
-        let mut x = self.mid_block.forward(self.conv_in.forward(z));
+        let mut x = self.mid_block.forward(crate::kernels::conv2d(&self.conv_in, z));
         for block in &self.up_blocks {
             for r in &block.resnets {
                 x = r.forward(x);
@@ -153,7 +153,7 @@ impl Decoder {
                 x = u.forward(x);
             }
         }
-        self.conv_out.forward(crate::kernels::group_norm_silu(&self.conv_norm_out, x, true))
+        crate::kernels::conv2d(&self.conv_out, crate::kernels::group_norm_silu(&self.conv_norm_out, x, true))
     }
 }
 
