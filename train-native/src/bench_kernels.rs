@@ -259,7 +259,7 @@ pub fn run(device: &Device, quick: bool, runs: usize, only: Option<&str>) -> any
         ("conv2d", bench_conv2d),
         ("attention", bench_attention),
         ("ddim_step", bench_ddim_step),
-        ("matmul_q8 matmul_q4", bench_quant_matmul),
+        ("matmul_q8, matmul_q4", bench_quant_matmul),
         ("whole diffusion step", bench_diffusion_step),
     ];
     let mut rows = Vec::new();
@@ -269,10 +269,8 @@ pub fn run(device: &Device, quick: bool, runs: usize, only: Option<&str>) -> any
         }
     }
     if rows.is_empty() {
-        anyhow::bail!("no kernel benchmark is named like {:?}: {}", only.unwrap_or(""), KERNEL_NAMES);
+        let names: Vec<&str> = benches.iter().map(|(name, _)| *name).collect();
+        anyhow::bail!("no kernel benchmark is named like {:?}: {}", only.unwrap_or(""), names.join(", "));
     }
     Ok(table(&rows))
 }
-
-/// The names `--only` matches with `--kernels`.
-const KERNEL_NAMES: &str = "group_norm_silu, conv2d, attention, ddim_step, matmul_q8, matmul_q4, whole diffusion step";

@@ -73,12 +73,8 @@ pub fn group_norm_silu(norm: &GroupNorm, x: Tensor<4>, silu: bool) -> Tensor<4> 
 /// (at least 256 output pixels, batch included), [`conv2d_reference`] elsewhere.
 pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     #[cfg(feature = "wgpu-kernels")]
-    if let Some(geometry) = conv2d_geometry(conv, x.dims()) {
-        if x.dims()[0] * geometry[4] * geometry[5] >= wgpu::CONV2D_MIN_PIXELS {
-            if let Some(y) = conv2d_wgsl(conv, x.clone()) {
-                return y;
-            }
-        }
+    if let Some(y) = conv2d_launch(conv, x.clone(), wgpu::CONV2D_MIN_PIXELS) {
+        return y;
     }
     conv2d_reference(conv, x)
 }
@@ -88,22 +84,34 @@ pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
 /// [`conv2d`] calls it where it pays; the parity tests call it directly.
 pub fn conv2d_wgsl(conv: &Conv2d, x: Tensor<4>) -> Option<Tensor<4>> {
     #[cfg(feature = "wgpu-kernels")]
-    if wgsl_active(&x.device()) {
-        let geometry = conv2d_geometry(conv, x.dims())?;
-        let weight = conv.weight.val();
-        let [c_out, _, _, _] = weight.dims();
-        let bias = match &conv.bias {
-            Some(b) => b.val(),
-            None => Tensor::zeros([c_out], &x.device()),
-        };
-        let [n, c, h, w] = x.dims();
-        let out = [n, c_out, geometry[4], geometry[5]];
-        let f32s = [x.dtype(), weight.dtype(), bias.dtype()].iter().all(|d| *d == DType::F32);
-        if f32s && bias.dims() == [c_out] && wgpu::conv2d_fits([n, c, h, w], out, weight.shape().num_elements()) {
-            return Some(wgpu::conv2d(x, weight, bias, geometry));
-        }
+    return conv2d_launch(conv, x, 0);
+    #[cfg(not(feature = "wgpu-kernels"))]
+    {
+        let _ = (conv, x);
+        None
     }
-    let _ = (conv, x);
+}
+
+/// The conv kernel on `x` when it covers it and the output has at least
+/// `min_pixels` pixels (batch included).
+#[cfg(feature = "wgpu-kernels")]
+fn conv2d_launch(conv: &Conv2d, x: Tensor<4>, min_pixels: usize) -> Option<Tensor<4>> {
+    let geometry = conv2d_geometry(conv, x.dims())?;
+    let [n, c, h, w] = x.dims();
+    if n * geometry[4] * geometry[5] < min_pixels || !wgsl_active(&x.device()) {
+        return None;
+    }
+    let weight = conv.weight.val();
+    let [c_out, _, _, _] = weight.dims();
+    let bias = match &conv.bias {
+        Some(b) => b.val(),
+        None => Tensor::zeros([c_out], &x.device()),
+    };
+    let out = [n, c_out, geometry[4], geometry[5]];
+    let f32s = [x.dtype(), weight.dtype(), bias.dtype()].iter().all(|d| *d == DType::F32);
+    if f32s && bias.dims() == [c_out] && wgpu::conv2d_fits([n, c, h, w], out, weight.shape().num_elements()) {
+        return Some(wgpu::conv2d(x, weight, bias, geometry));
+    }
     None
 }
 

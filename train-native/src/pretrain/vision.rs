@@ -172,7 +172,6 @@ fn twin(scene: &Scene, split: Split, rng: &mut SplitMix64) -> Option<Scene> {
 }
 
 impl World<'_> {
-    /// A background as the world draws them (textured or white, per the config).
     /// Pairs of world samples `indices` of `split`; a `twins` share of them (rounded
     /// down, every other pair) replaced by a one-attribute twin of the pair before it.
     fn pairs(
