@@ -38,6 +38,9 @@ pub struct BenchArgs {
     /// `--kernels`, only the kernels whose name contains it (e.g. `conv2d`, `whole`).
     #[arg(long)]
     pub only: Option<String>,
+    /// `--kernels`: the latent sides of the whole-diffusion-step rows (SD-1.4 UNet; default 32 and 64).
+    #[arg(long, value_delimiter = ',')]
+    pub latents: Vec<usize>,
     /// Timed runs per measurement after the warm-up (default: 3 with `--quick`, else 5).
     #[arg(long)]
     pub runs: Option<usize>,
@@ -337,7 +340,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let device = args.device.device()?;
     let runs = args.runs.unwrap_or(if args.quick { 3 } else { 5 });
     if args.kernels {
-        print!("{}", crate::bench_kernels::run(&device, args.quick, runs, args.only.as_deref())?);
+        print!("{}", crate::bench_kernels::run(&device, args.quick, runs, args.only.as_deref(), &args.latents)?);
         return Ok(());
     }
     let selected: Vec<Case> = cases()?

@@ -46,7 +46,12 @@ fn group_norm(channels: usize, device: &Device) -> GroupNorm {
     }
 }
 
-fn bench_group_norm_silu(quick: bool, runs: usize, device: &Device) -> anyhow::Result<Vec<KernelRow>> {
+fn bench_group_norm_silu(
+    quick: bool,
+    runs: usize,
+    _latents: &[usize],
+    device: &Device,
+) -> anyhow::Result<Vec<KernelRow>> {
     // The UNet's ResnetBlock inputs at 512×512 (64×64 latents), batch 2 for guidance.
     let shapes: &[[usize; 4]] = if quick {
         &[[2, 64, 32, 32], [2, 128, 16, 16]]
@@ -72,7 +77,7 @@ fn conv(c_in: usize, c_out: usize, k: usize, stride: usize, device: &Device) -> 
         .init(device)
 }
 
-fn bench_conv2d(quick: bool, runs: usize, device: &Device) -> anyhow::Result<Vec<KernelRow>> {
+fn bench_conv2d(quick: bool, runs: usize, _latents: &[usize], device: &Device) -> anyhow::Result<Vec<KernelRow>> {
     // (input, c_out, kernel, stride): the UNet's resnet convs at 32×32 latents, its stride-2
     // downsampler, a 1×1 shortcut / attention projection, and conv_in; batch 2 for guidance.
     let shapes: &[([usize; 4], usize, usize, usize)] = if quick {
@@ -92,15 +97,19 @@ fn bench_conv2d(quick: bool, runs: usize, device: &Device) -> anyhow::Result<Vec
     for &(shape, c_out, k, stride) in shapes {
         let layer = conv(shape[1], c_out, k, stride, device);
         let x = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), device);
-        let wgsl = median_secs(runs, device, || kernels::conv2d_wgsl(&layer, x.clone()).expect("the kernel covers it"))?;
+        let wgsl =
+            median_secs(runs, device, || kernels::conv2d_wgsl(&layer, x.clone()).expect("the kernel covers it"))?;
         let burn = median_secs(runs, device, || kernels::conv2d_reference(&layer, x.clone()))?;
         let what = format!("{shape:?} → {c_out}, {k}×{k}, stride {stride}");
-        rows.push(KernelRow { kernel: "conv2d", shape: what, wgsl, burn });
+        rows.push(KernelRow { kernel: "conv2d", shape: what.clone(), wgsl, burn });
+        let im2col =
+            median_secs(runs, device, || kernels::conv2d_im2col(&layer, x.clone()).expect("im2col covers it"))?;
+        rows.push(KernelRow { kernel: "conv2d via im2col + matmul", shape: what, wgsl: im2col, burn });
     }
     Ok(rows)
 }
 
-fn bench_attention(quick: bool, runs: usize, device: &Device) -> anyhow::Result<Vec<KernelRow>> {
+fn bench_attention(quick: bool, runs: usize, _latents: &[usize], device: &Device) -> anyhow::Result<Vec<KernelRow>> {
     // ([b, heads, n_q, d], n_kv): SD 1.x self-attention at 32×32 and 16×16 latent tokens and
     // cross-attention over 77 text tokens, batch 2 for guidance (8 heads).
     let shapes: &[([usize; 4], usize)] = if quick {
@@ -121,7 +130,7 @@ fn bench_attention(quick: bool, runs: usize, device: &Device) -> anyhow::Result<
     Ok(rows)
 }
 
-fn bench_ddim_step(quick: bool, runs: usize, device: &Device) -> anyhow::Result<Vec<KernelRow>> {
+fn bench_ddim_step(quick: bool, runs: usize, _latents: &[usize], device: &Device) -> anyhow::Result<Vec<KernelRow>> {
     use genllava::scheduler::{Ddim, Scheduler, SchedulerConfig};
     // SD 1.x latents (4 channels) at 512×512 and 768×768 for one and four images; the UNet
     // output holds twice as many rows (uncond and cond, guidance on).
@@ -147,7 +156,7 @@ fn bench_ddim_step(quick: bool, runs: usize, device: &Device) -> anyhow::Result<
     Ok(rows)
 }
 
-fn bench_quant_matmul(quick: bool, runs: usize, device: &Device) -> anyhow::Result<Vec<KernelRow>> {
+fn bench_quant_matmul(quick: bool, runs: usize, _latents: &[usize], device: &Device) -> anyhow::Result<Vec<KernelRow>> {
     use genllava::quant::Quant;
     // (rows, k, n): Mistral-7B's attention projection (4096 → 4096) at a decode step (one
     // row) and at prefills of 16 and 64 rows; smaller with --quick. (Its 4096 → 14336 MLP
@@ -193,7 +202,12 @@ fn table(rows: &[KernelRow]) -> String {
 /// (GroupNorm + SiLU in every resnet and output norm, the fused step) and with
 /// Burn's ops only ([`kernels::set_enabled`]), on the same device, model and inputs.
 /// SD 1.4's UNet (random weights) at 32×32 and 64×64 latents; the tiny test UNet with `--quick`.
-fn bench_diffusion_step(quick: bool, runs: usize, device: &Device) -> anyhow::Result<Vec<KernelRow>> {
+fn bench_diffusion_step(
+    quick: bool,
+    runs: usize,
+    latents: &[usize],
+    device: &Device,
+) -> anyhow::Result<Vec<KernelRow>> {
     use genllava::scheduler::{Ddim, Scheduler, SchedulerConfig};
     use genllava::sd::unet::{UNet2DConditionConfig, UNet2DConditionModel};
     let (config, latents, label) = if quick {
@@ -202,7 +216,11 @@ fn bench_diffusion_step(quick: bool, runs: usize, device: &Device) -> anyhow::Re
         let side = json["sample_size"].as_u64().unwrap_or(8) as usize;
         (json, vec![side], "tiny UNet")
     } else {
-        (crate::bench::sd14_unet(), vec![32, 64], "SD-1.4 UNet")
+        let sides = if latents.is_empty() { vec![32, 64] } else { latents.to_vec() };
+        if let Some(bad) = sides.iter().find(|&&l| l == 0 || l % 8 != 0) {
+            anyhow::bail!("--latents {bad}: SD-1.4's UNet takes latent sides that are positive multiples of 8");
+        }
+        (crate::bench::sd14_unet(), sides, "SD-1.4 UNet")
     };
     let cfg = UNet2DConditionConfig::from_json(&config.to_string())?;
     let unet = UNet2DConditionModel::load(&cfg, &genllava::VarBuilder::init(0.02, device))?;
@@ -246,11 +264,11 @@ fn bench_diffusion_step(quick: bool, runs: usize, device: &Device) -> anyhow::Re
     Ok(rows)
 }
 
-type Bench = fn(bool, usize, &Device) -> anyhow::Result<Vec<KernelRow>>;
+type Bench = fn(bool, usize, &[usize], &Device) -> anyhow::Result<Vec<KernelRow>>;
 
 /// Run every kernel benchmark on `device`, which must take the WGSL path; `only`
-/// keeps the kernels whose name contains it.
-pub fn run(device: &Device, quick: bool, runs: usize, only: Option<&str>) -> anyhow::Result<String> {
+/// keeps the kernels whose name contains it; `latents`, the whole step's latent sides.
+pub fn run(device: &Device, quick: bool, runs: usize, only: Option<&str>, latents: &[usize]) -> anyhow::Result<String> {
     if !kernels::wgsl_active(device) {
         anyhow::bail!("bench --kernels compares the WGSL kernels with Burn on one wgpu device: pass --device wgpu");
     }
@@ -265,7 +283,7 @@ pub fn run(device: &Device, quick: bool, runs: usize, only: Option<&str>) -> any
     let mut rows = Vec::new();
     for (name, bench) in benches {
         if only.is_none_or(|o| name.contains(o)) {
-            rows.extend(bench(quick, runs, device)?);
+            rows.extend(bench(quick, runs, latents, device)?);
         }
     }
     if rows.is_empty() {

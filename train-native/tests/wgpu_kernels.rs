@@ -291,9 +291,26 @@ fn conv2d_matches_burn() {
         assert_eq!(fused.dims(), burn_gpu.dims(), "{what}: output shape");
         let d = max_abs_diff(fused.clone(), burn_gpu);
         assert!(d <= 1e-4, "{what}: kernel vs burn on wgpu: {d:e}");
-        let d = max_abs_diff(fused.to_device(&cpu), burn_cpu);
+        let d = max_abs_diff(fused.to_device(&cpu), burn_cpu.clone());
         assert!(d <= 1e-4, "{what}: kernel vs burn on cpu: {d:e}");
+        let im2col = kernels::conv2d_im2col(&layer, x.clone()).expect("im2col covers it");
+        assert_eq!(im2col.dims(), burn_cpu.dims(), "{what}: im2col output shape");
+        let d = max_abs_diff(im2col.to_device(&cpu), burn_cpu);
+        assert!(d <= 1e-4, "{what}: im2col + matmul vs burn on cpu: {d:e}");
     }
+}
+
+#[test]
+fn conv2d_im2col_splits_large_patch_matrices() {
+    // 4608 patch rows × 8192 columns is 144 MiB, over the 128 MiB chunk: two products.
+    let gpu = wgpu();
+    let cpu = Device::flex();
+    let layer = conv_layer([512, 4], [3, 3], [1, 1], (1, 1, 1, 1), true, &gpu);
+    let x = Tensor::<4>::random([2, 512, 64, 64], Distribution::Normal(0.0, 1.0), &gpu);
+    let im2col = kernels::conv2d_im2col(&layer, x.clone()).expect("im2col covers it");
+    let burn_cpu = kernels::conv2d_reference(&conv_on(&layer, &cpu), x.to_device(&cpu));
+    let d = max_abs_diff(im2col.to_device(&cpu), burn_cpu);
+    assert!(d <= 1e-3, "chunked im2col + matmul vs burn on cpu: {d:e}");
 }
 
 #[test]
@@ -303,18 +320,21 @@ fn conv2d_reads_strided_inputs() {
     // An NHWC tensor viewed as NCHW: not contiguous in the layout the kernel indexes.
     let x = Tensor::<4>::random([2, 9, 10, 12], Distribution::Normal(0.0, 1.0), &gpu).permute([0, 3, 1, 2]);
     let fused = kernels::conv2d_wgsl(&layer, x.clone()).expect("the kernel covers it");
-    let d = max_abs_diff(fused, kernels::conv2d_reference(&layer, x));
+    let d = max_abs_diff(fused, kernels::conv2d_reference(&layer, x.clone()));
     assert!(d <= 1e-4, "permuted input: {d:e}");
+    let im2col = kernels::conv2d_im2col(&layer, x.clone()).expect("im2col covers it");
+    let d = max_abs_diff(im2col, kernels::conv2d_reference(&layer, x));
+    assert!(d <= 1e-4, "permuted input, im2col: {d:e}");
 }
 
 #[test]
-fn conv2d_takes_the_kernel_where_it_pays() {
+fn conv2d_takes_im2col_on_wgpu() {
     let gpu = wgpu();
     let layer = conv_layer([8, 8], [3, 3], [1, 1], (1, 1, 1, 1), true, &gpu);
-    // Big enough: the dispatching call runs the kernel (same bits as calling it directly).
+    // The dispatching call runs im2col + matmul (same bits as calling it directly).
     let x = Tensor::<4>::random([2, 8, 16, 16], Distribution::Normal(0.0, 1.0), &gpu);
-    let direct = kernels::conv2d_wgsl(&layer, x.clone()).expect("the kernel covers it");
-    assert_eq!(max_abs_diff(kernels::conv2d(&layer, x), direct), 0.0);
+    let im2col = kernels::conv2d_im2col(&layer, x.clone()).expect("im2col covers it");
+    assert_eq!(max_abs_diff(kernels::conv2d(&layer, x), im2col), 0.0);
     // A same-padded conv is not covered: the reference runs.
     let mut same = layer.clone();
     same.padding = burn::nn::PaddingConfig2d::Same;
@@ -322,5 +342,7 @@ fn conv2d_takes_the_kernel_where_it_pays() {
     assert!(kernels::conv2d_wgsl(&same, x.clone()).is_none());
     // Not on wgpu: no kernel.
     let cpu = conv_on(&layer, &Device::flex());
-    assert!(kernels::conv2d_wgsl(&cpu, x.to_device(&Device::flex())).is_none());
+    assert!(kernels::conv2d_im2col(&same, x.clone()).is_none());
+    assert!(kernels::conv2d_wgsl(&cpu, x.clone().to_device(&Device::flex())).is_none());
+    assert!(kernels::conv2d_im2col(&cpu, x.to_device(&Device::flex())).is_none());
 }

@@ -159,6 +159,9 @@ async fn conv2d_matches_burn() {
         assert!(d <= 1e-4, "{what}: kernel vs burn on WebGPU: {d:e}");
         let d = max_abs_diff(&fused, &burn_cpu);
         assert!(d <= 1e-4, "{what}: kernel vs burn on the CPU: {d:e}");
+        let im2col = kernels::conv2d_im2col(&c_gpu, tensor(&x, shape, &gpu)).expect("im2col covers it");
+        let d = max_abs_diff(&read(im2col).await, &burn_cpu);
+        assert!(d <= 1e-4, "{what}: im2col + matmul on WebGPU vs burn on the CPU: {d:e}");
     }
 }
 

@@ -55,6 +55,11 @@ pub trait WgslKernels: Backend {
         geometry: [usize; 6],
     ) -> FloatTensor<Self>;
 
+    /// See `shaders/im2col.wgsl`: `x` `[n, c_in, h, w]` → the patch matrix's columns
+    /// `q0 .. q0 + nq`, `[c_in * kh * kw, nq]`; `geometry`: `[kh, kw, stride h, stride w,
+    /// pad top, pad left, h_out, w_out]`.
+    fn im2col(x: FloatTensor<Self>, geometry: [usize; 8], q0: usize, nq: usize) -> FloatTensor<Self>;
+
     /// See `shaders/attention.wgsl`.
     fn attention(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>) -> FloatTensor<Self>;
 
@@ -72,6 +77,7 @@ struct Wgsl {
 
 const GROUP_NORM_SILU: Wgsl =
     Wgsl { name: "group_norm_silu", source: include_str!("../../../shaders/group_norm_silu.wgsl") };
+const IM2COL: Wgsl = Wgsl { name: "im2col", source: include_str!("../../../shaders/im2col.wgsl") };
 const DDIM_STEP: Wgsl = Wgsl { name: "ddim_step", source: include_str!("../../../shaders/ddim_step.wgsl") };
 
 impl KernelSource for Wgsl {
@@ -245,6 +251,17 @@ impl WgslKernels for CubeBackend {
         out
     }
 
+    fn im2col(x: FloatTensor<Self>, geometry: [usize; 8], q0: usize, nq: usize) -> FloatTensor<Self> {
+        let x = into_contiguous(x);
+        let xs = x.meta.shape().clone();
+        let [kh, kw, sh, sw, ph, pw, hout, wout] = geometry;
+        let cin = xs[1];
+        let out = empty_like(&x, Shape::new([cin * kh * kw, nq]));
+        let p = [cin, xs[2], xs[3], hout, wout, kh, kw, sh, sw, ph, pw, q0, nq].map(|v| v as u32);
+        launch(IM2COL, 256, (nq.div_ceil(256) as u32, cin as u32), &[&x, &out], &p);
+        out
+    }
+
     fn attention(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>) -> FloatTensor<Self> {
         let (q, k, v) = (into_contiguous(q), into_contiguous(k), into_contiguous(v));
         let shape = q.meta.shape().clone();
@@ -326,6 +343,60 @@ pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>, geometry: [usize
         geometry,
     );
     Tensor::from_dispatch(out)
+}
+
+/// The largest patch-matrix chunk [`conv2d_im2col`] builds at once: WebGPU's default
+/// `maxStorageBufferBindingSize` (128 MiB), so every chunk binds on any adapter.
+pub const IM2COL_MAX_BYTES: usize = 128 << 20;
+
+/// Whether `shaders/im2col.wgsl` and the products after it cover an `[n, c_in, h, w]`
+/// input with a `[c_out, c_in, kh, kw]` weight and an `[h_out, w_out]` output.
+pub fn im2col_fits(x: [usize; 4], weight: [usize; 4], out: [usize; 2]) -> bool {
+    let [n, c, h, w] = x;
+    let rows = c * weight[2] * weight[3];
+    let limit = u32::MAX as usize;
+    let columns = n * out[0] * out[1];
+    c <= MAX_WORKGROUPS
+        && rows > 0
+        && columns > 0
+        && rows * 4 <= IM2COL_MAX_BYTES
+        && weight[0] * 4 <= IM2COL_MAX_BYTES
+        && n * c * h * w < limit
+        && rows * columns < limit
+        && weight[0] * columns < limit
+}
+
+/// A 2-D convolution as `shaders/im2col.wgsl` then Burn's matmul, chunk by chunk of
+/// output pixels so that no patch matrix or product exceeds [`IM2COL_MAX_BYTES`]; the
+/// caller checked [`im2col_fits`], groups 1 and dilation 1. `geometry` as [`conv2d`]'s.
+pub fn conv2d_im2col(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, geometry: [usize; 6]) -> Tensor<4> {
+    let [n, _, _, _] = x.dims();
+    let [c_out, c_in, kh, kw] = weight.dims();
+    let [sh, sw, ph, pw, hout, wout] = geometry;
+    let rows = c_in * kh * kw;
+    let columns = n * hout * wout;
+    let chunk = (IM2COL_MAX_BYTES / 4 / rows.max(c_out)).clamp(1, columns);
+    let matrix = weight.reshape([c_out, rows]);
+    let x = x.into_dispatch();
+    let parts: Vec<Tensor<2>> = (0..columns)
+        .step_by(chunk)
+        .map(|q0| {
+            let nq = chunk.min(columns - q0);
+            let cols = <burn::backend::Dispatch as WgslKernels>::im2col(
+                x.clone(),
+                [kh, kw, sh, sw, ph, pw, hout, wout],
+                q0,
+                nq,
+            );
+            matrix.clone().matmul(Tensor::from_dispatch(cols))
+        })
+        .collect();
+    let y = if parts.len() == 1 { parts.into_iter().next().expect("one part") } else { Tensor::cat(parts, 1) };
+    let y = match bias {
+        Some(b) => y.add(b.reshape([c_out, 1])),
+        None => y,
+    };
+    if n == 1 { y.reshape([1, c_out, hout, wout]) } else { y.reshape([c_out, n, hout, wout]).swap_dims(0, 1) }
 }
 
 /// Whether `shaders/attention.wgsl` covers these `[batch, heads, n, d]` shapes.

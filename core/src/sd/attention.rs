@@ -17,11 +17,28 @@ use burn::tensor::activation::{gelu, softmax};
 /// `q`: `[batch, heads, n_q, d]`, `k` and `v`: `[batch, heads, n_kv, d]`; returns
 /// `[batch, heads, n_q, d]`. This is the reference a fused GPU kernel replaces
 /// behind the same signature.
+///
+/// Where the scores of all queries would exceed [`SCORES_MAX_BYTES`] (SD's first
+/// self-attention at 64×64 latents: 2 × 8 heads × 4096² f32 is 1 GiB), the queries run in
+/// chunks whose scores fit: each row's softmax still sees every key, so the result is
+/// the same, and no buffer outgrows what a WebGPU adapter binds by default.
 pub fn scaled_dot_product_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
-    let d = q.dims()[3];
-    let scores = q.mul_scalar(1.0 / (d as f64).sqrt()).matmul(k.swap_dims(2, 3));
-    softmax(scores, 3).matmul(v)
+    let [b, h, nq, d] = q.dims();
+    let nk = k.dims()[2];
+    let row_bytes = b * h * nk * core::mem::size_of::<f32>();
+    let chunk = (SCORES_MAX_BYTES / row_bytes.max(1)).max(1);
+    let k_t = k.swap_dims(2, 3);
+    let attend = |q: Tensor<4>| softmax(q.mul_scalar(1.0 / (d as f64).sqrt()).matmul(k_t.clone()), 3).matmul(v.clone());
+    if chunk >= nq {
+        return attend(q);
+    }
+    let parts = (0..nq).step_by(chunk).map(|start| attend(q.clone().narrow(2, start, chunk.min(nq - start))));
+    Tensor::cat(parts.collect(), 2)
 }
+
+/// The largest attention-score tensor [`scaled_dot_product_attention`] builds at once:
+/// WebGPU's default `maxStorageBufferBindingSize` (128 MiB).
+pub const SCORES_MAX_BYTES: usize = 128 << 20;
 
 /// diffusers `Attention` without biases on q/k/v (the UNet's setting).
 #[derive(Module, Debug)]
@@ -205,5 +222,27 @@ impl Transformer2DModel {
             Projection::Linear(lin) => to_map(lin.forward(tokens)),
         };
         out.add(x)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Device, Distribution};
+
+    #[test]
+    fn chunked_attention_equals_one_pass() {
+        // 4096 queries × 8193 keys of f32 scores is 128 MiB + 128 KiB: two chunks.
+        let device = Device::flex();
+        let q = Tensor::<4>::random([1, 1, 4096, 8], Distribution::Normal(0.0, 1.0), &device);
+        let k = Tensor::<4>::random([1, 1, 8193, 8], Distribution::Normal(0.0, 1.0), &device);
+        let v = Tensor::<4>::random([1, 1, 8193, 8], Distribution::Normal(0.0, 1.0), &device);
+        assert!(4096 * 8193 * 4 > SCORES_MAX_BYTES);
+        let chunked = scaled_dot_product_attention(q.clone(), k.clone(), v.clone());
+        let scores = q.mul_scalar(1.0 / 8f64.sqrt()).matmul(k.swap_dims(2, 3));
+        let whole = softmax(scores, 3).matmul(v);
+        assert_eq!(chunked.dims(), [1, 1, 4096, 8]);
+        let diff: f32 = chunked.sub(whole).abs().max().into_scalar();
+        assert!(diff <= 1e-6, "chunked vs one pass: {diff:e}");
     }
 }

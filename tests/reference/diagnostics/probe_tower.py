@@ -2,7 +2,7 @@
 read from the tower's patch features, the ones the LLaVA run's projector sees?
 
     train-native data --out /tmp/world --n 3000
-    /root/.cache/pyref/bin/python tests/reference/probe_tower.py /tmp/world \
+    /root/.cache/pyref/bin/python tests/reference/diagnostics/probe_tower.py /tmp/world \
         train-native/assets/siglip-shapes [more SiglipVisionModel folders]
 
 For every tower (loaded with transformers' SiglipVisionModel, preprocessed as the run's
@@ -13,6 +13,11 @@ generation images and scored on its test split. Labels come from the captions:
 the cell's kind (circle, square, triangle or none) and its colour (or none).
 Prints one line per tower, layer and attribute: held-out accuracy over all cells (mean, and
 the lowest cell) and over the occupied cells only (chance: a third for kinds, a sixth for colours).
+
+Those probes weigh every token separately, which a decoder's attention cannot: it reads every
+image token through the same value projection. So a second probe is shared by all cells: one
+logistic regression reads the kind from the single token that overlaps the cell most. Last, the
+eigenvalues of the tokens' feature covariance show how anisotropic the features are.
 """
 import json
 import re
@@ -53,7 +58,7 @@ def load(world, split):
     return files, labels
 
 
-def features(model, files):
+def features(model, files, flatten=True):
     side = model.config.image_size
     out = {-2: [], -1: []}
     with torch.no_grad():
@@ -65,7 +70,8 @@ def features(model, files):
             ]
             states = model(pixel_values=torch.tensor(np.stack(px)).permute(0, 3, 1, 2), output_hidden_states=True)
             for layer in out:
-                out[layer].append(states.hidden_states[layer].flatten(1).numpy())
+                h = states.hidden_states[layer]
+                out[layer].append((h.flatten(1) if flatten else h).numpy())
     return {layer: np.concatenate(v) for layer, v in out.items()}
 
 
@@ -96,6 +102,41 @@ def main():
                     f"{tower} hidden_states[{layer}] {name}: held-out accuracy {100 * np.mean(scores):.1f} % "
                     f"(lowest cell {100 * min(scores):.1f} %), on the {asked} occupied cells {100 * right / asked:.1f} %"
                 )
+
+        shared_probe(model, train_files, train_labels, test_files, test_labels)
+
+
+def covering_token(side, patch, cell):
+    """The index of the patch token that overlaps `cell` of the 3×3 grid most."""
+    g = side // patch
+    r, c = cell
+    def overlap(i, lo):
+        return max(0.0, min((i + 1) * patch, (lo + 1) * side / 3) - max(i * patch, lo * side / 3))
+    return max(((i, j) for i in range(g) for j in range(g)), key=lambda ij: overlap(ij[0], r) * overlap(ij[1], c))
+
+
+def shared_probe(model, train_files, train_labels, test_files, test_labels):
+    side, patch = model.config.image_size, model.config.patch_size
+    g = side // patch
+    train, test = features(model, train_files, False), features(model, test_files, False)
+    for layer in (-2, -1):
+        def rows(feats, labels):
+            x, y = [], []
+            for f, cells in zip(feats[layer], labels):
+                for cell, (kind, _) in cells.items():
+                    i, j = covering_token(side, patch, cell)
+                    x.append(f[i * g + j])
+                    y.append(kind)
+            return np.array(x), y
+        (xt, yt), (xh, yh) = rows(train, train_labels), rows(test, test_labels)
+        probe = LogisticRegression(max_iter=3000).fit(xt, yt)
+        tokens = train[layer].reshape(-1, train[layer].shape[-1])
+        eig = np.linalg.eigvalsh(np.cov(tokens.T))[::-1]
+        print(
+            f"  hidden_states[{layer}]: one probe shared by all cells, reading the covering token: kind "
+            f"{100 * probe.score(xh, yh):.1f} % of {len(yh)} occupied held-out cells; feature covariance "
+            f"eigenvalues: largest {eig[0]:.3g}, median {np.median(eig):.3g}, smallest {eig[-1]:.3g}"
+        )
 
 
 if __name__ == "__main__":
