@@ -39,7 +39,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub only: Option<String>,
     /// `--kernels`: the latent sides of the whole-diffusion-step rows (SD-1.4 UNet; default 32 and 64).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', requires = "kernels")]
     pub latents: Vec<usize>,
     /// Timed runs per measurement after the warm-up (default: 3 with `--quick`, else 5).
     #[arg(long)]

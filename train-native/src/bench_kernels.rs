@@ -46,12 +46,7 @@ fn group_norm(channels: usize, device: &Device) -> GroupNorm {
     }
 }
 
-fn bench_group_norm_silu(
-    quick: bool,
-    runs: usize,
-    _latents: &[usize],
-    device: &Device,
-) -> anyhow::Result<Vec<KernelRow>> {
+fn bench_group_norm_silu(quick: bool, runs: usize, device: &Device) -> anyhow::Result<Vec<KernelRow>> {
     // The UNet's ResnetBlock inputs at 512×512 (64×64 latents), batch 2 for guidance.
     let shapes: &[[usize; 4]] = if quick {
         &[[2, 64, 32, 32], [2, 128, 16, 16]]
@@ -77,7 +72,7 @@ fn conv(c_in: usize, c_out: usize, k: usize, stride: usize, device: &Device) -> 
         .init(device)
 }
 
-fn bench_conv2d(quick: bool, runs: usize, _latents: &[usize], device: &Device) -> anyhow::Result<Vec<KernelRow>> {
+fn bench_conv2d(quick: bool, runs: usize, device: &Device) -> anyhow::Result<Vec<KernelRow>> {
     // (input, c_out, kernel, stride): the UNet's resnet convs at 32×32 latents, its stride-2
     // downsampler, a 1×1 shortcut / attention projection, and conv_in; batch 2 for guidance.
     let shapes: &[([usize; 4], usize, usize, usize)] = if quick {
@@ -109,7 +104,7 @@ fn bench_conv2d(quick: bool, runs: usize, _latents: &[usize], device: &Device) -
     Ok(rows)
 }
 
-fn bench_attention(quick: bool, runs: usize, _latents: &[usize], device: &Device) -> anyhow::Result<Vec<KernelRow>> {
+fn bench_attention(quick: bool, runs: usize, device: &Device) -> anyhow::Result<Vec<KernelRow>> {
     // ([b, heads, n_q, d], n_kv): SD 1.x self-attention at 32×32 and 16×16 latent tokens and
     // cross-attention over 77 text tokens, batch 2 for guidance (8 heads).
     let shapes: &[([usize; 4], usize)] = if quick {
@@ -130,7 +125,7 @@ fn bench_attention(quick: bool, runs: usize, _latents: &[usize], device: &Device
     Ok(rows)
 }
 
-fn bench_ddim_step(quick: bool, runs: usize, _latents: &[usize], device: &Device) -> anyhow::Result<Vec<KernelRow>> {
+fn bench_ddim_step(quick: bool, runs: usize, device: &Device) -> anyhow::Result<Vec<KernelRow>> {
     use genllava::scheduler::{Ddim, Scheduler, SchedulerConfig};
     // SD 1.x latents (4 channels) at 512×512 and 768×768 for one and four images; the UNet
     // output holds twice as many rows (uncond and cond, guidance on).
@@ -156,7 +151,7 @@ fn bench_ddim_step(quick: bool, runs: usize, _latents: &[usize], device: &Device
     Ok(rows)
 }
 
-fn bench_quant_matmul(quick: bool, runs: usize, _latents: &[usize], device: &Device) -> anyhow::Result<Vec<KernelRow>> {
+fn bench_quant_matmul(quick: bool, runs: usize, device: &Device) -> anyhow::Result<Vec<KernelRow>> {
     use genllava::quant::Quant;
     // (rows, k, n): Mistral-7B's attention projection (4096 → 4096) at a decode step (one
     // row) and at prefills of 16 and 64 rows; smaller with --quick. (Its 4096 → 14336 MLP
@@ -201,7 +196,8 @@ fn table(rows: &[KernelRow]) -> String {
 /// uncond/cond batch of two, then the guided DDIM update; with the kernels
 /// (GroupNorm + SiLU in every resnet and output norm, the fused step) and with
 /// Burn's ops only ([`kernels::set_enabled`]), on the same device, model and inputs.
-/// SD 1.4's UNet (random weights) at 32×32 and 64×64 latents; the tiny test UNet with `--quick`.
+/// SD 1.4's UNet (random weights) at `latents` sides (default 32×32 and 64×64); the tiny
+/// test UNet at its own size with `--quick`.
 fn bench_diffusion_step(
     quick: bool,
     runs: usize,
@@ -211,6 +207,9 @@ fn bench_diffusion_step(
     use genllava::scheduler::{Ddim, Scheduler, SchedulerConfig};
     use genllava::sd::unet::{UNet2DConditionConfig, UNet2DConditionModel};
     let (config, latents, label) = if quick {
+        if !latents.is_empty() {
+            anyhow::bail!("--latents sets the SD-1.4 UNet's latent sides; --quick times the tiny UNet at its own size");
+        }
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/unet-tiny/config.json");
         let json: serde_json::Value = serde_json::from_slice(&crate::files::read(&path)?)?;
         let side = json["sample_size"].as_u64().unwrap_or(8) as usize;
@@ -264,7 +263,7 @@ fn bench_diffusion_step(
     Ok(rows)
 }
 
-type Bench = fn(bool, usize, &[usize], &Device) -> anyhow::Result<Vec<KernelRow>>;
+type Bench<'a> = &'a dyn Fn() -> anyhow::Result<Vec<KernelRow>>;
 
 /// Run every kernel benchmark on `device`, which must take the WGSL path; `only`
 /// keeps the kernels whose name contains it; `latents`, the whole step's latent sides.
@@ -273,17 +272,17 @@ pub fn run(device: &Device, quick: bool, runs: usize, only: Option<&str>, latent
         anyhow::bail!("bench --kernels compares the WGSL kernels with Burn on one wgpu device: pass --device wgpu");
     }
     let benches: [(&str, Bench); 6] = [
-        ("group_norm_silu", bench_group_norm_silu),
-        ("conv2d", bench_conv2d),
-        ("attention", bench_attention),
-        ("ddim_step", bench_ddim_step),
-        ("matmul_q8, matmul_q4", bench_quant_matmul),
-        ("whole diffusion step", bench_diffusion_step),
+        ("group_norm_silu", &|| bench_group_norm_silu(quick, runs, device)),
+        ("conv2d", &|| bench_conv2d(quick, runs, device)),
+        ("attention", &|| bench_attention(quick, runs, device)),
+        ("ddim_step", &|| bench_ddim_step(quick, runs, device)),
+        ("matmul_q8, matmul_q4", &|| bench_quant_matmul(quick, runs, device)),
+        ("whole diffusion step", &|| bench_diffusion_step(quick, runs, latents, device)),
     ];
     let mut rows = Vec::new();
     for (name, bench) in benches {
         if only.is_none_or(|o| name.contains(o)) {
-            rows.extend(bench(quick, runs, latents, device)?);
+            rows.extend(bench()?);
         }
     }
     if rows.is_empty() {

@@ -335,14 +335,21 @@ fn conv2d_takes_im2col_on_wgpu() {
     let x = Tensor::<4>::random([2, 8, 16, 16], Distribution::Normal(0.0, 1.0), &gpu);
     let im2col = kernels::conv2d_im2col(&layer, x.clone()).expect("im2col covers it");
     assert_eq!(max_abs_diff(kernels::conv2d(&layer, x), im2col), 0.0);
+    // 49 taps: past the implicit-GEMM kernel's 32, still im2col + matmul.
+    let wide = conv_layer([3, 5], [7, 7], [1, 1], (3, 3, 3, 3), true, &gpu);
+    let x = Tensor::<4>::random([1, 3, 12, 12], Distribution::Normal(0.0, 1.0), &gpu);
+    assert!(kernels::conv2d_wgsl(&wide, x.clone()).is_none());
+    let im2col = kernels::conv2d_im2col(&wide, x.clone()).expect("im2col has no tap limit");
+    let d = max_abs_diff(im2col, kernels::conv2d_reference(&wide, x));
+    assert!(d <= 1e-4, "7×7 conv through im2col: {d:e}");
     // A same-padded conv is not covered: the reference runs.
     let mut same = layer.clone();
     same.padding = burn::nn::PaddingConfig2d::Same;
     let x = Tensor::<4>::random([1, 8, 16, 16], Distribution::Normal(0.0, 1.0), &gpu);
     assert!(kernels::conv2d_wgsl(&same, x.clone()).is_none());
+    assert!(kernels::conv2d_im2col(&same, x.clone()).is_none());
     // Not on wgpu: no kernel.
     let cpu = conv_on(&layer, &Device::flex());
-    assert!(kernels::conv2d_im2col(&same, x.clone()).is_none());
     assert!(kernels::conv2d_wgsl(&cpu, x.clone().to_device(&Device::flex())).is_none());
     assert!(kernels::conv2d_im2col(&cpu, x.to_device(&Device::flex())).is_none());
 }

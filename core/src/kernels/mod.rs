@@ -133,7 +133,11 @@ fn conv2d_launch(conv: &Conv2d, x: Tensor<4>, min_pixels: usize) -> Option<Tenso
         return None;
     }
     let weight = conv.weight.val();
-    let [c_out, _, _, _] = weight.dims();
+    let [c_out, _, kh, kw] = weight.dims();
+    // One bit per tap marks the taps inside the input.
+    if kh * kw > 32 {
+        return None;
+    }
     let bias = match &conv.bias {
         Some(b) => b.val(),
         None => Tensor::zeros([c_out], &x.device()),
@@ -147,7 +151,7 @@ fn conv2d_launch(conv: &Conv2d, x: Tensor<4>, min_pixels: usize) -> Option<Tenso
 }
 
 /// `[stride h, stride w, pad top, pad left, h_out, w_out]` of `conv` on an `x`
-/// shaped `[n, c, h, w]`, when the kernel covers it (groups 1, dilation 1, the
+/// shaped `[n, c, h, w]`, when the kernels cover it (groups 1, dilation 1, the
 /// weight's input channels equal to `c`, explicit or no padding, a non-empty output).
 #[cfg_attr(not(feature = "wgpu-kernels"), allow(dead_code))]
 fn conv2d_geometry(conv: &Conv2d, x: [usize; 4]) -> Option<[usize; 6]> {
@@ -163,8 +167,7 @@ fn conv2d_geometry(conv: &Conv2d, x: [usize; 4]) -> Option<[usize; 6]> {
         return None;
     }
     let (hp, wp) = (h + top + bottom, w + left + right);
-    // One bit per tap marks the taps inside the input.
-    if hp < kh || wp < kw || kh == 0 || kw == 0 || kh * kw > 32 {
+    if hp < kh || wp < kw || kh == 0 || kw == 0 {
         return None;
     }
     Some([sh, sw, top, left, (hp - kh) / sh + 1, (wp - kw) / sw + 1])

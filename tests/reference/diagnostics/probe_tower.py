@@ -58,17 +58,19 @@ def load(world, split):
     return files, labels
 
 
+def pixels(path, side):
+    """An image file as the run's SiglipImageProcessor feeds it: bicubic to `side`, mean 0.5, std 0.5, [3, side, side]."""
+    rgb = np.asarray(Image.open(path).convert("RGB").resize((side, side), Image.BICUBIC), np.float32)
+    return torch.tensor((rgb / 255 - 0.5) / 0.5).permute(2, 0, 1)
+
+
 def features(model, files, flatten=True):
     side = model.config.image_size
     out = {-2: [], -1: []}
     with torch.no_grad():
         for k in range(0, len(files), 64):
-            px = [
-                (np.asarray(Image.open(f).convert("RGB").resize((side, side), Image.BICUBIC), np.float32) / 255 - 0.5)
-                / 0.5
-                for f in files[k : k + 64]
-            ]
-            states = model(pixel_values=torch.tensor(np.stack(px)).permute(0, 3, 1, 2), output_hidden_states=True)
+            px = torch.stack([pixels(f, side) for f in files[k : k + 64]])
+            states = model(pixel_values=px, output_hidden_states=True)
             for layer in out:
                 h = states.hidden_states[layer]
                 out[layer].append((h.flatten(1) if flatten else h).numpy())

@@ -15,12 +15,10 @@ at steps 0, 500 and the last. Not part of the tests.
 """
 import collections, json, math, os, random, sys
 
-import numpy as np
 import torch
-from PIL import Image
+from probe_tower import pixels
 from tokenizers import Tokenizer
-from transformers import (LlavaConfig, LlavaForConditionalGeneration, SiglipVisionConfig, MistralConfig,
-                          SiglipVisionModel, logging)
+from transformers import LlavaConfig, LlavaForConditionalGeneration, MistralConfig, SiglipVisionModel, logging
 logging.set_verbosity_error()
 torch.manual_seed(0); random.seed(0)
 world, tower = sys.argv[1], sys.argv[2]
@@ -45,8 +43,7 @@ def load(split):
     for r in recs:
         q = r["conversations"][0]["value"].replace("<image>\n", "")
         a = r["conversations"][1]["value"]
-        img = Image.open(f"{world}/images/{r['image']}").convert("RGB").resize((vc.image_size, vc.image_size), Image.BICUBIC)
-        px = torch.tensor((np.asarray(img, np.float32) / 255 - 0.5) / 0.5).permute(2, 0, 1)
+        px = pixels(f"{world}/images/{r['image']}", vc.image_size)
         prompt = tok.encode("USER: <image>\n" + q + " ASSISTANT:").ids
         ans = tok.encode(" " + a, add_special_tokens=False).ids + [2]
         prompt = [i for t in prompt for i in ([4] * npatch if t == 4 else [t])]

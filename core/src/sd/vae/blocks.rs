@@ -59,7 +59,7 @@ impl ResnetBlock2D {
         let h = crate::kernels::conv2d(&self.conv1, self.norm_act(&self.norm1, x.clone()));
         let h = crate::kernels::conv2d(&self.conv2, self.norm_act(&self.norm2, h));
         let x = match &self.conv_shortcut {
-            Some(c) => c.forward(x),
+            Some(c) => crate::kernels::conv2d(c, x),
             None => x,
         };
         x.add(h)
