@@ -121,6 +121,38 @@ fn bench_attention(quick: bool, runs: usize, device: &Device) -> anyhow::Result<
         let wgsl = median_secs(runs, device, || kernels::attention(q.clone(), k.clone(), v.clone()))?;
         let burn = median_secs(runs, device, || kernels::attention_reference(q.clone(), k.clone(), v.clone()))?;
         rows.push(KernelRow { kernel: "attention", shape: format!("q {q_shape:?}, {nk} keys"), wgsl, burn });
+        // What the UNet runs on wgpu: Burn's two matmuls around the fused scaled softmax.
+        let scale = 1.0 / (d as f32).sqrt();
+        let k_t = k.clone().swap_dims(2, 3);
+        let fused = median_secs(runs, device, || {
+            kernels::softmax_scaled(q.clone().matmul(k_t.clone()), scale).matmul(v.clone())
+        })?;
+        rows.push(KernelRow {
+            kernel: "attention via matmul + softmax.wgsl",
+            shape: format!("q {q_shape:?}, {nk} keys"),
+            wgsl: fused,
+            burn,
+        });
+    }
+    Ok(rows)
+}
+
+fn bench_softmax(quick: bool, runs: usize, device: &Device) -> anyhow::Result<Vec<KernelRow>> {
+    // Attention scores [b, heads, n_q, n_kv], batch 2 for guidance: self-attention at 32×32
+    // latents, one 128 MiB query chunk of it at 64×64, cross-attention over 77 tokens.
+    let shapes: &[[usize; 4]] = if quick {
+        &[[2, 8, 256, 256], [2, 8, 256, 77]]
+    } else {
+        &[[2, 8, 1024, 1024], [2, 8, 512, 4096], [2, 8, 4096, 77]]
+    };
+    let mut rows = Vec::new();
+    for &shape in shapes {
+        let x = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), device);
+        let scale = 1.0 / 40f32.sqrt();
+        // The kernel works in place on a buffer of its own, so each run gets a fresh copy (both ways).
+        let wgsl = median_secs(runs, device, || kernels::softmax_scaled(x.clone().add_scalar(0.0), scale))?;
+        let burn = median_secs(runs, device, || kernels::softmax_scaled_reference(x.clone().add_scalar(0.0), scale))?;
+        rows.push(KernelRow { kernel: "softmax (scaled)", shape: format!("{shape:?}"), wgsl, burn });
     }
     Ok(rows)
 }
@@ -271,10 +303,11 @@ pub fn run(device: &Device, quick: bool, runs: usize, only: Option<&str>, latent
     if !kernels::wgsl_active(device) {
         anyhow::bail!("bench --kernels compares the WGSL kernels with Burn on one wgpu device: pass --device wgpu");
     }
-    let benches: [(&str, Bench); 6] = [
+    let benches: [(&str, Bench); 7] = [
         ("group_norm_silu", &|| bench_group_norm_silu(quick, runs, device)),
         ("conv2d", &|| bench_conv2d(quick, runs, device)),
         ("attention", &|| bench_attention(quick, runs, device)),
+        ("softmax", &|| bench_softmax(quick, runs, device)),
         ("ddim_step", &|| bench_ddim_step(quick, runs, device)),
         ("matmul_q8, matmul_q4", &|| bench_quant_matmul(quick, runs, device)),
         ("whole diffusion step", &|| bench_diffusion_step(quick, runs, latents, device)),

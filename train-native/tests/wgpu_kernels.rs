@@ -129,6 +129,73 @@ fn attention_matches_burn() {
 }
 
 #[test]
+fn softmax_scaled_matches_burn() {
+    let gpu = wgpu();
+    let cpu = Device::flex();
+    // Attention scores: SD self-attention rows (4096 keys), cross-attention over 77 tokens,
+    // short rows, one column, a row count that is not a multiple of the 64-row workgroup,
+    // and more rows than one dispatch dimension holds (4.3 M > 65,535 workgroups × 64).
+    let cases: [(&[usize], f32); 6] = [
+        (&[2, 8, 16, 4096], 1.0 / 40f32.sqrt()),
+        (&[2, 8, 64, 77], 1.0 / 80f32.sqrt()),
+        (&[3, 5, 300], 0.125),
+        (&[7, 1], 1.0),
+        (&[4_300_000, 2], 0.5),
+        (&[4, 1000], 3.0),
+    ];
+    for (shape, scale) in cases {
+        for spread in [1.0, 30.0] {
+            // `spread` 30 makes exp overflow unless the row maximum is taken out first.
+            let x = Tensor::<1>::random([shape.iter().product::<usize>()], Distribution::Normal(0.0, spread), &gpu);
+            let what = format!("{shape:?} scale {scale} spread {spread}");
+            let (kernel, burn_gpu, burn_cpu) = match shape.len() {
+                2 => {
+                    let x = x.reshape([shape[0], shape[1]]);
+                    let k = kernels::softmax_scaled(x.clone(), scale).reshape([-1]);
+                    let g = kernels::softmax_scaled_reference(x.clone(), scale).reshape([-1]);
+                    let c = kernels::softmax_scaled_reference(x.to_device(&cpu), scale).reshape([-1]);
+                    (k, g, c)
+                }
+                3 => {
+                    let x = x.reshape([shape[0], shape[1], shape[2]]);
+                    let k = kernels::softmax_scaled(x.clone(), scale).reshape([-1]);
+                    let g = kernels::softmax_scaled_reference(x.clone(), scale).reshape([-1]);
+                    let c = kernels::softmax_scaled_reference(x.to_device(&cpu), scale).reshape([-1]);
+                    (k, g, c)
+                }
+                _ => {
+                    let x = x.reshape([shape[0], shape[1], shape[2], shape[3]]);
+                    let k = kernels::softmax_scaled(x.clone(), scale).reshape([-1]);
+                    let g = kernels::softmax_scaled_reference(x.clone(), scale).reshape([-1]);
+                    let c = kernels::softmax_scaled_reference(x.to_device(&cpu), scale).reshape([-1]);
+                    (k, g, c)
+                }
+            };
+            let diff = max_abs_diff(kernel.clone(), burn_gpu);
+            assert!(diff <= 1e-5, "{what}: kernel vs burn on wgpu: {diff:e}");
+            let diff = max_abs_diff(kernel.to_device(&cpu), burn_cpu);
+            // Vulkan/WebGPU `exp` may be off by 3 + 2|x| ulp, so against the CPU the rows of
+            // large scores differ by a few 1e-6.
+            assert!(diff <= 5e-5, "{what}: kernel vs burn on cpu: {diff:e}");
+        }
+    }
+}
+
+#[test]
+fn softmax_scaled_leaves_shared_inputs_alone() {
+    let gpu = wgpu();
+    // The input is still held (and strided): the kernel must write a copy, not into it.
+    let x = Tensor::<2>::random([40, 300], Distribution::Normal(0.0, 2.0), &gpu);
+    let before = x.clone().into_data();
+    let strided = x.clone().swap_dims(0, 1);
+    let y = kernels::softmax_scaled(x.clone(), 0.5);
+    let y_strided = kernels::softmax_scaled(strided.clone(), 0.5);
+    assert_eq!(x.clone().into_data(), before, "the kernel wrote into a tensor that was still in use");
+    assert!(max_abs_diff(y, kernels::softmax_scaled_reference(x, 0.5)) <= 1e-5);
+    assert!(max_abs_diff(y_strided, kernels::softmax_scaled_reference(strided, 0.5)) <= 1e-5);
+}
+
+#[test]
 fn attention_reads_strided_heads() {
     let gpu = wgpu();
     // As the UNet splits heads: [b, n, h, d] swapped to [b, h, n, d], not contiguous.

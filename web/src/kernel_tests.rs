@@ -198,6 +198,28 @@ async fn attention_matches_burn() {
 }
 
 #[wasm_bindgen_test]
+async fn softmax_scaled_matches_burn() {
+    let gpu = webgpu().await;
+    let cpu = Device::flex();
+    // ([rows, cols], scale, spread): self-attention rows of 4096 keys, cross-attention's 77,
+    // rows shorter than the workgroup, and scores large enough to overflow exp unshifted.
+    let cases: [([usize; 2], f32, f32); 4] =
+        [([32, 4096], 0.158, 1.0), ([96, 77], 0.112, 1.0), ([5, 3], 1.0, 1.0), ([40, 300], 0.5, 30.0)];
+    for (i, ([rows, cols], scale, spread)) in cases.into_iter().enumerate() {
+        let x = values(rows * cols, 40 + i as u32, 0.0, spread);
+        let kernel = read(kernels::softmax_scaled(tensor(&x, [rows, cols], &gpu), scale)).await;
+        let burn_gpu = read(kernels::softmax_scaled_reference(tensor(&x, [rows, cols], &gpu), scale)).await;
+        let burn_cpu = read(kernels::softmax_scaled_reference(tensor(&x, [rows, cols], &cpu), scale)).await;
+        let what = format!("[{rows}, {cols}] scale {scale} spread {spread}");
+        let diff = max_abs_diff(&kernel, &burn_gpu);
+        assert!(diff <= 1e-5, "{what}: kernel vs burn on WebGPU: {diff:e}");
+        let diff = max_abs_diff(&kernel, &burn_cpu);
+        // WebGPU `exp` may be off by 3 + 2|x| ulp: rows of large scores differ from the CPU by a few 1e-6.
+        assert!(diff <= 5e-5, "{what}: kernel vs burn on cpu: {diff:e}");
+    }
+}
+
+#[wasm_bindgen_test]
 async fn guided_ddim_step_matches_the_scheduler() {
     let gpu = webgpu().await;
     let cpu = Device::flex();

@@ -178,13 +178,30 @@ pub fn conv2d_reference(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     conv.forward(x)
 }
 
+/// `softmax(scale · x)` along the last dim (attention's scores, `scale` = 1/√d > 0): one
+/// two-pass kernel on wgpu (`shaders/softmax.wgsl`, in place where the buffer is the
+/// tensor's own), [`softmax_scaled_reference`] elsewhere.
+pub fn softmax_scaled<const D: usize>(x: Tensor<D>, scale: f32) -> Tensor<D> {
+    #[cfg(feature = "wgpu-kernels")]
+    if wgsl_active(&x.device()) && x.dtype() == DType::F32 && scale > 0.0 && wgpu::softmax_fits(&x.dims()) {
+        return wgpu::softmax_scaled(x, scale);
+    }
+    softmax_scaled_reference(x, scale)
+}
+
+/// Burn's `softmax(scale · x)` along the last dim.
+pub fn softmax_scaled_reference<const D: usize>(x: Tensor<D>, scale: f32) -> Tensor<D> {
+    activation::softmax(x.mul_scalar(scale), D - 1)
+}
+
 /// Scaled dot-product attention `softmax(q kᵀ / √d) v` on `q` `[batch, heads, n_q, d]`,
 /// `k`, `v` `[batch, heads, n_kv, d]` → `[batch, heads, n_q, d]`: one flash-style
 /// kernel on wgpu (`shaders/attention.wgsl`, the scores never stored),
 /// [`attention_reference`] elsewhere.
 ///
-/// Not yet called by the UNet (`sd::attention` runs Burn's matmul path): on
-/// lavapipe it is 2–7× slower than Burn's ops (README, `bench --kernels`).
+/// Not called by the UNet: on lavapipe it is 2–7× slower than Burn's ops (README,
+/// `bench --kernels`), so `sd::attention` runs Burn's two matmuls around
+/// [`softmax_scaled`] instead.
 pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
     #[cfg(feature = "wgpu-kernels")]
     if wgsl_active(&q.device())

@@ -60,6 +60,10 @@ pub trait WgslKernels: Backend {
     /// pad top, pad left, h_out, w_out]`.
     fn im2col(x: FloatTensor<Self>, geometry: [usize; 8], q0: usize, nq: usize) -> FloatTensor<Self>;
 
+    /// See `shaders/softmax.wgsl`: `softmax(scale · x)` along the last dim of `x`, in
+    /// place when `x`'s buffer is its own.
+    fn softmax_scaled(x: FloatTensor<Self>, scale: f32) -> FloatTensor<Self>;
+
     /// See `shaders/attention.wgsl`.
     fn attention(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>) -> FloatTensor<Self>;
 
@@ -78,6 +82,7 @@ struct Wgsl {
 const GROUP_NORM_SILU: Wgsl =
     Wgsl { name: "group_norm_silu", source: include_str!("../../../shaders/group_norm_silu.wgsl") };
 const IM2COL: Wgsl = Wgsl { name: "im2col", source: include_str!("../../../shaders/im2col.wgsl") };
+const SOFTMAX: Wgsl = Wgsl { name: "softmax", source: include_str!("../../../shaders/softmax.wgsl") };
 const DDIM_STEP: Wgsl = Wgsl { name: "ddim_step", source: include_str!("../../../shaders/ddim_step.wgsl") };
 
 impl KernelSource for Wgsl {
@@ -262,6 +267,20 @@ impl WgslKernels for CubeBackend {
         out
     }
 
+    fn softmax_scaled(x: FloatTensor<Self>, scale: f32) -> FloatTensor<Self> {
+        let x = into_contiguous(x);
+        let shape = x.meta.shape().clone();
+        let cols = shape[shape.num_dims() - 1];
+        let rows = shape.num_elements() / cols.max(1);
+        // In place when nothing else holds the buffer (the scores a matmul just wrote).
+        let data = if x.can_mut() && x.is_contiguous_buffer() { x } else { x.copy() };
+        let groups = rows.div_ceil(64);
+        let along_x = groups.min(MAX_WORKGROUPS);
+        let workgroups = (along_x as u32, groups.div_ceil(along_x) as u32);
+        launch(SOFTMAX, 64, workgroups, &[&data], &[rows as u32, cols as u32, scale.to_bits(), along_x as u32]);
+        data
+    }
+
     fn attention(q: FloatTensor<Self>, k: FloatTensor<Self>, v: FloatTensor<Self>) -> FloatTensor<Self> {
         let (q, k, v) = (into_contiguous(q), into_contiguous(k), into_contiguous(v));
         let shape = q.meta.shape().clone();
@@ -408,6 +427,23 @@ pub fn attention_fits(q: [usize; 4], k: [usize; 4]) -> bool {
         && nk > 0
         && b * h <= MAX_WORKGROUPS
         && nq.div_ceil(ATTENTION_ROWS) <= MAX_WORKGROUPS
+}
+
+/// Whether `shaders/softmax.wgsl` covers an f32 tensor of `shape`: 32-bit indices, a
+/// non-empty last dim, the rows within one 2-D dispatch.
+pub fn softmax_fits(shape: &[usize]) -> bool {
+    let elements: usize = shape.iter().product();
+    let cols = shape.last().copied().unwrap_or(0);
+    cols > 0
+        && elements > 0
+        && elements < u32::MAX as usize
+        && (elements / cols).div_ceil(64).div_ceil(MAX_WORKGROUPS) <= MAX_WORKGROUPS
+}
+
+/// `softmax(scale · x)` along the last dim by `shaders/softmax.wgsl`; the caller
+/// checked [`softmax_fits`] and `scale > 0`.
+pub fn softmax_scaled<const D: usize>(x: Tensor<D>, scale: f32) -> Tensor<D> {
+    Tensor::from_dispatch(<burn::backend::Dispatch as WgslKernels>::softmax_scaled(x.into_dispatch(), scale))
 }
 
 /// The largest head dim the attention kernel is built for (SD 1.x: 40 to 160).

@@ -15,8 +15,9 @@ use burn::tensor::activation::{gelu, softmax};
 /// Scaled dot-product attention, `softmax(q kᵀ / √d) v`, as plain tensor ops.
 ///
 /// `q`: `[batch, heads, n_q, d]`, `k` and `v`: `[batch, heads, n_kv, d]`; returns
-/// `[batch, heads, n_q, d]`. This is the reference a fused GPU kernel replaces
-/// behind the same signature.
+/// `[batch, heads, n_q, d]`. On wgpu with the WGSL kernels the softmax is
+/// `shaders/softmax.wgsl` with the scale folded in ([`crate::kernels::softmax_scaled`]);
+/// the two matmuls are Burn's everywhere.
 ///
 /// Where the scores of all queries would exceed [`SCORES_MAX_BYTES`] (SD's first
 /// self-attention at 64×64 latents: 2 × 8 heads × 4096² f32 is 1 GiB), the queries run in
@@ -28,7 +29,14 @@ pub fn scaled_dot_product_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) ->
     let row_bytes = b * h * nk * core::mem::size_of::<f32>();
     let chunk = (SCORES_MAX_BYTES / row_bytes.max(1)).max(1);
     let k_t = k.swap_dims(2, 3);
-    let attend = |q: Tensor<4>| softmax(q.mul_scalar(1.0 / (d as f64).sqrt()).matmul(k_t.clone()), 3).matmul(v.clone());
+    let scale = 1.0 / (d as f32).sqrt();
+    // With the WGSL kernels the scale folds into one fused softmax over the scores;
+    // elsewhere scaling q (n × d) is cheaper than scaling the scores (n × n_kv).
+    let fused = crate::kernels::wgsl_active(&q.device());
+    let attend = |q: Tensor<4>| match fused {
+        true => crate::kernels::softmax_scaled(q.matmul(k_t.clone()), scale).matmul(v.clone()),
+        false => softmax(q.mul_scalar(scale).matmul(k_t.clone()), 3).matmul(v.clone()),
+    };
     if chunk >= nq {
         return attend(q);
     }
