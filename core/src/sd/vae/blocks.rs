@@ -9,7 +9,6 @@ use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::nn::{GroupNorm, Linear};
 use burn::tensor::Tensor;
-use burn::tensor::activation::softmax;
 use burn::tensor::ops::PadMode;
 
 /// The epsilon every VAE norm uses (diffusers hard-codes `1e-6`).
@@ -94,12 +93,14 @@ impl SpatialAttention {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let [b, c, h, w] = x.dims();
         // [b, c, h, w] -> [b, h*w, c]: one token per pixel.
-        let t = self.group_norm.forward(x.clone()).reshape([b, c, h * w]).swap_dims(1, 2);
+        let t =
+            crate::kernels::group_norm_silu(&self.group_norm, x.clone(), false).reshape([b, c, h * w]).swap_dims(1, 2);
         let q = self.to_q.forward(t.clone());
         let k = self.to_k.forward(t.clone());
         let v = self.to_v.forward(t);
-        let scores = q.matmul(k.swap_dims(1, 2)).mul_scalar(1.0 / (c as f64).sqrt());
-        let out = self.to_out.forward(softmax(scores, 2).matmul(v));
+        // softmax(scores / √c): one fused kernel on wgpu (`shaders/softmax.wgsl`), Burn's ops elsewhere.
+        let weights = crate::kernels::softmax_scaled(q.matmul(k.swap_dims(1, 2)), 1.0 / (c as f32).sqrt());
+        let out = self.to_out.forward(weights.matmul(v));
         out.swap_dims(1, 2).reshape([b, c, h, w]).add(x)
     }
 }
