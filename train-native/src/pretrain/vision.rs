@@ -75,16 +75,72 @@ pub struct VisionArgs {
     /// (README, "What the ablations show"); 0 turns the term off.
     #[arg(long, default_value_t = 0.0)]
     pub condition: f64,
+    /// How the image embedding reads the tower's last hidden states: `flatten` (one
+    /// projection of all of them side by side, weights per position) or `map` (SigLIP's
+    /// attention pooling: learned queries attend over the tokens through one key and one
+    /// value projection shared by every position, so where a thing is has to be in the
+    /// tokens themselves, as a LLaVA decoder needs).
+    #[arg(long, value_enum, default_value_t = Pool::Flatten)]
+    pub pool: Pool,
     /// Also write the text tower, as the text half of a diffusers folder (`tokenizer/`,
     /// `text_encoder/`: a CLIPTextModel), for `pretrain-sd --text-from`.
     #[arg(long)]
     pub text_out: Option<PathBuf>,
 }
 
+/// The image side's pooling (see `--pool`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pool {
+    Flatten,
+    Map,
+}
+
+/// Queries of the `map` pooling.
+const POOL_QUERIES: usize = 4;
+/// Heads of the `map` pooling.
+const POOL_HEADS: usize = 4;
+
+/// Multi-head attention pooling (SigLIP's MAP head without its MLP): `POOL_QUERIES`
+/// learned queries attend over the tokens; keys and values come from projections shared
+/// by all positions. `[b, n, d]` → `[b, POOL_QUERIES · d]`.
+#[derive(Module, Debug)]
+pub struct AttentionPool {
+    pub queries: Param<Tensor<2>>,
+    pub key: Linear,
+    pub value: Linear,
+    pub heads: usize,
+}
+
+impl AttentionPool {
+    fn init(d: usize, device: &Device) -> Self {
+        let queries = Tensor::<2>::random([POOL_QUERIES, d], burn::tensor::Distribution::Normal(0.0, 0.02), device);
+        Self {
+            queries: Param::from_tensor(queries),
+            key: LinearConfig::new(d, d).init(device),
+            value: LinearConfig::new(d, d).init(device),
+            heads: POOL_HEADS,
+        }
+    }
+
+    fn forward(&self, x: Tensor<3>) -> Tensor<2> {
+        let [b, n, d] = x.dims();
+        let (h, m) = (self.heads, POOL_QUERIES);
+        let dh = d / h;
+        let split = |t: Tensor<3>| t.reshape([b, n, h, dh]).swap_dims(1, 2);
+        let (k, v) = (split(self.key.forward(x.clone())), split(self.value.forward(x)));
+        let q = self.queries.val().reshape([1, m, h, dh]).swap_dims(1, 2).expand([b, h, m, dh]);
+        let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((dh as f32).sqrt());
+        let pooled = burn::tensor::activation::softmax(scores, 3).matmul(v);
+        pooled.swap_dims(1, 2).reshape([b, m * d])
+    }
+}
+
 /// Both towers, their projections, and the loss's temperature and bias.
 #[derive(Module, Debug)]
 pub struct Siglip {
     pub vision: SiglipVision,
+    /// `--pool map`: the attention pooling in front of `vision_proj`.
+    pub pool: Option<AttentionPool>,
     pub vision_proj: Linear,
     pub text: ClipTextModel,
     pub text_proj: Linear,
@@ -97,12 +153,22 @@ impl Siglip {
     fn init(
         vision: &SiglipVisionConfig,
         text: &genllava::clip_text::ClipTextConfig,
+        pool: Pool,
         device: &Device,
     ) -> anyhow::Result<Self> {
         let vb = VarBuilder::init(0.02, device);
+        let d = vision.hidden_size;
+        let (pool, pooled) = match pool {
+            Pool::Flatten => (None, vision.num_positions() * d),
+            Pool::Map => {
+                anyhow::ensure!(d % POOL_HEADS == 0, "--pool map needs a tower width divisible by {POOL_HEADS}");
+                (Some(AttentionPool::init(d, device)), POOL_QUERIES * d)
+            }
+        };
         Ok(Self {
             vision: SiglipVision::load(vision, &vb.pp("vision"))?,
-            vision_proj: LinearConfig::new(vision.num_positions() * vision.hidden_size, EMBED).init(device),
+            pool,
+            vision_proj: LinearConfig::new(pooled, EMBED).init(device),
             text: ClipTextModel::load(text, &vb.pp("text"))?,
             text_proj: LinearConfig::new(text.hidden_size, EMBED).init(device),
             log_scale: Param::from_tensor(Tensor::from_floats([10f32.ln()], device)),
@@ -111,8 +177,9 @@ impl Siglip {
     }
 
     /// Unit-length image embeddings `[b, EMBED]`: a projection of all the last hidden
-    /// states side by side. (A mean over positions would average away where things are,
-    /// which half the captions are about, and most patches are background.)
+    /// states side by side, or of their attention pooling (`--pool map`). (A mean over
+    /// positions would average away where things are, which half the captions are about,
+    /// and most patches are background.)
     fn embed_images(&self, pixels: Tensor<4>) -> anyhow::Result<Tensor<2>> {
         Ok(self.embed_images_reading(pixels, None)?.0)
     }
@@ -128,7 +195,11 @@ impl Siglip {
         let tokens = read.map(|i| hidden[i].clone());
         let states = self.vision.post_layernorm.forward(hidden.pop().context("a tower without hidden states")?);
         let [b, n, d] = states.dims();
-        Ok((unit(self.vision_proj.forward(states.reshape([b, n * d]))), tokens))
+        let pooled = match &self.pool {
+            Some(pool) => pool.forward(states),
+            None => states.reshape([b, n * d]),
+        };
+        Ok((unit(self.vision_proj.forward(pooled)), tokens))
     }
 
     /// Unit-length caption embeddings `[b, EMBED]`: the state at each row's first
@@ -325,7 +396,7 @@ pub fn run(args: VisionArgs) -> anyhow::Result<()> {
     let world_cfg = DatasetConfig { seed: args.seed, textured: true, ..DatasetConfig::default() };
     let world = World { cfg: world_cfg, processor, tok: &tok };
 
-    let mut model = Siglip::init(&vcfg, &tcfg, &ad)?;
+    let mut model = Siglip::init(&vcfg, &tcfg, args.pool, &ad)?;
     let mut optim = AdamWConfig::new().with_weight_decay(0.01).init();
     let mut rng = SplitMix64::derive(args.seed, &[0x5161]);
     let mut progress = Progress::new("siglip", args.steps);
@@ -373,6 +444,22 @@ pub fn run(args: VisionArgs) -> anyhow::Result<()> {
 mod tests {
     use super::*;
     use genllava::shapes::Shape;
+
+    #[test]
+    fn attention_pooling_weighs_tokens_not_positions() {
+        let device = Device::flex();
+        device.seed(3);
+        let pool = AttentionPool::init(8, &device);
+        let x = Tensor::<3>::random([2, 5, 8], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+        let pooled = pool.forward(x.clone());
+        assert_eq!(pooled.dims(), [2, POOL_QUERIES * 8]);
+        // The same tokens in another order pool to the same vector: nothing is tied to a
+        // position, so a tower pooled this way must put where things are into its tokens.
+        let order = Tensor::<1, Int>::from_data(TensorData::new(vec![3i64, 0, 4, 1, 2], [5]), &device);
+        let shuffled = pool.forward(x.select(1, order));
+        let diff = scalar(pooled.sub(shuffled).abs().max());
+        assert!(diff < 1e-5, "{diff}");
+    }
 
     #[test]
     fn conditioning_loss_is_zero_only_for_uncorrelated_unit_features() {
