@@ -73,14 +73,14 @@ pub struct VisionArgs {
     /// squared off-diagonal covariances over the width), as VICReg does (Bardes et al.,
     /// 2022). A projector learns from well-conditioned tokens several times faster
     /// (README, "What the ablations show"); 0 turns the term off.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 1.0)]
     pub condition: f64,
     /// How the image embedding reads the tower's last hidden states: `flatten` (one
     /// projection of all of them side by side, weights per position) or `map` (SigLIP's
     /// attention pooling: learned queries attend over the tokens through one key and one
     /// value projection shared by every position, so where a thing is has to be in the
     /// tokens themselves, as a LLaVA decoder needs).
-    #[arg(long, value_enum, default_value_t = Pool::Flatten)]
+    #[arg(long, value_enum, default_value_t = Pool::Map)]
     pub pool: Pool,
     /// Also write the text tower, as the text half of a diffusers folder (`tokenizer/`,
     /// `text_encoder/`: a CLIPTextModel), for `pretrain-sd --text-from`.
