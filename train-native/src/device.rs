@@ -36,6 +36,18 @@ fn wgpu() -> anyhow::Result<Device> {
 
 #[cfg(feature = "cuda")]
 fn cuda() -> anyhow::Result<Device> {
+    // burn-cuda opens the driver and NVRTC lazily, on a worker thread that panics when one is
+    // missing; ask first, so that a machine without them gets one line saying which.
+    // SAFETY: each call only tries to open the library under its usual names.
+    let (driver, nvrtc) = unsafe { (cudarc::driver::sys::is_culib_present(), cudarc::nvrtc::sys::is_culib_present()) };
+    anyhow::ensure!(
+        driver,
+        "--device cuda: the CUDA driver library (libcuda.so) could not be loaded: install the NVIDIA driver or put its folder on LD_LIBRARY_PATH"
+    );
+    anyhow::ensure!(
+        nvrtc,
+        "--device cuda: NVRTC (libnvrtc.so), which compiles burn-cuda's kernels at run time, could not be loaded: put the CUDA toolkit's library folder on LD_LIBRARY_PATH"
+    );
     Ok(Device::cuda(0))
 }
 #[cfg(not(feature = "cuda"))]
