@@ -128,6 +128,15 @@ fn attention_matches_burn() {
     }
 }
 
+/// `x` (on wgpu) through the softmax kernel, through Burn's softmax on wgpu and on the CPU,
+/// each flattened.
+fn softmax_three_ways<const D: usize>(x: Tensor<D>, scale: f32, cpu: &Device) -> (Tensor<1>, Tensor<1>, Tensor<1>) {
+    let kernel = kernels::softmax_scaled(x.clone(), scale).reshape([-1]);
+    let burn_gpu = kernels::softmax_scaled_reference(x.clone(), scale).reshape([-1]);
+    let burn_cpu = kernels::softmax_scaled_reference(x.to_device(cpu), scale).reshape([-1]);
+    (kernel, burn_gpu, burn_cpu)
+}
+
 #[test]
 fn softmax_scaled_matches_burn() {
     let gpu = wgpu();
@@ -148,28 +157,11 @@ fn softmax_scaled_matches_burn() {
             // `spread` 30 makes exp overflow unless the row maximum is taken out first.
             let x = Tensor::<1>::random([shape.iter().product::<usize>()], Distribution::Normal(0.0, spread), &gpu);
             let what = format!("{shape:?} scale {scale} spread {spread}");
-            let (kernel, burn_gpu, burn_cpu) = match shape.len() {
-                2 => {
-                    let x = x.reshape([shape[0], shape[1]]);
-                    let k = kernels::softmax_scaled(x.clone(), scale).reshape([-1]);
-                    let g = kernels::softmax_scaled_reference(x.clone(), scale).reshape([-1]);
-                    let c = kernels::softmax_scaled_reference(x.to_device(&cpu), scale).reshape([-1]);
-                    (k, g, c)
-                }
-                3 => {
-                    let x = x.reshape([shape[0], shape[1], shape[2]]);
-                    let k = kernels::softmax_scaled(x.clone(), scale).reshape([-1]);
-                    let g = kernels::softmax_scaled_reference(x.clone(), scale).reshape([-1]);
-                    let c = kernels::softmax_scaled_reference(x.to_device(&cpu), scale).reshape([-1]);
-                    (k, g, c)
-                }
-                _ => {
-                    let x = x.reshape([shape[0], shape[1], shape[2], shape[3]]);
-                    let k = kernels::softmax_scaled(x.clone(), scale).reshape([-1]);
-                    let g = kernels::softmax_scaled_reference(x.clone(), scale).reshape([-1]);
-                    let c = kernels::softmax_scaled_reference(x.to_device(&cpu), scale).reshape([-1]);
-                    (k, g, c)
-                }
+            let (kernel, burn_gpu, burn_cpu) = match *shape {
+                [r, c] => softmax_three_ways(x.reshape([r, c]), scale, &cpu),
+                [a, r, c] => softmax_three_ways(x.reshape([a, r, c]), scale, &cpu),
+                [a, b, r, c] => softmax_three_ways(x.reshape([a, b, r, c]), scale, &cpu),
+                _ => unreachable!("the cases are of rank 2 to 4"),
             };
             let diff = max_abs_diff(kernel.clone(), burn_gpu);
             assert!(diff <= 1e-5, "{what}: kernel vs burn on wgpu: {diff:e}");

@@ -147,6 +147,13 @@ impl SiglipVision {
     /// `[batch, positions, hidden]` (CLIP's class token first; LLaVA's
     /// `vision_feature_select_strategy = "default"` drops it afterwards).
     pub fn features(&self, pixels: Tensor<4>, layer: i64) -> Result<Tensor<3>> {
+        let index = self.hidden_state_index(layer)?;
+        Ok(self.encoder.forward_first(self.embed(pixels)?, index))
+    }
+
+    /// The position in [`Self::hidden_states`] of `layer`, counted as [`Self::features`]
+    /// counts it (negative from the end), or an error naming the layer when it is out of range.
+    pub fn hidden_state_index(&self, layer: i64) -> Result<usize> {
         let n = self.encoder.layers.len() as i64;
         let index = if layer < 0 { n + 1 + layer } else { layer };
         if !(0..=n).contains(&index) {
@@ -155,9 +162,7 @@ impl SiglipVision {
                 format!("{layer} is out of range for {} hidden states", n + 1),
             ));
         }
-        Ok(self
-            .encoder
-            .forward_first(self.embed(pixels)?, index as usize))
+        Ok(index as usize)
     }
 
     /// HF's `last_hidden_state`: for SigLIP the last layer's output after

@@ -380,13 +380,6 @@ pub fn run(args: VisionArgs) -> anyhow::Result<()> {
     let ad = device.clone().autodiff();
     anyhow::ensure!(args.condition >= 0.0 && args.condition.is_finite(), "--condition must be a weight ≥ 0");
     let (mut json, vcfg, feature_layer) = vision_config(&args)?;
-    let layers = vcfg.num_hidden_layers as i64;
-    let read = if feature_layer < 0 { layers + 1 + feature_layer } else { feature_layer };
-    anyhow::ensure!(
-        (0..=layers).contains(&read),
-        "vision_feature_layer {feature_layer} is out of range for a tower of {layers} layers"
-    );
-    let read = (args.condition > 0.0).then_some(read as usize);
     let tok = CaptionTokenizer::train(args.seed, 4000, MAX_LEN)?;
     let text_json = text_config_json(TEXT, &tok);
     let tcfg = text_config(&text_json)?;
@@ -397,6 +390,8 @@ pub fn run(args: VisionArgs) -> anyhow::Result<()> {
     let world = World { cfg: world_cfg, processor, tok: &tok };
 
     let mut model = Siglip::init(&vcfg, &tcfg, args.pool, &ad)?;
+    let read = model.vision.hidden_state_index(feature_layer).context("model.init.vision_feature_layer")?;
+    let read = (args.condition > 0.0).then_some(read);
     let mut optim = AdamWConfig::new().with_weight_decay(0.01).init();
     let mut rng = SplitMix64::derive(args.seed, &[0x5161]);
     let mut progress = Progress::new("siglip", args.steps);
@@ -472,7 +467,8 @@ mod tests {
         let tied = scalar(conditioning_loss(tokens([1., 1., 2., 2., -1., -1., -2., -2.])));
         assert!((tied - 100.0 / 9.0).abs() < 1e-3, "{tied}");
         // Uncorrelated but too small (std 0.1 each): the hinge 1 − 0.1 per feature, averaged.
-        let small = scalar(conditioning_loss(tokens([0.1, 0.0, -0.1, 0.0, 0.0, 0.1, 0.0, -0.1].map(|v| v * 1.5f32.sqrt()))));
+        let small =
+            scalar(conditioning_loss(tokens([0.1, 0.0, -0.1, 0.0, 0.0, 0.1, 0.0, -0.1].map(|v| v * 1.5f32.sqrt()))));
         assert!((small - 0.9).abs() < 2e-3, "{small}");
     }
 
