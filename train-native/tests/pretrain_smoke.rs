@@ -141,6 +141,41 @@ fn pretrain_sd_writes_a_folder_core_loads() {
 
     let eval = run(bin().args(["eval-sd", "--n", "2", "--steps", "2", "--sd"]).arg(&dir));
     assert!(eval.contains("exact"), "{eval}");
+
+    // Continued training: the UNet starts from the folder's and moves; the VAE and the
+    // text encoder reused from it stay the same bytes.
+    let more = scratch("sd-more");
+    let mut cmd = bin();
+    cmd.args(["pretrain-sd", "--preset", "tiny", "--steps", "2", "--batch", "4", "--out"]).arg(&more);
+    for flag in ["--unet-from", "--vae-from", "--text-from"] {
+        cmd.arg(flag).arg(&dir);
+    }
+    let log = run(&mut cmd);
+    assert!(log.contains("UNet steps"), "{log}");
+    for file in ["vae/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors"] {
+        assert!(
+            std::fs::read(dir.join(file)).expect(file) == std::fs::read(more.join(file)).expect(file),
+            "{file} changed"
+        );
+    }
+    let before = weights(&dir.join("unet/diffusion_pytorch_model.safetensors"));
+    let after = weights(&more.join("unet/diffusion_pytorch_model.safetensors"));
+    let key = "conv_in.weight";
+    let (a, b) = (before.raw(key).expect(key), after.raw(key).expect(key));
+    assert_eq!(a.shape, b.shape);
+    assert!(a.bytes() != b.bytes(), "{key}: two steps from the loaded UNet left it unchanged");
+    let _ = std::fs::remove_dir_all(&more);
+
+    // A UNet of another preset is refused before anything trains, naming its config file.
+    let out = bin()
+        .args(["pretrain-sd", "--steps", "2", "--out"])
+        .arg(scratch("sd-mismatch"))
+        .arg("--unet-from")
+        .arg(&dir)
+        .output()
+        .expect("pretrain-sd");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("unet/config.json") && err.contains("--preset"), "{err}");
     let _ = std::fs::remove_dir_all(dir);
 }
 

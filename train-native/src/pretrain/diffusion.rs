@@ -116,12 +116,14 @@ pub struct DiffusionData<'a> {
 /// Train text encoder + UNet for `steps` steps of `b` captioned images; returns them
 /// on the inner (non-autodiff) backend of `device`. With `frozen_text`, that encoder
 /// (of config `text`) conditions the UNet and stays as it is, as Stable Diffusion keeps
-/// its pre-trained CLIP text encoder; only the UNet learns.
+/// its pre-trained CLIP text encoder; only the UNet learns. With `init_unet`, the UNet
+/// starts from those weights (continued training) instead of fresh ones.
 #[allow(clippy::too_many_arguments)]
 pub fn train(
     text: &ClipTextConfig,
     frozen_text: Option<ClipTextModel>,
     unet: &UNet2DConditionConfig,
+    init_unet: Option<UNet2DConditionModel>,
     data: &DiffusionData,
     steps: usize,
     b: usize,
@@ -132,6 +134,9 @@ pub fn train(
     let mut model = TextUnet::init(text, unet, &ad)?;
     if let Some(t) = frozen_text {
         model.text = t.fork(&ad).no_grad();
+    }
+    if let Some(u) = init_unet {
+        model.unet = crate::train::model::stable_params(u, &ad);
     }
     let mut optim = AdamWConfig::new().with_weight_decay(0.01).init();
     let alphas = SchedulerConfig {

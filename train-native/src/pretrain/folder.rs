@@ -61,6 +61,19 @@ pub fn run_pretrain(args: PretrainArgs) -> anyhow::Result<()> {
     };
     let text_cfg = text_config(&text_json)?;
 
+    let latent_side = args.size >> (vae_size.channels.len() - 1);
+    let unet_json =
+        diffusion::unet_config_json(&unet_size, vae_size.latent_channels, latent_side, text_cfg.hidden_size);
+    let unet_cfg = UNet2DConditionConfig::from_json(&unet_json.to_string())?;
+    // Checked before the VAE trains: a mismatched UNet fails at once.
+    let init_unet = match &args.unet_from {
+        Some(dir) => {
+            let unet = load_unet(dir, &unet_cfg, &device)?;
+            eprintln!("unet: continued from {}", dir.display());
+            Some(unet)
+        }
+        None => None,
+    };
     let vae_cfg = AutoencoderKLConfig::from_json(&vae::vae_config_json(&vae_size, args.size, 1.0).to_string())?;
     let t = Instant::now();
     let (vae_model, vae_steps) = match &args.vae_from {
@@ -93,10 +106,6 @@ pub fn run_pretrain(args: PretrainArgs) -> anyhow::Result<()> {
     eprintln!("vae: scaling_factor {scaling:.4}, test reconstructions scored exact: {:.1} %", 100.0 * recon);
     let vae_json = vae::vae_config_json(&vae_size, args.size, scaling);
 
-    let latent_side = args.size >> (vae_size.channels.len() - 1);
-    let unet_json =
-        diffusion::unet_config_json(&unet_size, vae_size.latent_channels, latent_side, text_cfg.hidden_size);
-    let unet_cfg = UNet2DConditionConfig::from_json(&unet_json.to_string())?;
     let data = DiffusionData {
         vae: &vae_model,
         scaling_factor: scaling,
@@ -106,7 +115,17 @@ pub fn run_pretrain(args: PretrainArgs) -> anyhow::Result<()> {
         pool: args.pool,
     };
     let t = Instant::now();
-    let model = diffusion::train(&text_cfg, frozen_text, &unet_cfg, &data, args.steps, args.batch, args.lr, &device)?;
+    let model = diffusion::train(
+        &text_cfg,
+        frozen_text,
+        &unet_cfg,
+        init_unet,
+        &data,
+        args.steps,
+        args.batch,
+        args.lr,
+        &device,
+    )?;
     let unet_ms = t.elapsed().as_secs_f64() * 1000.0 / args.steps.max(1) as f64;
 
     let parts = Parts { tok: &tok, text_json, vae_json, unet_json, vae: &vae_model, model: &model };
@@ -234,6 +253,29 @@ fn load_vae(dir: &Path, device: &Device) -> anyhow::Result<(AutoencoderKL, Autoe
     let cfg = AutoencoderKLConfig::from_json(&text_of(&sub, "config.json")?)?;
     let vae = checked(load_weights(&sub, "diffusion_pytorch_model")?, |vb| AutoencoderKL::load(&cfg, vb), device)?;
     Ok((vae, cfg))
+}
+
+/// The UNet of a diffusers folder, which must have the configuration `want` (the preset's,
+/// for the run's latents and text encoder).
+fn load_unet(dir: &Path, want: &UNet2DConditionConfig, device: &Device) -> anyhow::Result<UNet2DConditionModel> {
+    let root = DirSource::open(dir)?;
+    let sub = SubSource::new(&root, "unet");
+    let cfg = UNet2DConditionConfig::from_json(&text_of(&sub, "config.json")?)?;
+    anyhow::ensure!(
+        format!("{cfg:?}") == format!("{want:?}"),
+        "{}: this UNet ({:?} channels, {} latent channels, {:?} px latents, context {}) is not the one \
+         this run trains ({:?}, {}, {:?} px, context {}): same --preset, --size and text encoder needed",
+        sub.describe("config.json"),
+        cfg.block_out_channels,
+        cfg.in_channels,
+        cfg.sample_size,
+        cfg.cross_attention_dim,
+        want.block_out_channels,
+        want.in_channels,
+        want.sample_size,
+        want.cross_attention_dim
+    );
+    checked(load_weights(&sub, "diffusion_pytorch_model")?, |vb| UNet2DConditionModel::load(&cfg, vb), device)
 }
 
 /// Load a folder written by [`write`] (any SD v1 layout with a `tokenizer/tokenizer.json`).
