@@ -7,6 +7,7 @@ use anyhow::Context;
 use genllava::image::RgbImage;
 use genllava::pipeline::{GenLlava, ImageOptions};
 use genllava::sd::pixels::encode_png;
+use genllava::shapes::{self, Scene};
 use std::path::{Path, PathBuf};
 
 /// Where the trained default model ships.
@@ -38,6 +39,10 @@ pub struct ImageArgs {
     /// Compute device.
     #[arg(long, value_enum, default_value_t)]
     pub device: DeviceArg,
+    /// Also print what the shapes world's exact evaluator reads in the picture and whether
+    /// it is what the prompt asks for (for shapes-world models).
+    #[arg(long)]
+    pub check: bool,
 }
 
 #[derive(clap::Args)]
@@ -99,11 +104,32 @@ fn progress(i: usize, n: usize) {
     }
 }
 
+/// `--check`: the evaluator's reading of `image` and its verdict against `want` (the
+/// scene the prompt asks for, or why there is none).
+fn check(image: &RgbImage, want: genllava::Result<Scene>) {
+    match (shapes::parse_image(&image.data, image.width, image.height), want) {
+        (Err(e), _) => println!("evaluator: no scene in the picture ({e})"),
+        (Ok(got), Err(e)) => println!("evaluator reads: \"{}\" (nothing to compare with: {e})", shapes::caption(&got)),
+        (Ok(got), Ok(want)) => {
+            let verdict = if shapes::SceneMatch::of(&got, &want).exact() { "exact" } else { "differs" };
+            println!(
+                "evaluator reads: \"{}\"; wanted: \"{}\": {verdict}",
+                shapes::caption(&got),
+                shapes::caption(&want)
+            );
+        }
+    }
+}
+
 /// `train-native generate …`.
 pub fn run_generate(args: GenerateArgs) -> anyhow::Result<()> {
     let (model, options) = load(&args.common)?;
     let image = model.generate(&args.prompt, &options, &mut progress)?;
-    save(&image, &args.common.out)
+    save(&image, &args.common.out)?;
+    if args.common.check {
+        check(&image, shapes::parse_caption(&args.prompt));
+    }
+    Ok(())
 }
 
 /// `train-native edit …`.
@@ -114,5 +140,11 @@ pub fn run_edit(args: EditArgs) -> anyhow::Result<()> {
         options.edit = Some(genllava::genllava::EditMode::Img2Img { strength });
     }
     let image = model.edit(&source, &args.prompt, &options, &mut progress)?;
-    save(&image, &args.common.out)
+    save(&image, &args.common.out)?;
+    if args.common.check {
+        let want = shapes::parse_image(&source.data, source.width, source.height)
+            .and_then(|scene| shapes::edit_target(&scene, &args.prompt));
+        check(&image, want);
+    }
+    Ok(())
 }

@@ -1,6 +1,7 @@
 //! End to end: `generate` and `edit` on a tiny GenLLaVA folder (the
 //! genllava-tiny fixture with sd-tiny as its sd/), and their bad-input errors.
 
+use genllava::shapes;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -105,10 +106,20 @@ fn the_shipped_default_model_generates_edits_and_answers() {
     let dir = std::env::temp_dir().join(format!("genllava-default-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("mkdir");
     let out = dir.join("gen.png");
-    let o = run(&["generate", "--prompt", "a large red circle in the center", "--out", out.to_str().expect("utf8")]);
+    let prompt = "a large red circle in the center";
+    let o = run(&["generate", "--prompt", prompt, "--out", out.to_str().expect("utf8"), "--check"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let img = image::open(&out).expect("png").to_rgb8();
     assert_eq!(img.dimensions(), (32, 32));
+    // --check: the evaluator's verdict on the PNG written, against the prompt's scene.
+    let said = String::from_utf8_lossy(&o.stdout).to_string();
+    let verdict = match shapes::parse_image(img.as_raw(), 32, 32) {
+        Err(_) => "no scene in the picture",
+        Ok(got) if got == shapes::parse_caption(prompt).expect("caption") => "exact",
+        Ok(_) => "differs",
+    };
+    assert!(said.contains(verdict), "{said}");
+    assert!(verdict.starts_with("no") || said.contains("wanted: \"a large red circle in the center\""), "{said}");
     let edited = dir.join("edit.png");
     let o = run(&[
         "edit",
@@ -118,9 +129,21 @@ fn the_shipped_default_model_generates_edits_and_answers() {
         "make the circle blue",
         "--out",
         edited.to_str().expect("utf8"),
+        "--check",
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(edited.exists());
+    let said = String::from_utf8_lossy(&o.stdout).to_string();
+    let after = image::open(&edited).expect("png").to_rgb8();
+    // The verdict is the evaluator's on the edit of the drawing's scene.
+    let want = shapes::parse_image(img.as_raw(), 32, 32)
+        .and_then(|source| shapes::edit_target(&source, "make the circle blue"));
+    let verdict = match (shapes::parse_image(after.as_raw(), 32, 32), want) {
+        (Err(_), _) => "no scene in the picture",
+        (Ok(_), Err(_)) => "nothing to compare with",
+        (Ok(got), Ok(want)) if got == want => "exact",
+        (Ok(_), Ok(_)) => "differs",
+    };
+    assert!(said.contains(verdict), "{said}");
     let shipped = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/genllava-shapes");
     let o = run(&[
         "chat",

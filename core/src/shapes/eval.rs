@@ -205,11 +205,16 @@ pub fn score_generation(rgb: &[u8], w: usize, h: usize, caption: &str) -> bool {
 /// Whether the output image shows `source` with the instruction applied and everything
 /// else kept. False when the instruction does not parse or does not fit `source`.
 pub fn score_edit(source: &Scene, instruction: &str, rgb: &[u8], w: usize, h: usize) -> bool {
-    let want = Edit::parse(source, instruction).and_then(|e| e.apply(source));
-    match (want, parse_image(rgb, w, h)) {
+    match (edit_target(source, instruction), parse_image(rgb, w, h)) {
         (Ok(want), Ok(got)) => want == got,
         _ => false,
     }
+}
+
+/// The scene an edit should produce: `instruction` (one of the world's recolour, remove,
+/// add or move instructions) applied to `source`; an error when it does not parse or fit.
+pub fn edit_target(source: &Scene, instruction: &str) -> Result<Scene> {
+    Edit::parse(source, instruction)?.apply(source)
 }
 
 /// Per-attribute agreement of a parsed scene with a wanted one, for partial-credit reports.
