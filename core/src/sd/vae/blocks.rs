@@ -98,9 +98,12 @@ impl SpatialAttention {
         let q = self.to_q.forward(t.clone());
         let k = self.to_k.forward(t.clone());
         let v = self.to_v.forward(t);
-        // softmax(scores / √c): one fused kernel on wgpu (`shaders/softmax.wgsl`), Burn's ops elsewhere.
-        let weights = crate::kernels::softmax_scaled(q.matmul(k.swap_dims(1, 2)), 1.0 / (c as f32).sqrt());
-        let out = self.to_out.forward(weights.matmul(v));
+        // One head over every pixel, as the UNet's attention runs (the scale folded into
+        // `shaders/softmax.wgsl` on wgpu; queries in chunks where all scores would outgrow a
+        // WebGPU binding, e.g. 96×96 latents: 340 MB).
+        let head = |t: Tensor<3>| t.unsqueeze_dim::<4>(1);
+        let attended = crate::sd::attention::scaled_dot_product_attention(head(q), head(k), head(v));
+        let out = self.to_out.forward(attended.squeeze_dim::<3>(1));
         out.swap_dims(1, 2).reshape([b, c, h, w]).add(x)
     }
 }
