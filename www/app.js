@@ -407,9 +407,11 @@ async function draw(mode, text, raw) {
     const msg = mode === 'edit'
       ? { type: 'edit', image: state.image.bytes.slice(0), instruction: text, options: imageOptions('edit') }
       : { type: 'generate', prompt: text, options: imageOptions('imagine') };
+    // An edit is judged against its source with the instruction applied.
+    const wanted = mode === 'edit' ? { caption: text, source: state.image.bytes.slice(0) } : { caption: text };
     const done = await request(msg, msg.image ? [msg.image] : []);
     el.dataset.totalMs = done.total_ms.toFixed(0);
-    await showPicture(d, done, text, mode === 'edit' ? null : text);
+    await showPicture(d, done, text, wanted);
   } catch (err) {
     el.remove();
     showError(`No image: ${err.message}`);
@@ -426,14 +428,14 @@ async function evaluate(el, caption, png, wanted) {
   const model = state.models.find((m) => m.id === state.loaded);
   if (!model?.shapes_world) return;
   try {
-    const r = await request({ type: 'shapes-check', image: png.slice(0), caption: wanted });
-    const verdict = r.exact === undefined ? '' : r.exact ? ' — matches the description' : ' — differs from the description';
+    const r = await request({ type: 'shapes-check', image: png.slice(0), caption: wanted?.caption, source: wanted?.source });
+    const verdict = r.exact === undefined ? '' : r.exact ? ` — as asked ("${r.wanted}")` : ` — not what was asked ("${r.wanted}")`;
     const line = document.createElement('div');
     line.className = 'caption evaluator';
     line.textContent = r.scene === null ? `evaluator: no scene (${r.error})` : `evaluator reads: "${r.scene || 'nothing'}"${verdict}`;
     caption.after(line);
     el.dataset.evaluatorScene = r.scene ?? '';
-    if (r.exact !== undefined) el.dataset.evaluatorExact = r.exact;
+    if (r.exact !== undefined) Object.assign(el.dataset, { evaluatorExact: r.exact, evaluatorWanted: r.wanted });
   } catch (err) {
     console.warn(`shapes evaluator: ${err.message}`);
   }

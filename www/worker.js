@@ -14,7 +14,8 @@
 //   {type: 'generate', id, prompt, options}               draw (GenLLaVA models): options
 //                                                          {steps, guidance, seed, scheduler}
 //   {type: 'edit', id, image: ArrayBuffer, instruction, options}   edit (adds options.strength)
-//   {type: 'shapes-check', id, image: ArrayBuffer, caption}  the shapes-world evaluator on an image
+//   {type: 'shapes-check', id, image: ArrayBuffer, caption, source?: ArrayBuffer}
+//        the shapes-world evaluator on an image (with source: caption is an edit's instruction)
 //   {type: 'abort'}                                        stops a chat, a drawing or an edit
 // worker → page:
 //   {type: 'progress', stage: 'ready', backend, note}
@@ -32,7 +33,7 @@
 //                                             rgba: ArrayBuffer, width, height, steps, steps_done,
 //                                             previews, total_ms, first_step_ms, aborted}
 //                                          | {type: 'done', id, kind: 'shapes-check', scene, error,
-//                                             match, exact}
+//                                             wanted, match, exact, caption_error}
 //   {type: 'error', id, message}
 import init, { Engine } from './pkg/genllava_web.js';
 
@@ -188,7 +189,8 @@ self.onmessage = async (e) => {
     else if (msg.type === 'chat') await chat(msg);
     else if (msg.type === 'generate' || msg.type === 'edit') await draw(msg);
     else if (msg.type === 'shapes-check') {
-      const report = Engine.shapes_check(new Uint8Array(msg.image), msg.caption ?? undefined);
+      const source = msg.source ? new Uint8Array(msg.source) : undefined;
+      const report = Engine.shapes_check(new Uint8Array(msg.image), msg.caption ?? undefined, source);
       post({ type: 'done', id: msg.id, kind: 'shapes-check', ...report });
     }
     else if (msg.type === 'check-image') {

@@ -321,13 +321,33 @@ impl Engine {
 
     /// What the shapes-world evaluator sees in a PNG/JPEG image: `{scene}` (the
     /// caption of the parsed scene, or `null` with `error`), and with a
-    /// `caption` of what should be there, `match` (per-attribute counts) and
-    /// `exact` (or `caption_error` when the caption is not one of the shapes
-    /// world's). For images of the shipped shapes-world model.
-    pub fn shapes_check(bytes: &[u8], caption: Option<String>) -> Result<JsValue, JsError> {
+    /// `caption` of what should be there, `wanted` (that scene's caption), `match`
+    /// (per-attribute counts) and `exact`, or `caption_error` when there is no such
+    /// scene. With `edit_source` (the image that was edited), `caption` is the edit's
+    /// instruction and the wanted scene is the source's with it applied. For images
+    /// of the shipped shapes-world model.
+    pub fn shapes_check(
+        bytes: &[u8],
+        caption: Option<String>,
+        edit_source: Option<Vec<u8>>,
+    ) -> Result<JsValue, JsError> {
         use genllava::shapes::{eval, text};
-        check_image(bytes).map_err(|e| JsError::new(&format!("image: {e}")))?;
-        let image = RgbImage::decode(bytes).map_err(|e| JsError::new(&e.to_string()))?;
+        let decode = |what: &str, bytes: &[u8]| {
+            check_image(bytes).map_err(|e| JsError::new(&format!("{what}: {e}")))?;
+            RgbImage::decode(bytes).map_err(|e| JsError::new(&format!("{what}: {e}")))
+        };
+        let image = decode("image", bytes)?;
+        let want = match (caption, edit_source) {
+            (None, _) => None,
+            (Some(caption), None) => Some(text::parse_caption(&caption)),
+            (Some(instruction), Some(source)) => {
+                let source = decode("edit source", &source)?;
+                Some(
+                    eval::parse_image(&source.data, source.width, source.height)
+                        .and_then(|scene| eval::edit_target(&scene, &instruction)),
+                )
+            }
+        };
         let mut out = serde_json::json!({});
         match eval::parse_image(&image.data, image.width, image.height) {
             Err(e) => {
@@ -336,11 +356,12 @@ impl Engine {
             }
             Ok(scene) => {
                 out["scene"] = text::caption(&scene).into();
-                match caption.as_deref().map(text::parse_caption) {
+                match want {
                     None => {}
                     Some(Err(e)) => out["caption_error"] = e.to_string().into(),
                     Some(Ok(want)) => {
                         let m = eval::SceneMatch::of(&scene, &want);
+                        out["wanted"] = text::caption(&want).into();
                         out["exact"] = m.exact().into();
                         out["match"] = serde_json::to_value(m).map_err(|e| JsError::new(&e.to_string()))?;
                     }

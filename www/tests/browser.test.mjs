@@ -22,8 +22,11 @@ const cases = JSON.parse(readFileSync(join(WEB_REF, 'cases.json'), 'utf8'));
 // relative; through 4 UNet steps and the VAE that stays under one 8-bit level for nearly every
 // pixel, so a few pixels may round the other way (measured: 0, pixel-identical, on SwiftShader
 // and on the wasm CPU backend). The bound must stay well below what another picture of this
-// mostly-background world differs by: the generation vs the edit reference is 2.4 (printed).
+// mostly-background world differs by: the generation vs the edit reference (printed; 6.7 now).
 const MAX_MAD = 0.5;
+// A q4 export's picture against the f32 model's: quantized weights, not just another order of
+// f32 arithmetic; still below another picture's 6.7, and the evaluator must accept it too.
+const Q4_MAX_MAD = 1.5;
 const TIMEOUT = 180_000;
 
 /** One int64 tensor of a safetensors file, as numbers. */
@@ -708,9 +711,12 @@ export { answer, edited, engine, info, web };
     const diff = await compareWith(drawn.msg.locator('img'), join(WEB_REF, c.out));
     console.log(`  q4 picture vs the f32 model's (native ${c.out}): ${JSON.stringify(diff)}`);
     assert.equal(diff.size, '32×32');
-    // Measured 0.003 (one pixel value one level off): q4 weights move this small model's picture
-    // less than the bound allowed for f32 arithmetic in another order.
-    assert.ok(diff.mad <= MAX_MAD, `the q4 model's picture is far from the f32 model's: ${JSON.stringify(diff)}`);
+    // q4 weights (block 32, head and UNet included) move the picture a little; what it shows
+    // must still be the scene asked for. (Natively, `generate --check` on the q4 export draws
+    // this prompt right at seeds 1 and 2 and purple at seed 3, where f32 is right at all three.)
+    assert.ok(diff.mad <= Q4_MAX_MAD, `the q4 model's picture is far from the f32 model's: ${JSON.stringify(diff)}`);
+    console.log(`  q4 picture: the evaluator reads "${drawn.evaluatorScene}" (exact: ${drawn.evaluatorExact})`);
+    assert.equal(drawn.evaluatorExact, 'true', `the q4 model's picture of "${c.prompt}" reads "${drawn.evaluatorScene}"`);
     await page.context().close();
   });
   const gen = await openPage();
@@ -726,7 +732,7 @@ export { answer, edited, engine, info, web };
     console.log(`  genllava-shapes answers "What colour is the square?" (an orange square): "${got.text.trim()}"`);
     assert.equal(got.text.trim(), 'orange', 'the shipped model must answer the question about the test scene right');
   });
-  await step('text-to-image (WebGPU): a preview per step, the native CLI\'s picture, downloadable', async () => {
+  await step('text-to-image (WebGPU): a preview per step, the native CLI\'s picture, accepted by the evaluator, downloadable', async () => {
     const c = cases.generate;
     const t0 = Date.now();
     const got = await draw(gen, 'imagine', c);
@@ -740,8 +746,8 @@ export { answer, edited, engine, info, web };
     const other = await compareWith(got.msg.locator('img'), join(WEB_REF, cases.edit.out));
     console.log(`  vs native ${c.out}: ${JSON.stringify(diff)}; vs another picture (${cases.edit.out}): ${JSON.stringify(other)}`);
     assert.ok(diff.mad <= MAX_MAD, `the browser's picture differs from the native one: ${JSON.stringify(diff)}`);
-    console.log(`  shapes evaluator on it: "${got.evaluatorScene}" (exact: ${got.evaluatorExact})`);
-    assert.ok('evaluatorScene' in got, 'the evaluator said nothing');
+    console.log(`  shapes evaluator on it: "${got.evaluatorScene}" (wanted "${got.evaluatorWanted}": exact ${got.evaluatorExact})`);
+    assert.equal(got.evaluatorExact, 'true', `the shapes evaluator must accept the picture of "${c.prompt}": it reads "${got.evaluatorScene}"`);
     // The download is the PNG shown.
     const [download] = await Promise.all([gen.waitForEvent('download'), got.msg.locator('a[download]').click()]);
     const bytes = readFileSync(await download.path());
@@ -750,7 +756,7 @@ export { answer, edited, engine, info, web };
     // The drawing is now the current image.
     assert.equal(await gen.getAttribute('#preview', 'alt'), got.name);
   });
-  await step('edit of the current image (WebGPU): a preview per step, the native CLI\'s picture', async () => {
+  await step('edit of the current image (WebGPU): a preview per step, the native CLI\'s picture, accepted by the evaluator', async () => {
     const c = cases.edit;
     await gen.setInputFiles('#image-file', join(WEB_REF, c.image));
     await gen.locator('#preview[alt="scene.png"]').waitFor();
@@ -760,13 +766,15 @@ export { answer, edited, engine, info, web };
     await gen.selectOption('#mode', 'ask');
     assert.equal(got.state, 'done');
     assert.equal(got.kind, 'edit');
-    // img2img at the model's strength 0.75 runs the last 3 of 4 steps.
-    assert.equal(got.steps, 3);
+    // img2img at the model's strength 0.75 runs the last 6 of 8 steps.
+    assert.equal(got.steps, Math.floor(c.steps * 0.75));
     assert.equal(got.previews, got.stepsDone);
     assert.equal(got.stepsDone, got.steps);
     const diff = await compareWith(got.msg.locator('img'), join(WEB_REF, c.out));
-    console.log(`  vs native ${c.out}: ${JSON.stringify(diff)}; evaluator reads "${got.evaluatorScene}"`);
+    console.log(`  vs native ${c.out}: ${JSON.stringify(diff)}; evaluator reads "${got.evaluatorScene}" (wanted "${got.evaluatorWanted}": exact ${got.evaluatorExact})`);
     assert.ok(diff.mad <= MAX_MAD, `the browser's edit differs from the native one: ${JSON.stringify(diff)}`);
+    assert.equal(got.evaluatorWanted, c.wanted, 'the evaluator must judge the edit against the source with the instruction applied');
+    assert.equal(got.evaluatorExact, 'true', `the shapes evaluator must accept the edit "${c.prompt}": it reads "${got.evaluatorScene}"`);
     await gen.context().close();
   });
   await step('the CPU path (?backend=cpu) draws the native picture too; Stop ends a drawing; chat may draw', async () => {
