@@ -20,19 +20,34 @@ struct KernelRow {
     burn: f64,
 }
 
-fn median_secs<const D: usize>(runs: usize, device: &Device, mut f: impl FnMut() -> Tensor<D>) -> anyhow::Result<f64> {
-    let mut once = || -> anyhow::Result<f64> {
+fn median_secs<const D: usize>(runs: usize, device: &Device, f: impl FnMut() -> Tensor<D>) -> anyhow::Result<f64> {
+    Ok(median_secs_keep(runs, device, f)?.0)
+}
+
+/// [`median_secs`], also handing back the last timed run's output (so a caller that
+/// checks the result need not run the work once more: a 64×64 step takes minutes on
+/// a CPU-emulated adapter).
+fn median_secs_keep<const D: usize>(
+    runs: usize,
+    device: &Device,
+    mut f: impl FnMut() -> Tensor<D>,
+) -> anyhow::Result<(f64, Tensor<D>)> {
+    let mut once = || -> anyhow::Result<(f64, Tensor<D>)> {
         let t = Instant::now();
         let out = f();
         device.sync().map_err(|e| anyhow::anyhow!("device sync: {e:?}"))?;
-        let secs = t.elapsed().as_secs_f64();
-        drop(out);
-        Ok(secs)
+        Ok((t.elapsed().as_secs_f64(), out))
     };
-    once()?;
-    let mut times = (0..runs.max(1)).map(|_| once()).collect::<anyhow::Result<Vec<f64>>>()?;
+    drop(once()?);
+    let mut times = Vec::with_capacity(runs.max(1));
+    let mut last = None;
+    for _ in 0..runs.max(1) {
+        let (secs, out) = once()?;
+        times.push(secs);
+        last = Some(out);
+    }
     times.sort_by(f64::total_cmp);
-    Ok(times[times.len() / 2])
+    Ok((times[times.len() / 2], last.expect("at least one run")))
 }
 
 fn group_norm(channels: usize, device: &Device) -> GroupNorm {
@@ -268,11 +283,9 @@ fn bench_diffusion_step(
             ddim.step_guided(eps, Some(7.5), t, sample.clone()).expect("step")
         };
         kernels::set_enabled(true);
-        let wgsl = median_secs(runs, device, &mut step);
-        let with = step();
+        let (wgsl, with) = median_secs_keep(runs, device, &mut step)?;
         kernels::set_enabled(false);
-        let burn = median_secs(runs, device, &mut step);
-        let without = step();
+        let (burn, without) = median_secs_keep(runs, device, &mut step)?;
         kernels::set_enabled(true);
         // Both ways must compute the same step (a timing of work the device skipped, e.g. a
         // buffer over its limits, would otherwise pass for a fast one).
@@ -288,8 +301,8 @@ fn bench_diffusion_step(
         rows.push(KernelRow {
             kernel: "whole diffusion step",
             shape: format!("{label}, {l}×{l} latents, guidance (batch 2)"),
-            wgsl: wgsl?,
-            burn: burn?,
+            wgsl,
+            burn,
         });
     }
     Ok(rows)

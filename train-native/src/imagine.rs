@@ -142,9 +142,7 @@ pub fn run_edit(args: EditArgs) -> anyhow::Result<()> {
     let image = model.edit(&source, &args.prompt, &options, &mut progress)?;
     save(&image, &args.common.out)?;
     if args.common.check {
-        let want = shapes::parse_image(&source.data, source.width, source.height)
-            .and_then(|scene| shapes::edit_target(&scene, &args.prompt));
-        check(&image, want);
+        check(&image, shapes::edit_target_of_image(&source.data, source.width, source.height, &args.prompt));
     }
     Ok(())
 }

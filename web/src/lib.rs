@@ -342,10 +342,7 @@ impl Engine {
             (Some(caption), None) => Some(text::parse_caption(&caption)),
             (Some(instruction), Some(source)) => {
                 let source = decode("edit source", &source)?;
-                Some(
-                    eval::parse_image(&source.data, source.width, source.height)
-                        .and_then(|scene| eval::edit_target(&scene, &instruction)),
-                )
+                Some(eval::edit_target_of_image(&source.data, source.width, source.height, &instruction))
             }
         };
         let mut out = serde_json::json!({});

@@ -217,6 +217,13 @@ pub fn edit_target(source: &Scene, instruction: &str) -> Result<Scene> {
     Edit::parse(source, instruction)?.apply(source)
 }
 
+/// The scene an edit of a picture should produce: the scene [`parse_image`] reads in
+/// the source picture (`rgb`, `w` × `h`) with `instruction` applied ([`edit_target`]).
+/// What `edit --check` and the page's verdict compare an edited picture with.
+pub fn edit_target_of_image(rgb: &[u8], w: usize, h: usize, instruction: &str) -> Result<Scene> {
+    edit_target(&parse_image(rgb, w, h)?, instruction)
+}
+
 /// Per-attribute agreement of a parsed scene with a wanted one, for partial-credit reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub struct SceneMatch {
@@ -402,5 +409,11 @@ mod tests {
         assert!(score_edit(&s, "move the circle to the top right", &out, 64, 64));
         assert!(!score_edit(&s, "remove the circle", &out, 64, 64));
         assert!(!score_edit(&s, "move the circle to the top right", &render(&s, &RenderOptions::plain(64)), 64, 64));
+        // The wanted scene of an edit, read from the source picture.
+        let source = render(&s, &RenderOptions::plain(64));
+        assert_eq!(edit_target_of_image(&source, 64, 64, "move the circle to the top right").unwrap(), moved);
+        let err = edit_target_of_image(&source, 64, 64, "move the triangle to the top right").unwrap_err();
+        assert!(err.to_string().contains("triangle"), "{err}");
+        assert!(edit_target_of_image(&source[..100], 64, 64, "remove the circle").is_err());
     }
 }

@@ -25,7 +25,9 @@ pub use crate::rng::SplitMix64;
 
 pub use dataset::{DatasetConfig, HELD_OUT_PAIRS, ImageOut, Sample, Split};
 pub use edit::Edit;
-pub use eval::{SceneMatch, edit_target, parse_image, score_answer, score_edit, score_generation};
+pub use eval::{
+    SceneMatch, edit_target, edit_target_of_image, parse_image, score_answer, score_edit, score_generation,
+};
 pub use render::{Background, RenderOptions, render};
 pub use scene::{Cell, Colour, Kind, Scene, Shape, Size};
 pub use text::{caption, parse_caption};

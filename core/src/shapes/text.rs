@@ -119,13 +119,27 @@ impl Reference {
             && self.cell.is_none_or(|c| c == shape.cell)
     }
 
+    /// The reference in words: "a small red circle at the top left" (the named parts only).
+    pub fn phrase(&self) -> String {
+        let mut words = vec!["a"];
+        words.extend(self.size.map(|s| s.name()));
+        words.extend(self.colour.map(|c| c.name()));
+        words.push(self.kind.map_or("shape", |k| k.name()));
+        let mut out = words.join(" ");
+        if let Some(cell) = self.cell {
+            let at = if cell.name() == "center" { "in" } else { "at" };
+            out += &format!(" {at} the {}", cell.name());
+        }
+        out
+    }
+
     /// The one shape of `scene` this refers to (error when none or several).
     pub fn resolve(&self, scene: &Scene) -> Result<Shape> {
         let found: Vec<&Shape> = scene.shapes.iter().filter(|s| self.matches(s)).collect();
         match found.as_slice() {
             [one] => Ok(**one),
-            [] => Err(Error::input("reference", "no shape matches")),
-            _ => Err(Error::input("reference", "several shapes match")),
+            [] => Err(Error::input("reference", format!("no shape in the scene is {}", self.phrase()))),
+            _ => Err(Error::input("reference", format!("several shapes in the scene are {}", self.phrase()))),
         }
     }
 

@@ -111,18 +111,26 @@ impl Default for Mixture {
 }
 
 /// Loss weights: next-token cross-entropy, the diffusion (noise-prediction) loss
-/// and the alignment MSE to the CLIP text states.
+/// and the alignment MSE to the CLIP text states; and how much of the generation
+/// terms' gradient reaches the language model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LossWeights {
     pub ce: f64,
     pub diffusion: f64,
     pub align: f64,
+    /// Share of the generation terms' gradient (diffusion and alignment) that flows
+    /// from the head back into the LLM's `[IMG]` hidden states, and through them into
+    /// the LLM and the projector (the direct path of the `[IMG]` embeddings into the head
+    /// is not scaled): 1 (the paper) back-propagates
+    /// all of it, 0 trains the head alone on them (the LLM then learns from the
+    /// cross-entropy only). The head always gets the whole gradient.
+    pub gen_to_llm: f64,
 }
 
 impl Default for LossWeights {
     fn default() -> Self {
-        Self { ce: 1.0, diffusion: 0.5, align: 1.0 }
+        Self { ce: 1.0, diffusion: 0.5, align: 1.0, gen_to_llm: 1.0 }
     }
 }
 
@@ -324,6 +332,9 @@ impl TrainConfig {
         if [m.text, m.generation, m.editing, m.understanding].iter().any(|s| *s < 0.0 || !s.is_finite()) {
             bail!("mixture shares must be finite and non-negative");
         }
+        if !(0.0..=1.0).contains(&self.loss.gen_to_llm) {
+            bail!("loss.gen_to_llm must be in [0, 1] (the share of the generation gradient the LLM gets)");
+        }
         let lora = &self.trainable.lora;
         if lora.rank == 0 || !lora.alpha.is_finite() || lora.alpha <= 0.0 {
             bail!("trainable.lora: rank must be at least 1 and alpha positive");
@@ -392,6 +403,9 @@ mod tests {
         assert_eq!(cfg.trainable.llm, LlmMode::Frozen);
         assert!(TrainConfig::load(None, &["nope=1".into()]).is_err());
         assert!(TrainConfig::load(None, &["global_batch=10".into(), "micro_batch=3".into()]).is_err());
+        assert_eq!(TrainConfig::load(None, &["loss.gen_to_llm=0.25".into()]).expect("cfg").loss.gen_to_llm, 0.25);
+        let err = TrainConfig::load(None, &["loss.gen_to_llm=1.5".into()]).unwrap_err();
+        assert!(format!("{err:#}").contains("loss.gen_to_llm"), "{err:#}");
         assert_eq!(TrainConfig::load(None, &["out_dir=/tmp/x".into()]).expect("cfg").out_dir, PathBuf::from("/tmp/x"));
     }
 

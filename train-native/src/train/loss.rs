@@ -148,6 +148,9 @@ pub struct GenContext<'a> {
     pub diffusion: bool,
     /// Compute the alignment term (skipped when its weight is 0).
     pub align: bool,
+    /// Share of the generation terms' gradient that flows into the LLM
+    /// (`LossWeights::gen_to_llm`).
+    pub to_llm: f64,
 }
 
 /// The loss terms of one micro-batch (sums: the trainer divides by the step's counts).
@@ -193,7 +196,8 @@ pub fn losses(
     );
     let ids: Vec<Vec<u32>> = rows.iter().map(|&i| batch.encoded[i].ids.clone()).collect();
     let pos = img_positions(&ids, genr.img, ctx.device)?;
-    let u = genr.head.forward(head_input(embeds.select(0, index.clone()), hidden.select(0, index), pos));
+    let hidden = scale_gradient(hidden.select(0, index.clone()), genr.to_llm);
+    let u = genr.head.forward(head_input(embeds.select(0, index), hidden, pos));
     let f = genr.frozen;
     out.images = g;
     // Alignment: U against the text encoder's states of the target caption.
@@ -204,6 +208,18 @@ pub fn losses(
         out.diffusion = Some(denoising(batch, &rows, u, f, genr.seed)?);
     }
     Ok(out)
+}
+
+/// `x` unchanged in the forward pass, with the gradient flowing back through it
+/// multiplied by `share` (0: none, 1: all).
+pub fn scale_gradient<const D: usize>(x: Tensor<D>, share: f64) -> Tensor<D> {
+    if share >= 1.0 {
+        x
+    } else if share <= 0.0 {
+        x.detach()
+    } else {
+        x.clone().detach().mul_scalar(1.0 - share).add(x.mul_scalar(share))
+    }
 }
 
 /// Summed per-sample MSE between `U` and the caption states of the targets.
@@ -254,4 +270,28 @@ fn denoising(batch: &MicroBatch, rows: &[usize], u: Tensor<3>, f: &Frozen, seed:
     let cond = u.mul(keep.clone()).add(null.mul(keep.neg().add_scalar(1.0)));
     let pred = f.sd.unet.forward(xt, t, cond)?;
     Ok(pred.sub(eps).powi_scalar(2).sum().div_scalar((c * h * w) as f64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scale_gradient;
+    use burn::tensor::{Device, Tensor};
+
+    /// The forward value is `x`; the gradient through it is scaled by the share.
+    #[test]
+    fn scale_gradient_keeps_the_value_and_scales_the_gradient() {
+        let device = Device::flex().autodiff();
+        for share in [0.0, 0.25, 1.0] {
+            let x = Tensor::<2>::from_floats([[1.5, -2.0], [0.5, 3.0]], &device).require_grad();
+            let y = scale_gradient(x.clone().mul_scalar(3.0), share);
+            let value: Vec<f32> = y.clone().into_data().to_vec().expect("f32");
+            assert_eq!(value, vec![4.5, -6.0, 1.5, 9.0]);
+            // (+ 0·Σx keeps the output tracked when the share cuts the whole gradient.)
+            let grads = y.sum().add(x.clone().sum().mul_scalar(0.0)).backward();
+            let g: Vec<f32> = x.grad(&grads).map(|g| g.into_data().to_vec().expect("f32")).unwrap_or(vec![0.0; 4]);
+            for v in g {
+                assert!((v - 3.0 * share as f32).abs() < 1e-6, "share {share}: gradient {v}");
+            }
+        }
+    }
 }

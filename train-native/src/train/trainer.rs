@@ -157,6 +157,7 @@ impl Trainer {
                         seed: splitmix64(self.state.rng ^ k as u64),
                         diffusion: w.diffusion > 0.0,
                         align: w.align > 0.0,
+                        to_llm: w.gen_to_llm,
                     }),
                     _ => None,
                 };
