@@ -37,6 +37,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Instruction-tune a model (single stage), resumably; see `train --help`.
     Train(train::TrainArgs),
+    /// Score a model on the held-out shapes world (the evaluation a training run ends with).
+    Eval(train::EvalArgs),
     /// Write the shapes world (understanding, generation, editing, text) to a folder.
     Data(pretrain::data::DataArgs),
     /// Pre-train the Stable Diffusion stand-in on the shapes world (diffusers folder).
@@ -73,6 +75,7 @@ fn main() {
             print_config: false,
             device: device::DeviceArg::Cpu,
         }),
+        Some(Command::Eval(args)) => train::run_eval(args),
         Some(Command::Data(args)) => pretrain::data::run(args),
         Some(Command::PretrainSd(args)) => pretrain::folder::run_pretrain(args),
         Some(Command::EvalSd(args)) => pretrain::eval::run(args),

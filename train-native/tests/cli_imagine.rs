@@ -160,3 +160,44 @@ fn the_shipped_default_model_generates_edits_and_answers() {
     assert!(!String::from_utf8_lossy(&o.stdout).trim().is_empty());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `eval`: the held-out evaluation of the training report, of the shipped model (no
+/// `--model`), at a small size; the markdown on stdout and the JSON agree; a folder
+/// that is not there is named in the error.
+#[test]
+fn eval_scores_the_shipped_model_on_the_held_out_sets() {
+    let dir = std::env::temp_dir().join(format!("genllava-eval-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let json = dir.join("eval.json");
+    let o = run(&["eval", "--set", "eval_samples=4", "--set", "eval_images=1", "--json", json.to_str().expect("utf8")]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).expect("json written")).expect("json");
+    let sets = r["sets"].as_array().expect("sets");
+    // Understanding, generation, editing and text, each on the test and the novel split.
+    assert_eq!(sets.len(), 8, "{sets:?}");
+    let stdout = String::from_utf8_lossy(&o.stdout).to_string();
+    let (mut asked, mut right) = (0, 0);
+    for s in sets {
+        let (kind, correct, total) =
+            (s["kind"].as_str().expect("kind"), s["correct"].as_u64().expect("n"), s["total"].as_u64().expect("n"));
+        // eval_samples per understanding set, a quarter of it per text set, eval_images per image set.
+        let want = if kind == "understanding" { 4 } else { 1 };
+        assert_eq!(total, want, "{s}");
+        assert!(correct <= total, "{s}");
+        let row = format!("| {} | {correct} | {total} |", s["set"].as_str().expect("set"));
+        assert!(stdout.contains(&row), "{row} not in\n{stdout}");
+        if kind == "understanding" {
+            asked += total;
+            right += correct;
+        }
+    }
+    assert_eq!(r["samples"].as_u64(), Some(asked));
+    let accuracy = r["accuracy"].as_f64().expect("accuracy");
+    assert!((accuracy - right as f64 / asked as f64).abs() < 1e-9, "{accuracy} vs {right}/{asked}");
+    let categories: u64 = r["categories"].as_array().expect("categories").iter().map(|c| c[2].as_u64().unwrap()).sum();
+    assert_eq!(categories, asked);
+    let o = run(&["eval", "--model", "/no/such/model"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("/no/such/model"), "{}", String::from_utf8_lossy(&o.stderr));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -86,10 +86,20 @@ pub struct TextUnet {
 }
 
 impl TextUnet {
-    /// Fresh weights for both.
-    pub fn init(text: &ClipTextConfig, unet: &UNet2DConditionConfig, device: &Device) -> anyhow::Result<Self> {
+    /// Fresh weights for both, or the UNet given (`init_unet`, already on `device`).
+    pub fn init(
+        text: &ClipTextConfig,
+        unet: &UNet2DConditionConfig,
+        init_unet: Option<UNet2DConditionModel>,
+        device: &Device,
+    ) -> anyhow::Result<Self> {
         let vb = VarBuilder::init(0.03, device);
-        Ok(Self { text: ClipTextModel::load(text, &vb)?, unet: UNet2DConditionModel::load(unet, &vb)? })
+        let text = ClipTextModel::load(text, &vb)?;
+        let unet = match init_unet {
+            Some(u) => u,
+            None => UNet2DConditionModel::load(unet, &vb)?,
+        };
+        Ok(Self { text, unet })
     }
 }
 
@@ -131,12 +141,10 @@ pub fn train(
     device: &Device,
 ) -> anyhow::Result<TextUnet> {
     let ad = device.clone().autodiff();
-    let mut model = TextUnet::init(text, unet, &ad)?;
+    let init_unet = init_unet.map(|u| crate::train::model::stable_params(u, &ad));
+    let mut model = TextUnet::init(text, unet, init_unet, &ad)?;
     if let Some(t) = frozen_text {
         model.text = t.fork(&ad).no_grad();
-    }
-    if let Some(u) = init_unet {
-        model.unet = crate::train::model::stable_params(u, &ad);
     }
     let mut optim = AdamWConfig::new().with_weight_decay(0.01).init();
     let alphas = SchedulerConfig {

@@ -161,7 +161,10 @@ impl Siglip {
         let (pool, pooled) = match pool {
             Pool::Flatten => (None, vision.num_positions() * d),
             Pool::Map => {
-                anyhow::ensure!(d.is_multiple_of(POOL_HEADS), "--pool map needs a tower width divisible by {POOL_HEADS}");
+                anyhow::ensure!(
+                    d.is_multiple_of(POOL_HEADS),
+                    "--pool map needs a tower width divisible by {POOL_HEADS}"
+                );
                 (Some(AttentionPool::init(d, device)), POOL_QUERIES * d)
             }
         };

@@ -45,6 +45,65 @@ pub struct TrainArgs {
     pub device: DeviceArg,
 }
 
+#[derive(clap::Args)]
+pub struct EvalArgs {
+    /// GenLLaVA (or LLaVA) folder to score; default: the shipped model.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// The training config whose held-out sets and evaluation sizes to use (default: the
+    /// embedded one, the main job's: the same questions and images its report scores).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Override a config field: `--set eval_samples=512 --set eval_images=64` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+    /// Also write the full result (per set and per question category) as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Compute device.
+    #[arg(long, value_enum, default_value_t)]
+    pub device: DeviceArg,
+}
+
+/// `train-native eval …`: the held-out evaluation the training run ends with, of any
+/// model folder: `eval_samples` questions per understanding set, `eval_images` pictures
+/// per generation and editing set, per split; markdown tables on stdout.
+pub fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
+    let cfg = TrainConfig::load(args.config.as_deref(), &args.overrides)?;
+    let dir = args.model.clone().unwrap_or_else(crate::imagine::default_model);
+    if !dir.is_dir() {
+        anyhow::bail!("--model {}: not a model folder", dir.display());
+    }
+    let device = args.device.device()?;
+    let bundle = model::load(&dir, &device)?;
+    let (_, held) = data_sets(&cfg, bundle.config.vision_config.image_size)?;
+    eprintln!(
+        "scoring {} on {} held-out sets (data seed {}: {} questions per understanding set, {} pictures per image set)",
+        dir.display(),
+        held.len(),
+        cfg.seed,
+        cfg.eval_samples,
+        cfg.eval_images
+    );
+    let r = eval::evaluate(&bundle, &held, &cfg, 0, None)?;
+    let pct = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{:.1} %", v * 100.0));
+    println!("| model | understanding | generation | editing | ce |\n|---|---|---|---|---|");
+    println!(
+        "| {} | {} | {} | {} | {:.4} |",
+        dir.display(),
+        pct((r.samples > 0).then_some(r.accuracy)),
+        pct(r.generation),
+        pct(r.editing),
+        r.ce
+    );
+    print!("{}", report::eval_tables(&r, "this evaluation")?);
+    if let Some(path) = &args.json {
+        crate::files::write_atomic(path, serde_json::to_string_pretty(&r)?.as_bytes())?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
 /// Training sets (one per kind) and the held-out sets (one per kind and split).
 pub(crate) type DataSets = (Vec<Box<dyn Dataset>>, Vec<Box<dyn Dataset>>);
 

@@ -1,10 +1,33 @@
 //! The end-of-run report: `report.md` (a markdown table of the run) and
 //! `loss.png` (the per-step loss over the whole run, resumes included).
 
+use super::eval::EvalResult;
 use super::metrics::{self, clock};
 use super::trainer::Trainer;
 use std::fmt::Write;
 use std::path::PathBuf;
+
+/// The held-out sets, the understanding questions by category and a few answers of
+/// one evaluation, as markdown tables (`report.md`'s tail; `train-native eval`);
+/// `which` labels the first two tables' headers ("last evaluation").
+pub fn eval_tables(e: &EvalResult, which: &str) -> anyhow::Result<String> {
+    let mut md = String::new();
+    writeln!(md, "\n| held-out set ({which}) | correct | of | score |\n|---|---|---|---|")?;
+    for s in &e.sets {
+        writeln!(md, "| {} | {} | {} | {:.1} % |", s.set, s.correct, s.total, s.rate() * 100.0)?;
+    }
+    if !e.categories.is_empty() {
+        writeln!(md, "\n| understanding by question ({which}) | correct | of | score |\n|---|---|---|---|")?;
+        for (c, ok, n) in &e.categories {
+            writeln!(md, "| {c} | {ok} | {n} | {:.1} % |", 100.0 * *ok as f64 / (*n).max(1) as f64)?;
+        }
+    }
+    writeln!(md, "\n| expected | answered |\n|---|---|")?;
+    for (want, got) in &e.examples {
+        writeln!(md, "| {want} | {got} |")?;
+    }
+    Ok(md)
+}
 
 /// Write `report.md` and `loss.png` into the run's folder; returns the report's path.
 pub fn write(t: &Trainer) -> anyhow::Result<PathBuf> {
@@ -44,23 +67,7 @@ pub fn write(t: &Trainer) -> anyhow::Result<PathBuf> {
             writeln!(md, "| {} | {u} | {} | {} | {:.4} |", e.step, pct(e.generation), pct(e.editing), e.ce)?;
         }
         if let Some(e) = t.evals.last() {
-            writeln!(md, "\n| held-out set (last evaluation) | correct | of | score |\n|---|---|---|---|")?;
-            for s in &e.sets {
-                writeln!(md, "| {} | {} | {} | {:.1} % |", s.set, s.correct, s.total, s.rate() * 100.0)?;
-            }
-            if !e.categories.is_empty() {
-                writeln!(
-                    md,
-                    "\n| understanding by question (last evaluation) | correct | of | score |\n|---|---|---|---|"
-                )?;
-                for (c, ok, n) in &e.categories {
-                    writeln!(md, "| {c} | {ok} | {n} | {:.1} % |", 100.0 * *ok as f64 / (*n).max(1) as f64)?;
-                }
-            }
-            writeln!(md, "\n| expected | answered |\n|---|---|")?;
-            for (want, got) in &e.examples {
-                writeln!(md, "| {want} | {got} |")?;
-            }
+            md += &eval_tables(e, "last evaluation")?;
         }
     }
     writeln!(md, "\n![loss](loss.png)")?;
