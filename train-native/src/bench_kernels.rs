@@ -149,6 +149,23 @@ fn bench_attention(quick: bool, runs: usize, device: &Device) -> anyhow::Result<
             burn,
         });
     }
+    if !quick {
+        // The UNet's self-attention at 64×64 latents (4096 tokens), as `sd::attention` runs it:
+        // in query chunks whose scores fit 128 MiB, with the fused softmax and without.
+        let shape = [2, 8, 4096, 40];
+        let [q, k, v] = [0; 3].map(|_| Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), device));
+        let mut attend = || genllava::sd::attention::scaled_dot_product_attention(q.clone(), k.clone(), v.clone());
+        let wgsl = median_secs(runs, device, &mut attend)?;
+        kernels::set_enabled(false);
+        let burn = median_secs(runs, device, &mut attend);
+        kernels::set_enabled(true);
+        rows.push(KernelRow {
+            kernel: "attention in query chunks (sd::attention)",
+            shape: format!("q {shape:?}, 4096 keys"),
+            wgsl,
+            burn: burn?,
+        });
+    }
     Ok(rows)
 }
 

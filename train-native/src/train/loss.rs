@@ -284,11 +284,12 @@ mod tests {
         for share in [0.0, 0.25, 1.0] {
             let x = Tensor::<2>::from_floats([[1.5, -2.0], [0.5, 3.0]], &device).require_grad();
             let y = scale_gradient(x.clone().mul_scalar(3.0), share);
-            let value: Vec<f32> = y.clone().into_data().to_vec().expect("f32");
+            let value: Vec<f32> = y.clone().into_data().try_to_vec::<f32>().expect("f32");
             assert_eq!(value, vec![4.5, -6.0, 1.5, 9.0]);
             // (+ 0·Σx keeps the output tracked when the share cuts the whole gradient.)
             let grads = y.sum().add(x.clone().sum().mul_scalar(0.0)).backward();
-            let g: Vec<f32> = x.grad(&grads).map(|g| g.into_data().to_vec().expect("f32")).unwrap_or(vec![0.0; 4]);
+            let g: Vec<f32> =
+                x.grad(&grads).map(|g| g.into_data().try_to_vec::<f32>().expect("f32")).unwrap_or(vec![0.0; 4]);
             for v in g {
                 assert!((v - 3.0 * share as f32).abs() < 1e-6, "share {share}: gradient {v}");
             }
