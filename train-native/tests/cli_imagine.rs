@@ -169,7 +169,18 @@ fn eval_scores_the_shipped_model_on_the_held_out_sets() {
     let dir = std::env::temp_dir().join(format!("genllava-eval-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("mkdir");
     let json = dir.join("eval.json");
-    let o = run(&["eval", "--set", "eval_samples=4", "--set", "eval_images=1", "--json", json.to_str().expect("utf8")]);
+    let answers = dir.join("answers.jsonl");
+    let o = run(&[
+        "eval",
+        "--set",
+        "eval_samples=4",
+        "--set",
+        "eval_images=1",
+        "--json",
+        json.to_str().expect("utf8"),
+        "--answers",
+        answers.to_str().expect("utf8"),
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).expect("json written")).expect("json");
     let sets = r["sets"].as_array().expect("sets");
@@ -196,6 +207,25 @@ fn eval_scores_the_shipped_model_on_the_held_out_sets() {
     assert!((accuracy - right as f64 / asked as f64).abs() < 1e-9, "{accuracy} vs {right}/{asked}");
     let categories: u64 = r["categories"].as_array().expect("categories").iter().map(|c| c[2].as_u64().unwrap()).sum();
     assert_eq!(categories, asked);
+    // --answers: one line per question asked (understanding and text), agreeing with the counts.
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&answers)
+        .expect("answers written")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    let asked_all: u64 = sets
+        .iter()
+        .filter(|s| s["kind"] == "understanding" || s["kind"] == "text")
+        .map(|s| s["total"].as_u64().expect("n"))
+        .sum();
+    assert_eq!(lines.len() as u64, asked_all);
+    for s in sets.iter().filter(|s| s["kind"] == "understanding" || s["kind"] == "text") {
+        let mine: Vec<&serde_json::Value> = lines.iter().filter(|l| l["set"] == s["set"]).collect();
+        assert_eq!(mine.len() as u64, s["total"].as_u64().expect("n"), "{s}");
+        let ok = mine.iter().filter(|l| l["correct"] == true).count() as u64;
+        assert_eq!(ok, s["correct"].as_u64().expect("n"), "{s}");
+        assert!(mine.iter().all(|l| l["question"].as_str().is_some_and(|q| !q.is_empty())));
+    }
     let o = run(&["eval", "--model", "/no/such/model"]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("/no/such/model"), "{}", String::from_utf8_lossy(&o.stderr));

@@ -121,10 +121,10 @@ pub struct LossWeights {
     pub align: f64,
     /// Share of the generation terms' gradient (diffusion and alignment) that flows
     /// from the head back into the LLM's `[IMG]` hidden states, and through them into
-    /// the LLM and the projector (the direct path of the `[IMG]` embeddings into the head
-    /// is not scaled): 1 (the paper) back-propagates
-    /// all of it, 0 trains the head alone on them (the LLM then learns from the
-    /// cross-entropy only). The head always gets the whole gradient.
+    /// the LLM and the projector (the direct path of the `[IMG]` embeddings into the
+    /// head is not scaled): 1 (the paper) back-propagates all of it, 0 trains the head
+    /// alone on them (the LLM then learns from the cross-entropy only). The head
+    /// always gets the whole gradient.
     pub gen_to_llm: f64,
 }
 

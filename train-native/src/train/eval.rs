@@ -55,6 +55,22 @@ pub struct EvalResult {
     /// Understanding questions per category (when the data names them), pooled over
     /// the held-out sets: (category, correct, asked), in name order.
     pub categories: Vec<(String, usize, usize)>,
+    /// Every understanding and text question with its answer, when asked for
+    /// (`evaluate(.., keep_answers = true)`; `train-native eval --answers`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub answers: Vec<Answered>,
+}
+
+/// One held-out question and the model's greedy answer.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Answered {
+    pub set: String,
+    /// The question's category, when the data names it.
+    pub category: Option<String>,
+    pub question: String,
+    pub expected: String,
+    pub answered: String,
+    pub correct: bool,
 }
 
 impl EvalResult {
@@ -86,13 +102,15 @@ fn edit_instruction(user: &str) -> &str {
 /// held-out `sets`: `cfg.eval_samples` questions per understanding / text set and
 /// `cfg.eval_images` images per generation / editing set. `sd` is the frozen diffusion
 /// decoder when the caller already holds it (on the model's device); otherwise it is
-/// loaded from the bundle's `sd/` folder.
+/// loaded from the bundle's `sd/` folder. With `keep_answers`, the result lists every
+/// question asked with its answer.
 pub fn evaluate(
     bundle: &Bundle,
     sets: &[Box<dyn Dataset>],
     cfg: &TrainConfig,
     step: usize,
     sd: Option<&StableDiffusion>,
+    keep_answers: bool,
 ) -> anyhow::Result<EvalResult> {
     // Validation mode, LoRA adapters (if any) folded in once rather than at every forward.
     let model = burn::module::Module::materialize(burn::module::Module::valid(&bundle.model));
@@ -130,6 +148,7 @@ pub fn evaluate(
     let (mut nll, mut count) = (0.0, 0usize);
     let mut scores = Vec::new();
     let mut examples = Vec::new();
+    let mut answers = Vec::new();
     let mut categories = std::collections::BTreeMap::<String, (usize, usize)>::new();
     for set in sets {
         let kind = set.kind();
@@ -182,8 +201,19 @@ pub fn evaluate(
                         entry.0 += usize::from(ok);
                         entry.1 += 1;
                     }
+                    let question = s.turns[last - 1].text.replace('\n', " ");
+                    if keep_answers {
+                        answers.push(Answered {
+                            set: set.describe(),
+                            category: s.category.clone(),
+                            question: question.clone(),
+                            expected: expected.clone(),
+                            answered: got.clone(),
+                            correct: ok,
+                        });
+                    }
                     if examples.len() < 6 && kind == Kind::Understanding {
-                        examples.push((format!("{} → {expected}", s.turns[last - 1].text.replace('\n', " ")), got));
+                        examples.push((format!("{question} → {expected}"), got));
                     }
                     ok
                 }
@@ -228,5 +258,6 @@ pub fn evaluate(
         sets: scores,
         examples,
         categories: categories.into_iter().map(|(c, (ok, n))| (c, ok, n)).collect(),
+        answers,
     })
 }

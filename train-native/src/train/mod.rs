@@ -60,6 +60,10 @@ pub struct EvalArgs {
     /// Also write the full result (per set and per question category) as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Also write every question asked with the model's answer here, one JSON object per
+    /// line (set, category, question, expected, answered, correct).
+    #[arg(long)]
+    pub answers: Option<PathBuf>,
     /// Compute device.
     #[arg(long, value_enum, default_value_t)]
     pub device: DeviceArg,
@@ -85,7 +89,8 @@ pub fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
         cfg.eval_samples,
         cfg.eval_images
     );
-    let r = eval::evaluate(&bundle, &held, &cfg, 0, None)?;
+    let mut r = eval::evaluate(&bundle, &held, &cfg, 0, None, args.answers.is_some())?;
+    let answers = std::mem::take(&mut r.answers);
     let pct = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{:.1} %", v * 100.0));
     println!("| model | understanding | generation | editing | ce |\n|---|---|---|---|---|");
     println!(
@@ -100,6 +105,15 @@ pub fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.json {
         crate::files::write_atomic(path, serde_json::to_string_pretty(&r)?.as_bytes())?;
         eprintln!("wrote {}", path.display());
+    }
+    if let Some(path) = &args.answers {
+        let mut lines = String::new();
+        for a in &answers {
+            lines += &serde_json::to_string(a)?;
+            lines.push('\n');
+        }
+        crate::files::write_atomic(path, lines.as_bytes())?;
+        eprintln!("wrote {} ({} answers)", path.display(), answers.len());
     }
     Ok(())
 }

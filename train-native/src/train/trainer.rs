@@ -75,6 +75,7 @@ impl Trainer {
             &self.cfg,
             self.state.step,
             self.frozen.as_ref().map(|f| &f.sd),
+            false,
         )?;
         eprintln!("\n{}", r.summary());
         let path = self.cfg.out_dir.join("eval.jsonl");
