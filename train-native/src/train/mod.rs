@@ -91,16 +91,8 @@ pub fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
     );
     let mut r = eval::evaluate(&bundle, &held, &cfg, 0, None, args.answers.is_some())?;
     let answers = std::mem::take(&mut r.answers);
-    let pct = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{:.1} %", v * 100.0));
-    println!("| model | understanding | generation | editing | ce |\n|---|---|---|---|---|");
-    println!(
-        "| {} | {} | {} | {} | {:.4} |",
-        dir.display(),
-        pct((r.samples > 0).then_some(r.accuracy)),
-        pct(r.generation),
-        pct(r.editing),
-        r.ce
-    );
+    println!("| model | {}", report::SCORE_COLUMNS);
+    println!("| {} | {}", dir.display(), report::score_cells(&r));
     print!("{}", report::eval_tables(&r, "this evaluation")?);
     if let Some(path) = &args.json {
         crate::files::write_atomic(path, serde_json::to_string_pretty(&r)?.as_bytes())?;

@@ -7,6 +7,18 @@ use super::trainer::Trainer;
 use std::fmt::Write;
 use std::path::PathBuf;
 
+/// The header cells after the first column of a table with one row per evaluation,
+/// and its separator line ([`score_cells`] fills the rows).
+pub const SCORE_COLUMNS: &str = "understanding | generation | editing | ce |\n|---|---|---|---|---|";
+
+/// One evaluation's row cells after the first column: understanding, generation and
+/// editing rates ("–" where not scored) and the held-out cross-entropy.
+pub fn score_cells(e: &EvalResult) -> String {
+    let pct = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{:.1} %", v * 100.0));
+    let u = pct((e.samples > 0).then_some(e.accuracy));
+    format!("{u} | {} | {} | {:.4} |", pct(e.generation), pct(e.editing), e.ce)
+}
+
 /// The held-out sets, the understanding questions by category and a few answers of
 /// one evaluation, as markdown tables (`report.md`'s tail; `train-native eval`);
 /// `which` labels the first two tables' headers ("last evaluation").
@@ -57,14 +69,9 @@ pub fn write(t: &Trainer) -> anyhow::Result<PathBuf> {
         writeln!(md, "| data: {name} | {:.1} % |", share * 100.0)?;
     }
     if !t.evals.is_empty() {
-        let pct = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{:.1} %", v * 100.0));
-        writeln!(
-            md,
-            "\n## Held-out evaluation\n\n| step | understanding | generation | editing | ce |\n|---|---|---|---|---|"
-        )?;
+        writeln!(md, "\n## Held-out evaluation\n\n| step | {SCORE_COLUMNS}")?;
         for e in &t.evals {
-            let u = pct((e.samples > 0).then_some(e.accuracy));
-            writeln!(md, "| {} | {u} | {} | {} | {:.4} |", e.step, pct(e.generation), pct(e.editing), e.ce)?;
+            writeln!(md, "| {} | {}", e.step, score_cells(e))?;
         }
         if let Some(e) = t.evals.last() {
             md += &eval_tables(e, "last evaluation")?;
