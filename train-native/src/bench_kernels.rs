@@ -114,7 +114,12 @@ fn bench_conv2d(quick: bool, runs: usize, device: &Device) -> anyhow::Result<Vec
         rows.push(KernelRow { kernel: "conv2d", shape: what.clone(), wgsl, burn });
         let im2col =
             median_secs(runs, device, || kernels::conv2d_im2col(&layer, x.clone()).expect("im2col covers it"))?;
-        rows.push(KernelRow { kernel: "conv2d via im2col + matmul", shape: what, wgsl: im2col, burn });
+        rows.push(KernelRow { kernel: "conv2d via im2col + matmul", shape: what.clone(), wgsl: im2col, burn });
+        if kernels::conv2d_winograd(&layer, x.clone()).is_some() {
+            let winograd =
+                median_secs(runs, device, || kernels::conv2d_winograd(&layer, x.clone()).expect("Winograd covers it"))?;
+            rows.push(KernelRow { kernel: "conv2d via Winograd F(2×2, 3×3)", shape: what, wgsl: winograd, burn });
+        }
     }
     Ok(rows)
 }

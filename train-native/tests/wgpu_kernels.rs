@@ -330,8 +330,10 @@ fn conv2d_matches_burn() {
     // not fill a 64 × 64 tile, K not a multiple of 16, the VAE's asymmetric downsampling pad,
     // a non-square kernel and a conv without bias.
     type Case = ([usize; 4], [usize; 2], [usize; 2], [usize; 2], (usize, usize, usize, usize), bool);
-    let cases: [Case; 8] = [
+    let cases: [Case; 10] = [
         ([2, 32, 16, 16], [32, 64], [3, 3], [1, 1], (1, 1, 1, 1), true),
+        ([3, 7, 9, 5], [7, 11], [3, 3], [1, 1], (0, 0, 1, 1), true),
+        ([1, 2, 1, 6], [2, 3], [3, 3], [1, 1], (1, 2, 1, 0), false),
         ([1, 5, 13, 7], [5, 3], [3, 3], [1, 1], (1, 1, 1, 1), true),
         ([2, 16, 15, 15], [16, 70], [3, 3], [2, 2], (1, 1, 1, 1), true),
         ([2, 40, 9, 9], [40, 130], [1, 1], [1, 1], (0, 0, 0, 0), true),
@@ -354,9 +356,38 @@ fn conv2d_matches_burn() {
         assert!(d <= 1e-4, "{what}: kernel vs burn on cpu: {d:e}");
         let im2col = kernels::conv2d_im2col(&layer, x.clone()).expect("im2col covers it");
         assert_eq!(im2col.dims(), burn_cpu.dims(), "{what}: im2col output shape");
-        let d = max_abs_diff(im2col.to_device(&cpu), burn_cpu);
+        let d = max_abs_diff(im2col.to_device(&cpu), burn_cpu.clone());
         assert!(d <= 1e-4, "{what}: im2col + matmul vs burn on cpu: {d:e}");
+        // Winograd F(2×2, 3×3): exactly the 3×3 kernels at stride 1, odd sizes, partial
+        // tiles and one-pixel outputs included.
+        let winograd = kernels::conv2d_winograd(&layer, x.clone());
+        assert_eq!(winograd.is_some(), k == [3, 3] && stride == [1, 1], "{what}: Winograd coverage");
+        if let Some(winograd) = winograd {
+            assert_eq!(winograd.dims(), burn_cpu.dims(), "{what}: Winograd output shape");
+            let d = max_abs_diff(winograd.to_device(&cpu), burn_cpu);
+            assert!(d <= 1e-4, "{what}: Winograd vs burn on cpu: {d:e}");
+        }
     }
+}
+
+#[test]
+fn conv2d_winograd_splits_into_chunks() {
+    // A 40 KiB budget: the weight transform in output-channel chunks of 40 (40, 40, 20) and
+    // the 2 × 5 × 5 = 50 tiles in chunks of 16 (16, 16, 16, 2): every chunk's output lands
+    // in the same result.
+    let gpu = wgpu();
+    let cpu = Device::flex();
+    let layer = conv_layer([16, 100], [3, 3], [1, 1], (1, 1, 1, 1), true, &gpu);
+    let x = Tensor::<4>::random([2, 16, 9, 9], Distribution::Normal(0.0, 1.0), &gpu);
+    let burn_cpu = kernels::conv2d_reference(&conv_on(&layer, &cpu), x.clone().to_device(&cpu));
+    let chunked = kernels::conv2d_winograd_in_chunks(&layer, x.clone(), 40 * 1024).expect("Winograd covers it");
+    let d = max_abs_diff(chunked.to_device(&cpu), burn_cpu.clone());
+    assert!(d <= 1e-4, "chunked Winograd vs burn on cpu: {d:e}");
+    let whole = kernels::conv2d_winograd(&layer, x.clone()).expect("Winograd covers it");
+    let d = max_abs_diff(whole.to_device(&cpu), burn_cpu);
+    assert!(d <= 1e-4, "Winograd in one chunk vs burn on cpu: {d:e}");
+    // Below 64 bytes per input channel no chunk fits: not covered.
+    assert!(kernels::conv2d_winograd_in_chunks(&layer, x, 16 * 63).is_none());
 }
 
 #[test]
@@ -382,18 +413,36 @@ fn conv2d_reads_strided_inputs() {
     let d = max_abs_diff(fused, kernels::conv2d_reference(&layer, x.clone()));
     assert!(d <= 1e-4, "permuted input: {d:e}");
     let im2col = kernels::conv2d_im2col(&layer, x.clone()).expect("im2col covers it");
-    let d = max_abs_diff(im2col, kernels::conv2d_reference(&layer, x));
+    let d = max_abs_diff(im2col, kernels::conv2d_reference(&layer, x.clone()));
     assert!(d <= 1e-4, "permuted input, im2col: {d:e}");
+    let winograd = kernels::conv2d_winograd(&layer, x.clone()).expect("Winograd covers it");
+    let d = max_abs_diff(winograd, kernels::conv2d_reference(&layer, x));
+    assert!(d <= 1e-4, "permuted input, Winograd: {d:e}");
 }
 
 #[test]
-fn conv2d_takes_im2col_on_wgpu() {
+fn conv2d_takes_winograd_or_im2col_on_wgpu() {
     let gpu = wgpu();
-    let layer = conv_layer([8, 8], [3, 3], [1, 1], (1, 1, 1, 1), true, &gpu);
-    // The dispatching call runs im2col + matmul (same bits as calling it directly).
-    let x = Tensor::<4>::random([2, 8, 16, 16], Distribution::Normal(0.0, 1.0), &gpu);
-    let im2col = kernels::conv2d_im2col(&layer, x.clone()).expect("im2col covers it");
-    assert_eq!(max_abs_diff(kernels::conv2d(&layer, x), im2col), 0.0);
+    let layer = conv_layer([16, 8], [3, 3], [1, 1], (1, 1, 1, 1), true, &gpu);
+    // The dispatching call runs Winograd for a 3×3 kernel at stride 1 with enough output
+    // pixels and input channels (same bits as calling it directly), im2col + matmul for the
+    // others.
+    let x = Tensor::<4>::random([2, 16, 16, 16], Distribution::Normal(0.0, 1.0), &gpu);
+    assert!(2 * 16 * 16 >= kernels::WINOGRAD_MIN_PIXELS && 16 >= kernels::WINOGRAD_MIN_CHANNELS);
+    let winograd = kernels::conv2d_winograd(&layer, x.clone()).expect("Winograd covers it");
+    assert_eq!(max_abs_diff(kernels::conv2d(&layer, x.clone()), winograd), 0.0);
+    let down = conv_layer([16, 8], [3, 3], [2, 2], (1, 1, 1, 1), true, &gpu);
+    assert!(kernels::conv2d_winograd(&down, x.clone()).is_none());
+    let im2col = kernels::conv2d_im2col(&down, x.clone()).expect("im2col covers it");
+    assert_eq!(max_abs_diff(kernels::conv2d(&down, x), im2col), 0.0);
+    // A small map or few input channels: im2col, where the transforms would cost more.
+    for (small, shape) in
+        [(&layer, [2, 16, 8, 8]), (&conv_layer([8, 8], [3, 3], [1, 1], (1, 1, 1, 1), true, &gpu), [2, 8, 16, 16])]
+    {
+        let x = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &gpu);
+        let im2col = kernels::conv2d_im2col(small, x.clone()).expect("im2col covers it");
+        assert_eq!(max_abs_diff(kernels::conv2d(small, x), im2col), 0.0, "{shape:?}");
+    }
     // 49 taps: past the implicit-GEMM kernel's 32, still im2col + matmul.
     let wide = conv_layer([3, 5], [7, 7], [1, 1], (3, 3, 3, 3), true, &gpu);
     let x = Tensor::<4>::random([1, 3, 12, 12], Distribution::Normal(0.0, 1.0), &gpu);
@@ -407,8 +456,10 @@ fn conv2d_takes_im2col_on_wgpu() {
     let x = Tensor::<4>::random([1, 8, 16, 16], Distribution::Normal(0.0, 1.0), &gpu);
     assert!(kernels::conv2d_wgsl(&same, x.clone()).is_none());
     assert!(kernels::conv2d_im2col(&same, x.clone()).is_none());
+    assert!(kernels::conv2d_winograd(&same, x.clone()).is_none());
     // Not on wgpu: no kernel.
     let cpu = conv_on(&layer, &Device::flex());
     assert!(kernels::conv2d_wgsl(&cpu, x.clone().to_device(&Device::flex())).is_none());
-    assert!(kernels::conv2d_im2col(&cpu, x.to_device(&Device::flex())).is_none());
+    assert!(kernels::conv2d_im2col(&cpu, x.clone().to_device(&Device::flex())).is_none());
+    assert!(kernels::conv2d_winograd(&cpu, x.to_device(&Device::flex())).is_none());
 }

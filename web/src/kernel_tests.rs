@@ -162,6 +162,20 @@ async fn conv2d_matches_burn() {
         let im2col = kernels::conv2d_im2col(&c_gpu, tensor(&x, shape, &gpu)).expect("im2col covers it");
         let d = max_abs_diff(&read(im2col).await, &burn_cpu);
         assert!(d <= 1e-4, "{what}: im2col + matmul on WebGPU vs burn on the CPU: {d:e}");
+        // Winograd F(2×2, 3×3): the 3×3 kernels at stride 1, whole and in small chunks (a
+        // budget of a third of the output channels per weight-transform chunk, which also
+        // splits the tiles).
+        let winograd = kernels::conv2d_winograd(&c_gpu, tensor(&x, shape, &gpu));
+        assert_eq!(winograd.is_some(), w_shape[2..] == [3, 3] && stride == 1, "{what}: Winograd coverage");
+        if let Some(winograd) = winograd {
+            let d = max_abs_diff(&read(winograd).await, &burn_cpu);
+            assert!(d <= 1e-4, "{what}: Winograd on WebGPU vs burn on the CPU: {d:e}");
+            let budget = 64 * w_shape[1] * w_shape[0].div_ceil(3);
+            let chunked = kernels::conv2d_winograd_in_chunks(&c_gpu, tensor(&x, shape, &gpu), budget)
+                .expect("Winograd covers it in chunks");
+            let d = max_abs_diff(&read(chunked).await, &burn_cpu);
+            assert!(d <= 1e-4, "{what}: chunked Winograd on WebGPU vs burn on the CPU: {d:e}");
+        }
     }
 }
 

@@ -68,12 +68,19 @@ pub fn group_norm_silu(norm: &GroupNorm, x: Tensor<4>, silu: bool) -> Tensor<4> 
 }
 
 /// `conv.forward(x)` for a 2-D convolution on `[N, C, H, W]`, for groups 1, dilation 1
-/// and explicit or no padding on wgpu: the patch matrix built by `shaders/im2col.wgsl`
+/// and explicit or no padding on wgpu: 3×3 kernels at stride 1 (the UNet's and VAE's
+/// resnet convs) by Winograd F(2×2, 3×3) ([`conv2d_winograd`]), the others as the patch matrix built by `shaders/im2col.wgsl`
 /// times the weight on Burn's matmul ([`conv2d_im2col`]; 1.7–4.9× faster than Burn's conv
 /// on every SD-1.4 shape on lavapipe, `bench --kernels --only conv2d`), or where that does
 /// not cover it the implicit-GEMM kernel `shaders/conv2d.wgsl` (at least 256 output pixels,
 /// batch included); [`conv2d_reference`] elsewhere.
 pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    #[cfg(feature = "wgpu-kernels")]
+    if winograd_pays(conv, x.dims())
+        && let Some(y) = conv2d_winograd(conv, x.clone())
+    {
+        return y;
+    }
     #[cfg(feature = "wgpu-kernels")]
     if let Some(y) = conv2d_im2col(conv, x.clone()) {
         return y;
@@ -119,6 +126,66 @@ pub fn conv2d_im2col(conv: &Conv2d, x: Tensor<4>) -> Option<Tensor<4>> {
     #[cfg(not(feature = "wgpu-kernels"))]
     {
         let _ = (conv, x);
+        None
+    }
+}
+
+/// The convolution by Winograd F(2×2, 3×3) for a 3×3 kernel at stride 1: the weight and
+/// input transforms (`shaders/winograd_weight.wgsl`, `shaders/winograd_input.wgsl`), 16
+/// products on Burn's batched matmul (4 multiplies per output pixel and input channel
+/// where [`conv2d_im2col`]'s product has 9), the output transform and bias
+/// (`shaders/winograd_output.wgsl`), in chunks of at most 128 MiB: `None` where it does not
+/// run (not a wgpu device, the feature off, another kernel size or stride, a dtype, padding
+/// mode or size it does not cover).
+pub fn conv2d_winograd(conv: &Conv2d, x: Tensor<4>) -> Option<Tensor<4>> {
+    conv2d_winograd_in_chunks(conv, x, WINOGRAD_MAX_BYTES)
+}
+
+/// Whether [`conv2d`] takes Winograd over im2col for `conv` on an `x` shaped `x`: at least
+/// [`WINOGRAD_MIN_PIXELS`] output pixels (batch included) and [`WINOGRAD_MIN_CHANNELS`]
+/// input channels. Below them the transforms cost more than the multiplies they save
+/// (`bench --kernels --only conv2d` on lavapipe, SD-1.4's shapes: 2.4× im2col's speed on
+/// 32×32 and 16×16 maps, even on 8×8, 0.55× on 4×4 and on the 4-channel `conv_in`).
+#[cfg_attr(not(feature = "wgpu-kernels"), allow(dead_code))]
+fn winograd_pays(conv: &Conv2d, x: [usize; 4]) -> bool {
+    let pixels = conv2d_geometry(conv, x).map_or(0, |g| x[0] * g[4] * g[5]);
+    pixels >= WINOGRAD_MIN_PIXELS && x[1] >= WINOGRAD_MIN_CHANNELS
+}
+
+/// See [`winograd_pays`].
+pub const WINOGRAD_MIN_PIXELS: usize = 512;
+/// See [`winograd_pays`].
+pub const WINOGRAD_MIN_CHANNELS: usize = 16;
+
+/// The largest transform or product [`conv2d_winograd`] builds at once: WebGPU's default
+/// `maxStorageBufferBindingSize` (128 MiB), so every chunk binds on any adapter.
+pub const WINOGRAD_MAX_BYTES: usize = 128 << 20;
+
+/// [`conv2d_winograd`] with no transform or product chunk over `max_bytes` (at least 64
+/// bytes per input channel): how the tests split small convolutions into many chunks.
+pub fn conv2d_winograd_in_chunks(conv: &Conv2d, x: Tensor<4>, max_bytes: usize) -> Option<Tensor<4>> {
+    #[cfg(feature = "wgpu-kernels")]
+    {
+        let geometry = conv2d_geometry(conv, x.dims())?;
+        let weight = conv.weight.val();
+        let [c_out, _, kh, kw] = weight.dims();
+        let bias = conv.bias.as_ref().map(|b| b.val());
+        let f32s = x.dtype() == DType::F32
+            && weight.dtype() == DType::F32
+            && bias.as_ref().is_none_or(|b| b.dtype() == DType::F32 && b.dims() == [c_out]);
+        let shape = kh == 3 && kw == 3 && geometry[0] == 1 && geometry[1] == 1;
+        if !shape
+            || !f32s
+            || !wgsl_active(&x.device())
+            || !wgpu::winograd_fits(x.dims(), c_out, [geometry[4], geometry[5]], max_bytes)
+        {
+            return None;
+        }
+        Some(wgpu::conv2d_winograd(x, weight, bias, geometry, max_bytes))
+    }
+    #[cfg(not(feature = "wgpu-kernels"))]
+    {
+        let _ = (conv, x, max_bytes);
         None
     }
 }

@@ -60,6 +60,27 @@ pub trait WgslKernels: Backend {
     /// pad top, pad left, h_out, w_out]`.
     fn im2col(x: FloatTensor<Self>, geometry: [usize; 8], q0: usize, nq: usize) -> FloatTensor<Self>;
 
+    /// See `shaders/winograd_weight.wgsl`: a `[c_out, c_in, 3, 3]` weight → `U`
+    /// `[16, n_co, c_in]` for output channels `co0 .. co0 + n_co`.
+    fn winograd_weight(weight: FloatTensor<Self>, co0: usize, n_co: usize) -> FloatTensor<Self>;
+
+    /// See `shaders/winograd_input.wgsl`: `x` `[n, c_in, h, w]` → `V` `[16, c_in, nt]` for
+    /// tiles `t0 .. t0 + nt`; `tiles`: `[tiles down, tiles across, pad top, pad left]`.
+    fn winograd_input(x: FloatTensor<Self>, tiles: [usize; 4], t0: usize, nt: usize) -> FloatTensor<Self>;
+
+    /// See `shaders/winograd_output.wgsl`: the products `M` `[16, n_co, nt]` of tiles
+    /// `t0 ..` and output channels `co0 ..`, plus `bias` `[c_out]`, written into `y`
+    /// `[n, c_out, h_out, w_out]` (in place where `y`'s buffer is its own), which is returned;
+    /// `tiles`: `[tiles down, tiles across]`.
+    fn winograd_output(
+        m: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        y: FloatTensor<Self>,
+        tiles: [usize; 2],
+        t0: usize,
+        co0: usize,
+    ) -> FloatTensor<Self>;
+
     /// See `shaders/softmax.wgsl`: `softmax(scale · x)` along the last dim of `x`, in
     /// place when `x`'s buffer is its own.
     fn softmax_scaled(x: FloatTensor<Self>, scale: f32) -> FloatTensor<Self>;
@@ -83,6 +104,12 @@ const GROUP_NORM_SILU: Wgsl =
     Wgsl { name: "group_norm_silu", source: include_str!("../../../shaders/group_norm_silu.wgsl") };
 const IM2COL: Wgsl = Wgsl { name: "im2col", source: include_str!("../../../shaders/im2col.wgsl") };
 const SOFTMAX: Wgsl = Wgsl { name: "softmax", source: include_str!("../../../shaders/softmax.wgsl") };
+const WINOGRAD_WEIGHT: Wgsl =
+    Wgsl { name: "winograd_weight", source: include_str!("../../../shaders/winograd_weight.wgsl") };
+const WINOGRAD_INPUT: Wgsl =
+    Wgsl { name: "winograd_input", source: include_str!("../../../shaders/winograd_input.wgsl") };
+const WINOGRAD_OUTPUT: Wgsl =
+    Wgsl { name: "winograd_output", source: include_str!("../../../shaders/winograd_output.wgsl") };
 const DDIM_STEP: Wgsl = Wgsl { name: "ddim_step", source: include_str!("../../../shaders/ddim_step.wgsl") };
 
 impl KernelSource for Wgsl {
@@ -267,6 +294,46 @@ impl WgslKernels for CubeBackend {
         out
     }
 
+    fn winograd_weight(weight: FloatTensor<Self>, co0: usize, n_co: usize) -> FloatTensor<Self> {
+        let weight = into_contiguous(weight);
+        let cin = weight.meta.shape()[1];
+        let out = empty_like(&weight, Shape::new([16, n_co, cin]));
+        let groups = (n_co * cin).div_ceil(256);
+        let along_x = groups.min(MAX_WORKGROUPS);
+        let workgroups = (along_x as u32, groups.div_ceil(along_x) as u32);
+        launch(WINOGRAD_WEIGHT, 256, workgroups, &[&weight, &out], &[cin, co0, n_co, along_x].map(|v| v as u32));
+        out
+    }
+
+    fn winograd_input(x: FloatTensor<Self>, tiles: [usize; 4], t0: usize, nt: usize) -> FloatTensor<Self> {
+        let x = into_contiguous(x);
+        let xs = x.meta.shape().clone();
+        let [th, tw, pt, pl] = tiles;
+        let cin = xs[1];
+        let out = empty_like(&x, Shape::new([16, cin, nt]));
+        let p = [cin, xs[2], xs[3], th, tw, pt, pl, t0, nt].map(|v| v as u32);
+        launch(WINOGRAD_INPUT, 256, (nt.div_ceil(256) as u32, cin as u32), &[&x, &out], &p);
+        out
+    }
+
+    fn winograd_output(
+        m: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        y: FloatTensor<Self>,
+        tiles: [usize; 2],
+        t0: usize,
+        co0: usize,
+    ) -> FloatTensor<Self> {
+        let (m, bias) = (into_contiguous(m), into_contiguous(bias));
+        // In place when nothing else holds the buffer (the output this conv allocated).
+        let y = if y.can_mut() && y.is_contiguous_buffer() { y } else { into_contiguous(y).copy() };
+        let (ms, ys) = (m.meta.shape().clone(), y.meta.shape().clone());
+        let (n_co, nt) = (ms[1], ms[2]);
+        let p = [ys[1], ys[2], ys[3], tiles[0], tiles[1], t0, nt, co0, n_co].map(|v| v as u32);
+        launch(WINOGRAD_OUTPUT, 256, (nt.div_ceil(256) as u32, n_co as u32), &[&m, &bias, &y], &p);
+        y
+    }
+
     fn softmax_scaled(x: FloatTensor<Self>, scale: f32) -> FloatTensor<Self> {
         let x = into_contiguous(x);
         let shape = x.meta.shape().clone();
@@ -416,6 +483,77 @@ pub fn conv2d_im2col(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, g
         None => y,
     };
     if n == 1 { y.reshape([1, c_out, hout, wout]) } else { y.reshape([c_out, n, hout, wout]).swap_dims(0, 1) }
+}
+
+/// Whether the Winograd F(2×2, 3×3) path ([`conv2d_winograd`]) covers a stride-1 3×3
+/// convolution of an `[n, c_in, h, w]` input into `c_out` channels and an `[h_out, w_out]`
+/// output: every transform and product chunk within `max_bytes` (the weight's
+/// transform is split by output channels, the tiles into chunks), 32-bit indices, the
+/// dispatches within WebGPU's limits.
+pub fn winograd_fits(x: [usize; 4], c_out: usize, out: [usize; 2], max_bytes: usize) -> bool {
+    let [n, c, h, w] = x;
+    let limit = u32::MAX as usize;
+    let tiles = n * out[0].div_ceil(2) * out[1].div_ceil(2);
+    c > 0
+        && c_out > 0
+        && tiles > 0
+        && c <= MAX_WORKGROUPS
+        && 16 * 4 * c.max(c_out.min(winograd_channels(c, max_bytes))) <= max_bytes
+        && n * c * h * w < limit
+        && n * c_out * out[0] * out[1] < limit
+        && c_out * c * 9 < limit
+}
+
+/// Output channels per chunk of the weight transform: `U` `[16, n_co, c_in]` within
+/// `max_bytes`.
+fn winograd_channels(c_in: usize, max_bytes: usize) -> usize {
+    (max_bytes / (16 * 4 * c_in.max(1))).clamp(1, MAX_WORKGROUPS)
+}
+
+/// A stride-1 3×3 convolution by Winograd F(2×2, 3×3): the weight transform
+/// (`shaders/winograd_weight.wgsl`), the input transform of a chunk of 2×2 output tiles
+/// (`shaders/winograd_input.wgsl`), 16 products in one batched Burn matmul (4 multiplies per
+/// output pixel and input channel where im2col's product has 9), and the output transform
+/// with the bias (`shaders/winograd_output.wgsl`), chunk by chunk so that no transform or
+/// product exceeds `max_bytes`. The caller checked [`winograd_fits`], groups 1,
+/// dilation 1, a `[c_out, c_in, 3, 3]` weight and stride 1; `geometry` as [`conv2d`]'s.
+pub fn conv2d_winograd(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Option<Tensor<1>>,
+    geometry: [usize; 6],
+    max_bytes: usize,
+) -> Tensor<4> {
+    type Ext = burn::backend::Dispatch;
+    let [n, c_in, _, _] = x.dims();
+    let c_out = weight.dims()[0];
+    let [_, _, pt, pl, hout, wout] = geometry;
+    let device = x.device();
+    let (th, tw) = (hout.div_ceil(2), wout.div_ceil(2));
+    let tiles = n * th * tw;
+    let co_chunk = winograd_channels(c_in, max_bytes).min(c_out);
+    let t_chunk = (max_bytes / (16 * 4 * c_in.max(co_chunk))).clamp(1, tiles);
+    let bias = bias.unwrap_or_else(|| Tensor::zeros([c_out], &device)).into_dispatch();
+    let weight = weight.into_dispatch();
+    let u: Vec<(usize, Tensor<3>)> = (0..c_out)
+        .step_by(co_chunk)
+        .map(|co0| {
+            let n_co = co_chunk.min(c_out - co0);
+            (co0, Tensor::from_dispatch(<Ext as WgslKernels>::winograd_weight(weight.clone(), co0, n_co)))
+        })
+        .collect();
+    let x = x.into_dispatch();
+    let mut y = Tensor::<4>::empty([n, c_out, hout, wout], &device).into_dispatch();
+    for t0 in (0..tiles).step_by(t_chunk) {
+        let nt = t_chunk.min(tiles - t0);
+        let v: Tensor<3> =
+            Tensor::from_dispatch(<Ext as WgslKernels>::winograd_input(x.clone(), [th, tw, pt, pl], t0, nt));
+        for (co0, u) in &u {
+            let m = u.clone().matmul(v.clone());
+            y = <Ext as WgslKernels>::winograd_output(m.into_dispatch(), bias.clone(), y, [th, tw], t0, *co0);
+        }
+    }
+    Tensor::from_dispatch(y)
 }
 
 /// Whether `shaders/attention.wgsl` covers these `[batch, heads, n, d]` shapes.
