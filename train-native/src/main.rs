@@ -69,8 +69,7 @@ fn main() {
         Some(Command::Train(args)) => train::run(args),
         // The main job: single-stage instruction tuning with the default config.
         None => train::run(train::TrainArgs {
-            config: None,
-            overrides: vec![],
+            config: train::ConfigArgs::default(),
             resume: false,
             print_config: false,
             device: device::DeviceArg::Cpu,

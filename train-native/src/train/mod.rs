@@ -26,14 +26,30 @@ use config::TrainConfig;
 use data::{Dataset, MixtureSampler};
 use std::path::PathBuf;
 
-#[derive(clap::Args)]
-pub struct TrainArgs {
-    /// Training config (JSON; every field optional, see `TrainConfig`).
+/// `--config FILE` and `--set KEY=VALUE`: the training config of `train` and `eval`.
+#[derive(clap::Args, Default)]
+pub struct ConfigArgs {
+    /// Training config (JSON; every field optional, see `TrainConfig`); default: the embedded
+    /// one, the main job's.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Override a config field: `--set lr=1e-3 --set mixture.text=0.1` (repeatable).
+    /// Override a config field: `--set lr=1e-3 --set mixture.text=0.1 --set eval_samples=512`
+    /// (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub overrides: Vec<String>,
+}
+
+impl ConfigArgs {
+    /// The config file (or the embedded default) with the overrides applied, validated.
+    pub fn load(&self) -> anyhow::Result<TrainConfig> {
+        TrainConfig::load(self.config.as_deref(), &self.overrides)
+    }
+}
+
+#[derive(clap::Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
     /// Continue from `OUT/latest` when it exists (its saved config, plus `--set`); start fresh otherwise.
     #[arg(long)]
     pub resume: bool,
@@ -50,13 +66,10 @@ pub struct EvalArgs {
     /// GenLLaVA (or LLaVA) folder to score; default: the shipped model.
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// The training config whose held-out sets and evaluation sizes to use (default: the
-    /// embedded one, the main job's: the same questions and images its report scores).
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-    /// Override a config field: `--set eval_samples=512 --set eval_images=64` (repeatable).
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    pub overrides: Vec<String>,
+    /// The training config whose held-out sets and evaluation sizes to use (with the
+    /// embedded one, the same questions and images the main job's report scores).
+    #[command(flatten)]
+    pub config: ConfigArgs,
     /// Also write the full result (per set and per question category) as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -73,7 +86,7 @@ pub struct EvalArgs {
 /// model folder: `eval_samples` questions per understanding set, `eval_images` pictures
 /// per generation and editing set, per split; markdown tables on stdout.
 pub fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
-    let cfg = TrainConfig::load(args.config.as_deref(), &args.overrides)?;
+    let cfg = args.config.load()?;
     let dir = args.model.clone().unwrap_or_else(crate::imagine::default_model);
     if !dir.is_dir() {
         anyhow::bail!("--model {}: not a model folder", dir.display());
@@ -159,7 +172,7 @@ pub(crate) fn tokenizer_corpus(sets: &[Box<dyn Dataset>]) -> anyhow::Result<Vec<
 
 /// `train-native train …`.
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
-    let given = TrainConfig::load(args.config.as_deref(), &args.overrides)?;
+    let given = args.config.load()?;
     let device = args.device.device()?.autodiff();
     let latest = if args.resume { checkpoint::latest(&given.out_dir)? } else { None };
     let mut trainer = match latest {
@@ -168,7 +181,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             let restored = checkpoint::load(&dir, &device)?;
             // The saved config, with this invocation's overrides on top.
             let mut value = serde_json::to_value(&restored.config)?;
-            for o in &args.overrides {
+            for o in &args.config.overrides {
                 config::apply_override(&mut value, o)?;
             }
             let cfg: TrainConfig = serde_json::from_value(value).context("config after --set overrides")?;
