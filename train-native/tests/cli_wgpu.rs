@@ -124,6 +124,8 @@ fn kernel_bench_prints_one_row_per_kernel_and_shape() {
             "group_norm_silu",
             "conv2d",
             "conv2d via im2col + matmul",
+            // 3×3 at stride 1 only.
+            "conv2d via Winograd F(2×2, 3×3)",
             "conv2d",
             "conv2d via im2col + matmul",
             "attention",
@@ -157,7 +159,7 @@ fn kernel_bench_runs_only_the_kernels_asked_for() {
     );
     let stdout = String::from_utf8(out.stdout).expect("utf8");
     let rows: Vec<&str> = stdout.lines().filter(|l| l.starts_with("| ") && !l.starts_with("| kernel")).collect();
-    assert_eq!(rows.len(), 4, "{stdout}");
+    assert_eq!(rows.len(), 5, "{stdout}");
     assert!(rows.iter().all(|r| r.starts_with("| conv2d")), "{stdout}");
     let out = run(&["bench", "--kernels", "--quick", "--device", "wgpu", "--only", "no-such-kernel"]);
     assert!(!out.status.success());
