@@ -428,7 +428,7 @@ fn conv2d_takes_winograd_or_im2col_on_wgpu() {
     // pixels and input channels (same bits as calling it directly), im2col + matmul for the
     // others.
     let x = Tensor::<4>::random([2, 16, 16, 16], Distribution::Normal(0.0, 1.0), &gpu);
-    assert!(2 * 16 * 16 >= kernels::WINOGRAD_MIN_PIXELS && 16 >= kernels::WINOGRAD_MIN_CHANNELS);
+    const { assert!(2 * 16 * 16 >= kernels::WINOGRAD_MIN_PIXELS && 16 >= kernels::WINOGRAD_MIN_CHANNELS) };
     let winograd = kernels::conv2d_winograd(&layer, x.clone()).expect("Winograd covers it");
     assert_eq!(max_abs_diff(kernels::conv2d(&layer, x.clone()), winograd), 0.0);
     let down = conv_layer([16, 8], [3, 3], [2, 2], (1, 1, 1, 1), true, &gpu);
