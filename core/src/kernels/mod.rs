@@ -112,13 +112,8 @@ pub fn conv2d_im2col(conv: &Conv2d, x: Tensor<4>) -> Option<Tensor<4>> {
     #[cfg(feature = "wgpu-kernels")]
     {
         let geometry = conv2d_geometry(conv, x.dims())?;
-        let weight = conv.weight.val();
-        let bias = conv.bias.as_ref().map(|b| b.val());
-        let f32s = x.dtype() == DType::F32
-            && weight.dtype() == DType::F32
-            && bias.as_ref().is_none_or(|b| b.dtype() == DType::F32 && b.dims() == [weight.dims()[0]]);
-        if !wgsl_active(&x.device()) || !f32s || !wgpu::im2col_fits(x.dims(), weight.dims(), [geometry[4], geometry[5]])
-        {
+        let (weight, bias) = f32_weights(conv, &x)?;
+        if !wgsl_active(&x.device()) || !wgpu::im2col_fits(x.dims(), weight.dims(), [geometry[4], geometry[5]]) {
             return None;
         }
         Some(wgpu::conv2d_im2col(x, weight, bias, geometry))
@@ -138,7 +133,7 @@ pub fn conv2d_im2col(conv: &Conv2d, x: Tensor<4>) -> Option<Tensor<4>> {
 /// run (not a wgpu device, the feature off, another kernel size or stride, a dtype, padding
 /// mode or size it does not cover).
 pub fn conv2d_winograd(conv: &Conv2d, x: Tensor<4>) -> Option<Tensor<4>> {
-    conv2d_winograd_in_chunks(conv, x, WINOGRAD_MAX_BYTES)
+    conv2d_winograd_in_chunks(conv, x, MAX_CHUNK_BYTES)
 }
 
 /// Whether [`conv2d`] takes Winograd over im2col for `conv` on an `x` shaped `x`: at least
@@ -157,9 +152,10 @@ pub const WINOGRAD_MIN_PIXELS: usize = 512;
 /// See [`winograd_pays`].
 pub const WINOGRAD_MIN_CHANNELS: usize = 16;
 
-/// The largest transform or product [`conv2d_winograd`] builds at once: WebGPU's default
-/// `maxStorageBufferBindingSize` (128 MiB), so every chunk binds on any adapter.
-pub const WINOGRAD_MAX_BYTES: usize = 128 << 20;
+/// The largest buffer the im2col and Winograd paths build at once (a patch-matrix chunk, a
+/// transform or a product): WebGPU's default `maxStorageBufferBindingSize` (128 MiB), so
+/// every chunk binds on any adapter.
+pub const MAX_CHUNK_BYTES: usize = 128 << 20;
 
 /// [`conv2d_winograd`] with no transform or product chunk over `max_bytes` (at least 64
 /// bytes per input channel): how the tests split small convolutions into many chunks.
@@ -167,15 +163,10 @@ pub fn conv2d_winograd_in_chunks(conv: &Conv2d, x: Tensor<4>, max_bytes: usize) 
     #[cfg(feature = "wgpu-kernels")]
     {
         let geometry = conv2d_geometry(conv, x.dims())?;
-        let weight = conv.weight.val();
+        let (weight, bias) = f32_weights(conv, &x)?;
         let [c_out, _, kh, kw] = weight.dims();
-        let bias = conv.bias.as_ref().map(|b| b.val());
-        let f32s = x.dtype() == DType::F32
-            && weight.dtype() == DType::F32
-            && bias.as_ref().is_none_or(|b| b.dtype() == DType::F32 && b.dims() == [c_out]);
         let shape = kh == 3 && kw == 3 && geometry[0] == 1 && geometry[1] == 1;
         if !shape
-            || !f32s
             || !wgsl_active(&x.device())
             || !wgpu::winograd_fits(x.dims(), c_out, [geometry[4], geometry[5]], max_bytes)
         {
@@ -188,6 +179,18 @@ pub fn conv2d_winograd_in_chunks(conv: &Conv2d, x: Tensor<4>, max_bytes: usize) 
         let _ = (conv, x, max_bytes);
         None
     }
+}
+
+/// `conv`'s weight and bias when they and `x` are f32 and the bias has one value per
+/// output channel: what the im2col and Winograd paths take.
+#[cfg(feature = "wgpu-kernels")]
+fn f32_weights(conv: &Conv2d, x: &Tensor<4>) -> Option<(Tensor<4>, Option<Tensor<1>>)> {
+    let weight = conv.weight.val();
+    let bias = conv.bias.as_ref().map(|b| b.val());
+    let f32s = x.dtype() == DType::F32
+        && weight.dtype() == DType::F32
+        && bias.as_ref().is_none_or(|b| b.dtype() == DType::F32 && b.dims() == [weight.dims()[0]]);
+    f32s.then_some((weight, bias))
 }
 
 /// The conv kernel on `x` when it covers it and the output has at least

@@ -211,6 +211,13 @@ fn empty_like(x: &CubeTensor, shape: Shape) -> CubeTensor {
     CubeTensor::new_contiguous(x.client.clone(), x.device.clone(), shape, handle, DType::F32)
 }
 
+/// `groups` (> 0) workgroups as a 2-D dispatch: at most [`MAX_WORKGROUPS`] along x, the
+/// rest in rows along y; also returns the count along x, by which the shaders number them.
+fn spread(groups: usize) -> ((u32, u32), usize) {
+    let along_x = groups.min(MAX_WORKGROUPS);
+    ((along_x as u32, groups.div_ceil(along_x) as u32), along_x)
+}
+
 /// Launch `kernel` with `threads` invocations per workgroup over `workgroups`, binding
 /// `buffers` in order and then the `u32` parameters (the shaders' binding order).
 fn launch(
@@ -298,9 +305,7 @@ impl WgslKernels for CubeBackend {
         let weight = into_contiguous(weight);
         let cin = weight.meta.shape()[1];
         let out = empty_like(&weight, Shape::new([16, n_co, cin]));
-        let groups = (n_co * cin).div_ceil(256);
-        let along_x = groups.min(MAX_WORKGROUPS);
-        let workgroups = (along_x as u32, groups.div_ceil(along_x) as u32);
+        let (workgroups, along_x) = spread((n_co * cin).div_ceil(256));
         launch(WINOGRAD_WEIGHT, 256, workgroups, &[&weight, &out], &[cin, co0, n_co, along_x].map(|v| v as u32));
         out
     }
@@ -341,9 +346,7 @@ impl WgslKernels for CubeBackend {
         let rows = shape.num_elements() / cols.max(1);
         // In place when nothing else holds the buffer (the scores a matmul just wrote).
         let data = if x.can_mut() && x.is_contiguous_buffer() { x } else { x.copy() };
-        let groups = rows.div_ceil(64);
-        let along_x = groups.min(MAX_WORKGROUPS);
-        let workgroups = (along_x as u32, groups.div_ceil(along_x) as u32);
+        let (workgroups, along_x) = spread(rows.div_ceil(64));
         launch(SOFTMAX, 64, workgroups, &[&data], &[rows as u32, cols as u32, scale.to_bits(), along_x as u32]);
         data
     }
@@ -431,10 +434,6 @@ pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>, geometry: [usize
     Tensor::from_dispatch(out)
 }
 
-/// The largest patch-matrix chunk [`conv2d_im2col`] builds at once: WebGPU's default
-/// `maxStorageBufferBindingSize` (128 MiB), so every chunk binds on any adapter.
-pub const IM2COL_MAX_BYTES: usize = 128 << 20;
-
 /// Whether `shaders/im2col.wgsl` and the products after it cover an `[n, c_in, h, w]`
 /// input with a `[c_out, c_in, kh, kw]` weight and an `[h_out, w_out]` output.
 pub fn im2col_fits(x: [usize; 4], weight: [usize; 4], out: [usize; 2]) -> bool {
@@ -445,15 +444,15 @@ pub fn im2col_fits(x: [usize; 4], weight: [usize; 4], out: [usize; 2]) -> bool {
     c <= MAX_WORKGROUPS
         && rows > 0
         && columns > 0
-        && rows * 4 <= IM2COL_MAX_BYTES
-        && weight[0] * 4 <= IM2COL_MAX_BYTES
+        && rows * 4 <= super::MAX_CHUNK_BYTES
+        && weight[0] * 4 <= super::MAX_CHUNK_BYTES
         && n * c * h * w < limit
         && rows * columns < limit
         && weight[0] * columns < limit
 }
 
 /// A 2-D convolution as `shaders/im2col.wgsl` then Burn's matmul, chunk by chunk of
-/// output pixels so that no patch matrix or product exceeds [`IM2COL_MAX_BYTES`]; the
+/// output pixels so that no patch matrix or product exceeds [`super::MAX_CHUNK_BYTES`]; the
 /// caller checked [`im2col_fits`], groups 1 and dilation 1. `geometry` as [`conv2d`]'s.
 pub fn conv2d_im2col(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, geometry: [usize; 6]) -> Tensor<4> {
     let [n, _, _, _] = x.dims();
@@ -461,7 +460,7 @@ pub fn conv2d_im2col(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, g
     let [sh, sw, ph, pw, hout, wout] = geometry;
     let rows = c_in * kh * kw;
     let columns = n * hout * wout;
-    let chunk = (IM2COL_MAX_BYTES / 4 / rows.max(c_out)).clamp(1, columns);
+    let chunk = (super::MAX_CHUNK_BYTES / 4 / rows.max(c_out)).clamp(1, columns);
     let matrix = weight.reshape([c_out, rows]);
     let x = x.into_dispatch();
     let parts: Vec<Tensor<2>> = (0..columns)
@@ -488,7 +487,8 @@ pub fn conv2d_im2col(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, g
 /// Whether the Winograd F(2×2, 3×3) path ([`conv2d_winograd`]) covers a stride-1 3×3
 /// convolution of an `[n, c_in, h, w]` input into `c_out` channels and an `[h_out, w_out]`
 /// output: every transform and product chunk within `max_bytes` (the weight's
-/// transform is split by output channels, the tiles into chunks), 32-bit indices, the
+/// transform is split by output channels, the tiles into chunks, so one input channel's
+/// 16 values per output channel and tile, 64 bytes, must fit), 32-bit indices, the
 /// dispatches within WebGPU's limits.
 pub fn winograd_fits(x: [usize; 4], c_out: usize, out: [usize; 2], max_bytes: usize) -> bool {
     let [n, c, h, w] = x;
@@ -498,7 +498,7 @@ pub fn winograd_fits(x: [usize; 4], c_out: usize, out: [usize; 2], max_bytes: us
         && c_out > 0
         && tiles > 0
         && c <= MAX_WORKGROUPS
-        && 16 * 4 * c.max(c_out.min(winograd_channels(c, max_bytes))) <= max_bytes
+        && 16 * 4 * c <= max_bytes
         && n * c * h * w < limit
         && n * c_out * out[0] * out[1] < limit
         && c_out * c * 9 < limit
