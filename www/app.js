@@ -61,7 +61,7 @@ function onProgress(m) {
     badge.classList.add(m.backend);
     badge.dataset.backend = m.backend;
     badge.textContent = m.backend === 'webgpu' ? 'WebGPU' : 'CPU (no WebGPU)';
-    badge.title = m.backend === 'webgpu' ? 'running on the GPU through WebGPU' : m.note;
+    badge.title = m.backend === 'webgpu' ? `running on the GPU through WebGPU${m.adapter ? `: ${m.adapter}` : ''}` : m.note;
     if (m.backend !== 'webgpu') console.warn(`WebGPU unavailable: ${m.note}`);
   } else if (m.stage === 'download') {
     const bar = $('progress');

@@ -47,7 +47,7 @@ function start(preferWebgpu) {
   starting ??= (async () => {
     await init();
     engine = await Engine.create(preferWebgpu);
-    post({ type: 'progress', stage: 'ready', backend: engine.backend(), note: engine.backend_note() });
+    post({ type: 'progress', stage: 'ready', backend: engine.backend(), note: engine.backend_note(), adapter: engine.adapter() });
   })();
   return starting;
 }

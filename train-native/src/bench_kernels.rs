@@ -2,8 +2,9 @@
 //! operations it replaces, on the same wgpu device and the same inputs, at the
 //! shapes Stable Diffusion 1.x runs them (smaller ones with `--quick`).
 //!
-//! One warm-up run, then the median of N timed runs; each run ends with a device
-//! sync, so the clock stops only after the work has finished.
+//! One warm-up run (for the whole diffusion step, one step at 8×8 latents: the same
+//! kernels, minutes less on a CPU-emulated adapter), then the median of N timed runs;
+//! each run ends with a device sync, so the clock stops only after the work has finished.
 
 use crate::pretrain::vae::scalar;
 use burn::module::Param;
@@ -32,13 +33,24 @@ fn median_secs_keep<const D: usize>(
     device: &Device,
     mut f: impl FnMut() -> Tensor<D>,
 ) -> anyhow::Result<(f64, Tensor<D>)> {
+    drop(f());
+    device.sync().map_err(|e| anyhow::anyhow!("device sync: {e:?}"))?;
+    median_secs_cold(runs, device, f)
+}
+
+/// [`median_secs_keep`] without its warm-up run: for work whose caller warms the device up
+/// on a smaller input (a whole SD-1.4 step on a CPU-emulated adapter takes minutes).
+fn median_secs_cold<const D: usize>(
+    runs: usize,
+    device: &Device,
+    mut f: impl FnMut() -> Tensor<D>,
+) -> anyhow::Result<(f64, Tensor<D>)> {
     let mut once = || -> anyhow::Result<(f64, Tensor<D>)> {
         let t = Instant::now();
         let out = f();
         device.sync().map_err(|e| anyhow::anyhow!("device sync: {e:?}"))?;
         Ok((t.elapsed().as_secs_f64(), out))
     };
-    drop(once()?);
     let mut times = Vec::with_capacity(runs.max(1));
     let mut last = None;
     for _ in 0..runs.max(1) {
@@ -220,6 +232,52 @@ fn bench_ddim_step(quick: bool, runs: usize, device: &Device) -> anyhow::Result<
     Ok(rows)
 }
 
+fn bench_matmul(quick: bool, runs: usize, device: &Device) -> anyhow::Result<Vec<KernelRow>> {
+    // (a, b, b transposed): the UNet's products at 32×32 latents, batch 2 for guidance:
+    // Winograd's 16 products of a 320-channel resnet conv, a 1×1 conv as im2col's product,
+    // attention's scores (k read transposed, in place) and values, a linear projection (its
+    // weight broadcast over the batch).
+    type Case = (&'static str, Vec<usize>, Vec<usize>, bool);
+    let cases: Vec<Case> = if quick {
+        vec![("Winograd product", vec![16, 32, 32], vec![16, 32, 128], false)]
+    } else {
+        vec![
+            ("Winograd product", vec![16, 320, 320], vec![16, 320, 512], false),
+            ("1×1 conv (im2col product)", vec![640, 320], vec![320, 2048], false),
+            ("attention scores, kᵀ in place", vec![2, 8, 1024, 40], vec![2, 8, 1024, 40], true),
+            ("attention values", vec![2, 8, 1024, 1024], vec![2, 8, 1024, 40], false),
+            ("linear", vec![2, 1024, 320], vec![1, 320, 1280], false),
+        ]
+    };
+    fn time<const D: usize>(
+        runs: usize,
+        device: &Device,
+        a: &[usize],
+        b: &[usize],
+        transposed: bool,
+    ) -> anyhow::Result<(f64, f64)> {
+        let normal = Distribution::Normal(0.0, 1.0);
+        let a = Tensor::<D>::random(a.to_vec(), normal, device);
+        let b = Tensor::<D>::random(b.to_vec(), normal, device);
+        let b = if transposed { b.swap_dims(D - 2, D - 1) } else { b };
+        let wgsl =
+            median_secs(runs, device, || kernels::matmul_wgsl(a.clone(), b.clone()).expect("the kernel covers it"))?;
+        let burn = median_secs(runs, device, || a.clone().matmul(b.clone()))?;
+        Ok((wgsl, burn))
+    }
+    let mut rows = Vec::new();
+    for (what, a, b, transposed) in cases {
+        let (wgsl, burn) = match a.len() {
+            2 => time::<2>(runs, device, &a, &b, transposed)?,
+            3 => time::<3>(runs, device, &a, &b, transposed)?,
+            _ => time::<4>(runs, device, &a, &b, transposed)?,
+        };
+        let b_shape = if transposed { format!("{b:?}ᵀ") } else { format!("{b:?}") };
+        rows.push(KernelRow { kernel: "matmul (f32)", shape: format!("{what}: {a:?} × {b_shape}"), wgsl, burn });
+    }
+    Ok(rows)
+}
+
 fn bench_quant_matmul(quick: bool, runs: usize, device: &Device) -> anyhow::Result<Vec<KernelRow>> {
     use genllava::quant::Quant;
     // (rows, k, n): Mistral-7B's attention projection (4096 → 4096) at a decode step (one
@@ -293,22 +351,31 @@ fn bench_diffusion_step(
     let cfg = UNet2DConditionConfig::from_json(&config.to_string())?;
     let unet = UNet2DConditionModel::load(&cfg, &genllava::VarBuilder::init(0.02, device))?;
     let normal = Distribution::Normal(0.0, 1.0);
+    let context = Tensor::<3>::random([2, 77, cfg.cross_attention_dim], normal, device);
+    let mut ddim = Ddim::new(&SchedulerConfig::sd_v1(), 50)?;
+    let t = ddim.timesteps()[10];
+    let mut step = |sample: &Tensor<4>| {
+        let batch = Tensor::cat(vec![sample.clone(), sample.clone()], 0);
+        let eps = unet.forward_at(batch, t as f32, context.clone()).expect("unet");
+        ddim.step_guided(eps, Some(7.5), t, sample.clone()).expect("step")
+    };
+    // The warm-up (shader compilation, first allocations) runs one step at the smallest
+    // latents, every kernel of the step at the same channel counts: one warm-up step at 64×64
+    // would cost as much as the timed one.
+    let smallest = Tensor::<4>::random([1, cfg.in_channels, 8, 8], normal, device);
     let mut rows = Vec::new();
     for l in latents {
         let sample = Tensor::<4>::random([1, cfg.in_channels, l, l], normal, device);
-        let context = Tensor::<3>::random([2, 77, cfg.cross_attention_dim], normal, device);
-        let mut ddim = Ddim::new(&SchedulerConfig::sd_v1(), 50)?;
-        let t = ddim.timesteps()[10];
-        let mut step = || {
-            let batch = Tensor::cat(vec![sample.clone(), sample.clone()], 0);
-            let eps = unet.forward_at(batch, t as f32, context.clone()).expect("unet");
-            ddim.step_guided(eps, Some(7.5), t, sample.clone()).expect("step")
+        let mut timed = |on: bool| -> anyhow::Result<(f64, Tensor<4>)> {
+            kernels::set_enabled(on);
+            drop(step(&smallest));
+            device.sync().map_err(|e| anyhow::anyhow!("device sync: {e:?}"))?;
+            let result = median_secs_cold(runs, device, || step(&sample));
+            kernels::set_enabled(true);
+            result
         };
-        kernels::set_enabled(true);
-        let (wgsl, with) = median_secs_keep(runs, device, &mut step)?;
-        kernels::set_enabled(false);
-        let (burn, without) = median_secs_keep(runs, device, &mut step)?;
-        kernels::set_enabled(true);
+        let (wgsl, with) = timed(true)?;
+        let (burn, without) = timed(false)?;
         // Both ways must compute the same step (a timing of work the device skipped, e.g. a
         // buffer over its limits, would otherwise pass for a fast one).
         let scale = scalar(without.clone().abs().max());
@@ -338,12 +405,13 @@ pub fn run(device: &Device, quick: bool, runs: usize, only: Option<&str>, latent
     if !kernels::wgsl_active(device) {
         anyhow::bail!("bench --kernels compares the WGSL kernels with Burn on one wgpu device: pass --device wgpu");
     }
-    let benches: [(&str, Bench); 7] = [
+    let benches: [(&str, Bench); 8] = [
         ("group_norm_silu", &|| bench_group_norm_silu(quick, runs, device)),
         ("conv2d", &|| bench_conv2d(quick, runs, device)),
         ("attention", &|| bench_attention(quick, runs, device)),
         ("softmax", &|| bench_softmax(quick, runs, device)),
         ("ddim_step", &|| bench_ddim_step(quick, runs, device)),
+        ("matmul_f32", &|| bench_matmul(quick, runs, device)),
         ("matmul_q8, matmul_q4", &|| bench_quant_matmul(quick, runs, device)),
         ("whole diffusion step", &|| bench_diffusion_step(quick, runs, latents, device)),
     ];
@@ -357,5 +425,11 @@ pub fn run(device: &Device, quick: bool, runs: usize, only: Option<&str>, latent
         let names: Vec<&str> = benches.iter().map(|(name, _)| *name).collect();
         anyhow::bail!("no kernel benchmark is named like {:?}: {}", only.unwrap_or(""), names.join(", "));
     }
-    Ok(table(&rows))
+    let adapter = kernels::adapter_name(device).unwrap_or_else(|| "unnamed".into());
+    let product = if kernels::wgsl_matmul_preferred(device) { "shaders/matmul.wgsl" } else { "Burn's matmul" };
+    Ok(format!(
+        "adapter: {adapter}; the UNet's and VAE's products with the kernels on: {product} ({:?})\n\n{}",
+        kernels::matmul_choice(),
+        table(&rows)
+    ))
 }

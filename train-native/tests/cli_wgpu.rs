@@ -115,6 +115,13 @@ fn diffuse_on_wgpu_matches_cpu() {
 fn kernel_bench_prints_one_row_per_kernel_and_shape() {
     let out = ok(run(&["bench", "--kernels", "--quick", "--runs", "1", "--device", "wgpu"]), "bench --kernels");
     let stdout = String::from_utf8(out.stdout).expect("utf8");
+    // The first line names the adapter and the product the kernels' path takes on it: on
+    // lavapipe (llvmpipe) Burn's matmul, which is faster there than shaders/matmul.wgsl.
+    let first = stdout.lines().next().unwrap_or("");
+    assert!(first.starts_with("adapter: ") && first.ends_with("(Auto)"), "first line: {first}");
+    if first.contains("llvmpipe") {
+        assert!(first.contains("Burn's matmul"), "lavapipe takes Burn's matmul: {first}");
+    }
     let rows: Vec<&str> = stdout.lines().filter(|l| l.starts_with("| ") && !l.starts_with("| kernel")).collect();
     let kernels: Vec<&str> = rows.iter().map(|r| r.split('|').nth(1).unwrap_or("").trim()).collect();
     assert_eq!(
@@ -135,6 +142,7 @@ fn kernel_bench_prints_one_row_per_kernel_and_shape() {
             "softmax (scaled)",
             "softmax (scaled)",
             "ddim_step + guidance",
+            "matmul (f32)",
             "matmul_q8 vs f32 matmul",
             "matmul_q4 vs f32 matmul",
             "matmul_q8 vs f32 matmul",

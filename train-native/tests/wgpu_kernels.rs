@@ -463,3 +463,65 @@ fn conv2d_takes_winograd_or_im2col_on_wgpu() {
     assert!(kernels::conv2d_im2col(&cpu, x.clone().to_device(&Device::flex())).is_none());
     assert!(kernels::conv2d_winograd(&cpu, x.to_device(&Device::flex())).is_none());
 }
+
+/// `shaders/matmul.wgsl` against Burn's matmul on the CPU, at one call's rank `D`.
+fn matmul_case<const D: usize>(a: &[usize], b: &[usize], transposed: bool) {
+    let (gpu, cpu) = (wgpu(), Device::flex());
+    let normal = Distribution::Normal(0.0, 1.0);
+    let a_cpu = Tensor::<D>::random(a.to_vec(), normal, &cpu);
+    let b_cpu = Tensor::<D>::random(b.to_vec(), normal, &cpu);
+    // A transposed b is a view of the moved tensor, so the kernel reads it with strides.
+    let b_gpu = b_cpu.clone().to_device(&gpu);
+    let (b_cpu, b_gpu) =
+        if transposed { (b_cpu.swap_dims(D - 2, D - 1), b_gpu.swap_dims(D - 2, D - 1)) } else { (b_cpu, b_gpu) };
+    let want = a_cpu.clone().matmul(b_cpu);
+    let got =
+        kernels::matmul_wgsl(a_cpu.to_device(&gpu), b_gpu).unwrap_or_else(|| panic!("the kernel covers {a:?} × {b:?}"));
+    assert_eq!(got.dims(), want.dims(), "{a:?} × {b:?}");
+    let k = a[D - 1] as f32;
+    let diff = max_abs_diff(got.to_device(&cpu), want);
+    assert!(diff <= 1e-5 * k.sqrt() * 8.0, "{a:?} × {b:?} (transposed {transposed}): max |diff| {diff}");
+}
+
+#[test]
+fn matmul_matches_burn() {
+    // Blocks of 4×4 per invocation and 32×32 per workgroup: full and partial blocks, one
+    // row (a decode step), one column, k = 1, a Winograd-shaped batch, attention's kᵀ read in
+    // place, a linear layer's weight broadcast over the batch (batch dim 1 in b), and a
+    // batch dim 1 in a broadcast against b's.
+    matmul_case::<2>(&[64, 96], &[96, 128], false);
+    matmul_case::<2>(&[37, 13], &[13, 29], false);
+    matmul_case::<2>(&[1, 70], &[70, 33], false);
+    matmul_case::<2>(&[9, 5], &[5, 1], false);
+    matmul_case::<2>(&[6, 1], &[1, 7], false);
+    matmul_case::<3>(&[16, 24, 40], &[16, 40, 50], false);
+    matmul_case::<4>(&[2, 3, 33, 8], &[2, 3, 17, 8], true);
+    matmul_case::<3>(&[2, 45, 20], &[1, 20, 36], false);
+    matmul_case::<4>(&[1, 3, 10, 6], &[2, 3, 6, 11], false);
+}
+
+#[test]
+fn matmul_refuses_what_it_does_not_cover() {
+    let gpu = wgpu();
+    let a = Tensor::<2>::zeros([4, 5], &gpu);
+    let b = Tensor::<2>::zeros([6, 3], &gpu);
+    assert!(kernels::matmul_wgsl(a, b).is_none(), "inner dims 5 and 6 differ");
+    let a = Tensor::<3>::zeros([2, 4, 5], &gpu);
+    let b = Tensor::<3>::zeros([3, 5, 3], &gpu);
+    assert!(kernels::matmul_wgsl(a, b).is_none(), "batch 2 against 3");
+    let cpu = Tensor::<2>::zeros([4, 5], &Device::flex());
+    assert!(kernels::matmul_wgsl(cpu.clone(), cpu.transpose()).is_none(), "not a wgpu device");
+}
+
+#[test]
+fn matmul_choice_follows_the_adapter() {
+    let gpu = wgpu();
+    let name = kernels::adapter_name(&gpu).expect("a wgpu adapter has a name");
+    assert!(!name.is_empty());
+    assert_eq!(kernels::adapter_name(&Device::flex()), None);
+    // The process-wide choice is Auto (nothing here sets it): SwiftShader takes the WGSL product.
+    let swiftshader = name.to_lowercase().contains("swiftshader");
+    assert_eq!(kernels::matmul_choice(), kernels::MatmulChoice::Auto);
+    assert_eq!(kernels::wgsl_matmul_preferred(&gpu), swiftshader, "adapter {name:?}");
+    assert!(!kernels::wgsl_matmul_preferred(&Device::flex()));
+}

@@ -70,6 +70,17 @@ async fn webgpu() -> Result<Device, String> {
     if !adapter.is_object() {
         return Err("WebGPU is present but offers no adapter (GPU blocked or unsupported)".into());
     }
+    // wgpu names a browser's adapter by `info.description` alone, which chromium leaves empty;
+    // vendor and architecture (`google`, `swiftshader`) tell the kernels which product to run.
+    let info = get(&adapter, "info");
+    if info.is_object() {
+        let words: Vec<String> = ["vendor", "architecture", "device", "description"]
+            .iter()
+            .filter_map(|k| get(&info, k).as_string())
+            .filter(|w| !w.trim().is_empty())
+            .collect();
+        genllava::kernels::set_adapter_description(&words.join(" "));
+    }
     let device = Device::wgpu_options().init_async().await.map_err(|e| format!("WebGPU device setup failed: {e:?}"))?;
     WEBGPU.with(|d| *d.borrow_mut() = Some(device.clone()));
     Ok(device)

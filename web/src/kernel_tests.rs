@@ -308,3 +308,40 @@ async fn quant_matmul_matches_burn() {
         }
     }
 }
+
+#[wasm_bindgen_test]
+async fn matmul_matches_burn() {
+    let gpu = webgpu().await;
+    let cpu = Device::flex();
+    // Partial 4×4 blocks, a Winograd-shaped batch, attention's kᵀ read in place, a linear
+    // weight broadcast over the batch.
+    let (a, b) = (values(37 * 13, 1, 0.0, 1.0), values(13 * 29, 2, 0.0, 1.0));
+    let want = read(tensor(&a, [37, 13], &cpu).matmul(tensor(&b, [13, 29], &cpu))).await;
+    let got = kernels::matmul_wgsl(tensor(&a, [37, 13], &gpu), tensor(&b, [13, 29], &gpu)).expect("covered");
+    assert!(max_abs_diff(&read(got).await, &want) < 1e-4);
+
+    let (a, b) = (values(16 * 24 * 40, 3, 0.0, 1.0), values(16 * 40 * 50, 4, 0.0, 1.0));
+    let want = read(tensor(&a, [16, 24, 40], &cpu).matmul(tensor(&b, [16, 40, 50], &cpu))).await;
+    let got = kernels::matmul_wgsl(tensor(&a, [16, 24, 40], &gpu), tensor(&b, [16, 40, 50], &gpu)).expect("covered");
+    assert!(max_abs_diff(&read(got).await, &want) < 1e-4);
+
+    let (q, k) = (values(2 * 3 * 33 * 8, 5, 0.0, 1.0), values(2 * 3 * 17 * 8, 6, 0.0, 1.0));
+    let want = read(tensor(&q, [2, 3, 33, 8], &cpu).matmul(tensor(&k, [2, 3, 17, 8], &cpu).swap_dims(2, 3))).await;
+    let k_t = tensor(&k, [2, 3, 17, 8], &gpu).swap_dims(2, 3);
+    let got = kernels::matmul_wgsl(tensor(&q, [2, 3, 33, 8], &gpu), k_t).expect("covered");
+    assert!(max_abs_diff(&read(got).await, &want) < 1e-4);
+
+    let (x, w) = (values(2 * 45 * 20, 7, 0.0, 1.0), values(20 * 36, 8, 0.0, 1.0));
+    let want = read(tensor(&x, [2, 45, 20], &cpu).matmul(tensor(&w, [1, 20, 36], &cpu))).await;
+    let got = kernels::matmul_wgsl(tensor(&x, [2, 45, 20], &gpu), tensor(&w, [1, 20, 36], &gpu)).expect("covered");
+    assert!(max_abs_diff(&read(got).await, &want) < 1e-4);
+}
+
+#[wasm_bindgen_test]
+async fn matmul_choice_follows_the_adapter() {
+    let gpu = webgpu().await;
+    let name = kernels::adapter_name(&gpu).expect("a WebGPU adapter");
+    // Headless chromium here runs WebGPU on SwiftShader, where Burn's matmul is slowest.
+    assert!(name.to_lowercase().contains("swiftshader"), "adapter {name:?}");
+    assert!(kernels::wgsl_matmul_preferred(&gpu));
+}

@@ -74,6 +74,24 @@ impl Engine {
         self.backend.id().into()
     }
 
+    /// The WebGPU adapter as the browser describes it (`adapter.info`'s vendor, architecture,
+    /// device and description: `google swiftshader` in headless chromium here; empty on the CPU
+    /// or where the browser says nothing) and the matrix product the diffusion model runs there
+    /// (`genllava::kernels::MatmulChoice`: the WGSL kernel on SwiftShader).
+    pub fn adapter(&self) -> String {
+        match genllava::kernels::adapter_name(&self.device) {
+            Some(name) => {
+                let product = if genllava::kernels::wgsl_matmul_preferred(&self.device) {
+                    "shaders/matmul.wgsl"
+                } else {
+                    "Burn's matmul"
+                };
+                format!("{name} (products: {product})")
+            }
+            None => String::new(),
+        }
+    }
+
     /// Why the CPU is in use when WebGPU was asked for (empty otherwise).
     pub fn backend_note(&self) -> String {
         self.note.clone()

@@ -145,6 +145,9 @@ export declare class GenllavaClient extends EventTarget {
   backend: 'webgpu' | 'cpu' | null;
   /** Why the CPU is used when WebGPU was asked for. */
   backendNote: string;
+  /** The WebGPU adapter as the browser describes it and the product the diffusion model takes
+   * there (e.g. `SwiftShader Device (Subzero) (products: shaders/matmul.wgsl)`); empty on the CPU. */
+  adapter: string;
   /** Resolves when the engine has picked its device. */
   ready: Promise<Event>;
   load(request: LoadRequest): Promise<ModelInfo>;

@@ -22,6 +22,7 @@ export class GenllavaClient extends EventTarget {
     super();
     this.backend = null;
     this.backendNote = '';
+    this.adapter = '';
     this.#worker = new Worker(WORKER_URL, { type: 'module' });
     this.#worker.onmessage = (e) => this.#onMessage(e.data);
     this.#worker.onerror = (e) => this.#failAll(new Error(`the engine worker failed: ${e.message ?? 'unknown error'}`));
@@ -34,7 +35,8 @@ export class GenllavaClient extends EventTarget {
       if (m.stage === 'ready') {
         this.backend = m.backend;
         this.backendNote = m.note;
-        this.dispatchEvent(new CustomEvent('ready', { detail: { backend: m.backend, note: m.note } }));
+        this.adapter = m.adapter ?? '';
+        this.dispatchEvent(new CustomEvent('ready', { detail: { backend: m.backend, note: m.note, adapter: this.adapter } }));
       }
       this.dispatchEvent(new CustomEvent('progress', { detail: m }));
       return;

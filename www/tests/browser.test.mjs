@@ -243,6 +243,9 @@ try {
     const note = await page.getAttribute('#backend', 'title');
     assert.equal(backend, 'webgpu', `backend is ${backend}: ${note}`);
     assert.equal(await page.textContent('#backend'), 'WebGPU');
+    // The adapter the engine runs on and the product it picked there (SwiftShader here: the WGSL one).
+    assert.match(note, /SwiftShader.*products: shaders\/matmul\.wgsl/i, `badge title: ${note}`);
+    console.log(`  ${note}`);
   });
   await step('the bundled fixture model loads', async () => {
     const t0 = Date.now();

@@ -11,9 +11,9 @@
 //! need to ask which path ran; [`wgsl_active`] tells benchmarks and tests.
 
 use crate::error::{Error, Result};
-use burn::nn::GroupNorm;
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
+use burn::nn::{GroupNorm, Linear};
 #[cfg(feature = "wgpu-kernels")]
 use burn::tensor::DType;
 use burn::tensor::{Device, Tensor, activation};
@@ -32,6 +32,123 @@ static ENABLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::n
 /// both ways on the same device.
 pub fn set_enabled(on: bool) {
     ENABLED.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Which matrix product [`matmul`] runs on a wgpu device (process-wide, [`set_matmul`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatmulChoice {
+    /// By the adapter: `shaders/matmul.wgsl` on SwiftShader (the CPU WebGPU of headless
+    /// chromium, where it is 4–8× faster than Burn's matmul: `bench --kernels --only
+    /// matmul_f32`), Burn's matmul on every other adapter (lavapipe, GPUs: faster there).
+    Auto,
+    /// Always Burn's matmul.
+    Burn,
+    /// Always `shaders/matmul.wgsl` where it covers the shapes.
+    Wgsl,
+}
+
+static MATMUL: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// Set which product [`matmul`] runs, for the whole process ([`MatmulChoice::Auto`] unless set).
+pub fn set_matmul(choice: MatmulChoice) {
+    let v = match choice {
+        MatmulChoice::Auto => 0,
+        MatmulChoice::Burn => 1,
+        MatmulChoice::Wgsl => 2,
+    };
+    MATMUL.store(v, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The product [`matmul`] runs now ([`set_matmul`]).
+pub fn matmul_choice() -> MatmulChoice {
+    match MATMUL.load(std::sync::atomic::Ordering::Relaxed) {
+        1 => MatmulChoice::Burn,
+        2 => MatmulChoice::Wgsl,
+        _ => MatmulChoice::Auto,
+    }
+}
+
+/// What the embedder knows of the adapter where wgpu's name for it is empty ([`set_adapter_description`]).
+static ADAPTER_DESCRIPTION: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+
+/// Describe the wgpu adapter for [`adapter_name`] where wgpu leaves its name empty: a browser
+/// gives wgpu only `GPUAdapterInfo.description`, which chromium leaves empty, so the web
+/// engine passes the info's vendor and architecture (`google swiftshader`) here.
+pub fn set_adapter_description(description: &str) {
+    let mut d = ADAPTER_DESCRIPTION.lock().unwrap_or_else(|e| e.into_inner());
+    *d = description.trim().to_string();
+}
+
+/// The wgpu adapter behind `device` as it names itself (`llvmpipe (LLVM 15.0.6, 256 bits)`,
+/// `SwiftShader Device (Subzero)`, a GPU's product name), or where that is empty (a browser)
+/// the [`set_adapter_description`]; `None` off wgpu, without the `wgpu-kernels` feature, or
+/// where neither says anything.
+pub fn adapter_name(device: &Device) -> Option<String> {
+    #[cfg(feature = "wgpu-kernels")]
+    {
+        let name = wgpu::adapter_name(device)?;
+        if !name.trim().is_empty() {
+            return Some(name);
+        }
+        let d = ADAPTER_DESCRIPTION.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        (!d.is_empty()).then_some(d)
+    }
+    #[cfg(not(feature = "wgpu-kernels"))]
+    {
+        let _ = device;
+        None
+    }
+}
+
+/// Whether [`matmul`] takes `shaders/matmul.wgsl` on `device` (see [`MatmulChoice`]).
+pub fn wgsl_matmul_preferred(device: &Device) -> bool {
+    wgsl_active(device)
+        && match matmul_choice() {
+            MatmulChoice::Burn => false,
+            MatmulChoice::Wgsl => true,
+            MatmulChoice::Auto => adapter_name(device).is_some_and(|n| n.to_lowercase().contains("swiftshader")),
+        }
+}
+
+/// `a.matmul(b)`: `shaders/matmul.wgsl` where [`wgsl_matmul_preferred`] and it covers the
+/// shapes ([`matmul_wgsl`]), Burn's matmul otherwise. The UNet's and VAE's products
+/// (attention, the im2col and Winograd convolutions) go through it.
+pub fn matmul<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> Tensor<D> {
+    if wgsl_matmul_preferred(&a.device())
+        && let Some(c) = matmul_wgsl(a.clone(), b.clone())
+    {
+        return c;
+    }
+    a.matmul(b)
+}
+
+/// `layer.forward(x)` for a `Linear` on `[.., d_in]`: its product through [`matmul`] where
+/// [`wgsl_matmul_preferred`] (plus the bias), `Linear::forward` otherwise.
+pub fn linear<const D: usize>(layer: &Linear, x: Tensor<D>) -> Tensor<D> {
+    if D < 2 || D > 4 || !wgsl_matmul_preferred(&x.device()) {
+        return layer.forward(x);
+    }
+    let y = matmul(x, layer.weight.val().unsqueeze::<D>());
+    match &layer.bias {
+        Some(b) => y.add(b.val().unsqueeze::<D>()),
+        None => y,
+    }
+}
+
+/// `shaders/matmul.wgsl` itself: `a` `[.., m, k]` times `b` `[.., k, n]`, rank 2 to 4, any
+/// strides (transposed views are read in place), batch dims equal or 1; `None` where it
+/// does not run (not a wgpu device, the feature off, not f32, shapes it does not cover).
+pub fn matmul_wgsl<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> Option<Tensor<D>> {
+    #[cfg(feature = "wgpu-kernels")]
+    if wgsl_active(&a.device())
+        && a.dtype() == DType::F32
+        && b.dtype() == DType::F32
+        && wgpu::matmul_fits(&a.dims(), &b.dims())
+    {
+        return Some(wgpu::matmul(a, b));
+    }
+    let _ = (a, b);
+    None
 }
 
 /// Whether tensors on `device` run the WGSL kernels: the `wgpu-kernels`
@@ -70,7 +187,7 @@ pub fn group_norm_silu(norm: &GroupNorm, x: Tensor<4>, silu: bool) -> Tensor<4> 
 /// `conv.forward(x)` for a 2-D convolution on `[N, C, H, W]`, for groups 1, dilation 1
 /// and explicit or no padding on wgpu: 3×3 kernels at stride 1 (the UNet's and VAE's
 /// resnet convs) by Winograd F(2×2, 3×3) ([`conv2d_winograd`]), the others as the patch matrix built by `shaders/im2col.wgsl`
-/// times the weight on Burn's matmul ([`conv2d_im2col`]; 1.7–4.9× faster than Burn's conv
+/// times the weight on [`matmul`] ([`conv2d_im2col`]; 1.7–4.9× faster than Burn's conv
 /// on every SD-1.4 shape on lavapipe, `bench --kernels --only conv2d`), or where that does
 /// not cover it the implicit-GEMM kernel `shaders/conv2d.wgsl` (at least 256 output pixels,
 /// batch included); [`conv2d_reference`] elsewhere.
@@ -106,7 +223,7 @@ pub fn conv2d_wgsl(conv: &Conv2d, x: Tensor<4>) -> Option<Tensor<4>> {
 }
 
 /// The convolution as `shaders/im2col.wgsl` (the patch matrix, in chunks of at most
-/// 128 MiB) followed by Burn's matmul and the bias: `None` where it does not run (not a
+/// 128 MiB) followed by [`matmul`] and the bias: `None` where it does not run (not a
 /// wgpu device, the feature off, a dtype, padding mode or size it does not cover).
 pub fn conv2d_im2col(conv: &Conv2d, x: Tensor<4>) -> Option<Tensor<4>> {
     #[cfg(feature = "wgpu-kernels")]
@@ -127,7 +244,7 @@ pub fn conv2d_im2col(conv: &Conv2d, x: Tensor<4>) -> Option<Tensor<4>> {
 
 /// The convolution by Winograd F(2×2, 3×3) for a 3×3 kernel at stride 1: the weight and
 /// input transforms (`shaders/winograd_weight.wgsl`, `shaders/winograd_input.wgsl`), 16
-/// products on Burn's batched matmul (4 multiplies per output pixel and input channel
+/// products in one batched [`matmul`] (4 multiplies per output pixel and input channel
 /// where [`conv2d_im2col`]'s product has 9), the output transform and bias
 /// (`shaders/winograd_output.wgsl`), in chunks of at most 128 MiB: `None` where it does not
 /// run (not a wgpu device, the feature off, another kernel size or stride, a dtype, padding

@@ -81,6 +81,10 @@ pub trait WgslKernels: Backend {
         co0: usize,
     ) -> FloatTensor<Self>;
 
+    /// See `shaders/matmul.wgsl`: `a` `[.., m, k]` times `b` `[.., k, n]` (rank 2 to 4, each batch
+    /// dim equal in both or 1 in one, any strides) → a contiguous `[.., m, n]`.
+    fn matmul(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self>;
+
     /// See `shaders/softmax.wgsl`: `softmax(scale · x)` along the last dim of `x`, in
     /// place when `x`'s buffer is its own.
     fn softmax_scaled(x: FloatTensor<Self>, scale: f32) -> FloatTensor<Self>;
@@ -110,6 +114,7 @@ const WINOGRAD_INPUT: Wgsl =
     Wgsl { name: "winograd_input", source: include_str!("../../../shaders/winograd_input.wgsl") };
 const WINOGRAD_OUTPUT: Wgsl =
     Wgsl { name: "winograd_output", source: include_str!("../../../shaders/winograd_output.wgsl") };
+const MATMUL: Wgsl = Wgsl { name: "matmul", source: include_str!("../../../shaders/matmul.wgsl") };
 const DDIM_STEP: Wgsl = Wgsl { name: "ddim_step", source: include_str!("../../../shaders/ddim_step.wgsl") };
 
 impl KernelSource for Wgsl {
@@ -227,6 +232,17 @@ fn launch(
     buffers: &[&CubeTensor],
     parameters: &[u32],
 ) {
+    launch_3d(kernel, threads, (workgroups.0, workgroups.1, 1), buffers, parameters)
+}
+
+/// [`launch`] over a 3-D grid of workgroups.
+fn launch_3d(
+    kernel: impl KernelSource + 'static,
+    threads: u32,
+    workgroups: (u32, u32, u32),
+    buffers: &[&CubeTensor],
+    parameters: &[u32],
+) {
     let client = &buffers[0].client;
     let p = params(buffers[0], parameters);
     let args = buffers
@@ -234,7 +250,7 @@ fn launch(
         .fold(KernelArguments::new(), |args, t| args.with_buffer(t.handle.clone().binding()))
         .with_buffer(p.binding());
     let kernel = SourceKernel::new(kernel, CubeDim::new_1d(threads));
-    client.launch(Box::new(kernel), CubeCount::Static(workgroups.0, workgroups.1, 1), args);
+    client.launch(Box::new(kernel), CubeCount::Static(workgroups.0, workgroups.1, workgroups.2), args);
 }
 
 impl WgslKernels for CubeBackend {
@@ -337,6 +353,22 @@ impl WgslKernels for CubeBackend {
         let p = [ys[1], ys[2], ys[3], tiles[0], tiles[1], t0, nt, co0, n_co].map(|v| v as u32);
         launch(WINOGRAD_OUTPUT, 256, (nt.div_ceil(256) as u32, n_co as u32), &[&m, &bias, &y], &p);
         y
+    }
+
+    fn matmul(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self> {
+        let (a_shape, b_shape) = (a.meta.shape().clone(), b.meta.shape().clone());
+        let rank = a_shape.num_dims();
+        let (m, k, n) = (a_shape[rank - 2], a_shape[rank - 1], b_shape[rank - 1]);
+        let (a_batch, a_strides) = batch_view(&a);
+        let (b_batch, b_strides) = batch_view(&b);
+        let batch = [a_batch[0].max(b_batch[0]), a_batch[1].max(b_batch[1])];
+        let mut dims: Vec<usize> = (0..rank - 2).map(|d| a_shape[d].max(b_shape[d])).collect();
+        dims.extend([m, n]);
+        let out = empty_like(&a, Shape::from(dims));
+        let p = [[m, n, k, batch[1]], a_strides, b_strides].concat().iter().map(|&v| v as u32).collect::<Vec<_>>();
+        let workgroups = (n.div_ceil(32) as u32, m.div_ceil(32) as u32, (batch[0] * batch[1]) as u32);
+        launch_3d(MATMUL, 64, workgroups, &[&a, &b, &out], &p);
+        out
     }
 
     fn softmax_scaled(x: FloatTensor<Self>, scale: f32) -> FloatTensor<Self> {
@@ -451,7 +483,7 @@ pub fn im2col_fits(x: [usize; 4], weight: [usize; 4], out: [usize; 2]) -> bool {
         && weight[0] * columns < limit
 }
 
-/// A 2-D convolution as `shaders/im2col.wgsl` then Burn's matmul, chunk by chunk of
+/// A 2-D convolution as `shaders/im2col.wgsl` then [`super::matmul`], chunk by chunk of
 /// output pixels so that no patch matrix or product exceeds [`super::MAX_CHUNK_BYTES`]; the
 /// caller checked [`im2col_fits`], groups 1 and dilation 1. `geometry` as [`conv2d`]'s.
 pub fn conv2d_im2col(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, geometry: [usize; 6]) -> Tensor<4> {
@@ -473,7 +505,7 @@ pub fn conv2d_im2col(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, g
                 q0,
                 nq,
             );
-            matrix.clone().matmul(Tensor::from_dispatch(cols))
+            super::matmul(matrix.clone(), Tensor::from_dispatch(cols))
         })
         .collect();
     let y = if parts.len() == 1 { parts.into_iter().next().expect("one part") } else { Tensor::cat(parts, 1) };
@@ -512,7 +544,7 @@ fn winograd_channels(c_in: usize, max_bytes: usize) -> usize {
 
 /// A stride-1 3×3 convolution by Winograd F(2×2, 3×3): the weight transform
 /// (`shaders/winograd_weight.wgsl`), the input transform of a chunk of 2×2 output tiles
-/// (`shaders/winograd_input.wgsl`), 16 products in one batched Burn matmul (4 multiplies per
+/// (`shaders/winograd_input.wgsl`), 16 products in one batched [`super::matmul`] (4 multiplies per
 /// output pixel and input channel where im2col's product has 9), and the output transform
 /// with the bias (`shaders/winograd_output.wgsl`), chunk by chunk so that no transform or
 /// product exceeds `max_bytes`. The caller checked [`winograd_fits`], groups 1,
@@ -549,7 +581,7 @@ pub fn conv2d_winograd(
         let v: Tensor<3> =
             Tensor::from_dispatch(<Ext as WgslKernels>::winograd_input(x.clone(), [th, tw, pt, pl], t0, nt));
         for (co0, u) in &u {
-            let m = u.clone().matmul(v.clone());
+            let m = super::matmul(u.clone(), v.clone());
             y = <Ext as WgslKernels>::winograd_output(m.into_dispatch(), bias.clone(), y, [th, tw], t0, *co0);
         }
     }
@@ -565,6 +597,61 @@ pub fn attention_fits(q: [usize; 4], k: [usize; 4]) -> bool {
         && nk > 0
         && b * h <= MAX_WORKGROUPS
         && nq.div_ceil(ATTENTION_ROWS) <= MAX_WORKGROUPS
+}
+
+/// A rank-2 to rank-4 operand of `shaders/matmul.wgsl` as two batch dims (leading 1s
+/// added) and its element strides `[batch 0, batch 1, row, column]`, a batch dim of size 1
+/// read with stride 0 (so it broadcasts).
+fn batch_view(t: &CubeTensor) -> ([usize; 2], [usize; 4]) {
+    let (shape, strides) = (t.meta.shape(), t.meta.strides());
+    let rank = shape.num_dims();
+    let dim = |d: usize| if d + rank >= 4 { shape[d + rank - 4] } else { 1 };
+    let stride = |d: usize| if d + rank >= 4 && shape[d + rank - 4] > 1 { strides[d + rank - 4] } else { 0 };
+    ([dim(0), dim(1)], [stride(0), stride(1), strides[rank - 2], strides[rank - 1]])
+}
+
+/// Whether `shaders/matmul.wgsl` covers `a` `[.., m, k]` times `b` `[.., k, n]` (rank 2 to 4):
+/// matching inner dims, batch dims equal or 1, a non-empty product, the output within
+/// [`super::MAX_CHUNK_BYTES`], 32-bit indices and the dispatch within WebGPU's limits.
+pub fn matmul_fits(a: &[usize], b: &[usize]) -> bool {
+    let rank = a.len();
+    if !(2..=4).contains(&rank) || b.len() != rank {
+        return false;
+    }
+    let (m, k, n) = (a[rank - 2], a[rank - 1], b[rank - 1]);
+    let batch_ok = (0..rank - 2).all(|d| a[d] == b[d] || a[d] == 1 || b[d] == 1);
+    let batch: usize = (0..rank - 2).map(|d| a[d].max(b[d])).product();
+    let limit = u32::MAX as usize;
+    batch_ok
+        && b[rank - 2] == k
+        && m * k * n > 0
+        && batch * m * n * 4 <= super::MAX_CHUNK_BYTES
+        && a.iter().product::<usize>() < limit
+        && b.iter().product::<usize>() < limit
+        && batch <= MAX_WORKGROUPS
+        && m.div_ceil(32) <= MAX_WORKGROUPS
+        && n.div_ceil(32) <= MAX_WORKGROUPS
+}
+
+/// `a.matmul(b)` by `shaders/matmul.wgsl`; the caller checked [`matmul_fits`] and f32.
+pub fn matmul<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> Tensor<D> {
+    Tensor::from_dispatch(<burn::backend::Dispatch as WgslKernels>::matmul(a.into_dispatch(), b.into_dispatch()))
+}
+
+/// The wgpu adapter behind `device` as it names itself (`llvmpipe (LLVM 15.0.6, 256 bits)`,
+/// `SwiftShader Device (Subzero)`, a GPU's product name; in a browser, the adapter info's
+/// description), `None` off wgpu.
+pub fn adapter_name(device: &Device) -> Option<String> {
+    match device.as_dispatch() {
+        DispatchDevice::Cube(cubecl::Device::Wgpu(d)) => Some(
+            <cubecl::wgpu::WgpuRuntime as cubecl_server::runtime::Runtime>::client(d)
+                .properties()
+                .identity
+                .name
+                .clone(),
+        ),
+        _ => None,
+    }
 }
 
 /// Whether `shaders/softmax.wgsl` covers an f32 tensor of `shape`: 32-bit indices, a

@@ -4,6 +4,7 @@
 //! `Transformer2DModel` that wraps them between a GroupNorm and two projections.
 
 use crate::error::Result;
+use crate::kernels;
 use crate::nn::{conv2d, group_norm, layer_norm, linear};
 use crate::weights::VarBuilder;
 use burn::module::Module;
@@ -16,8 +17,9 @@ use burn::tensor::activation::{gelu, softmax};
 ///
 /// `q`: `[batch, heads, n_q, d]`, `k` and `v`: `[batch, heads, n_kv, d]`; returns
 /// `[batch, heads, n_q, d]`. On wgpu with the WGSL kernels the softmax is
-/// `shaders/softmax.wgsl` with the scale folded in ([`crate::kernels::softmax_scaled`]);
-/// the two matmuls are Burn's everywhere.
+/// `shaders/softmax.wgsl` with the scale folded in ([`crate::kernels::softmax_scaled`]),
+/// and the two matmuls go through [`crate::kernels::matmul`] (Burn's, or `shaders/matmul.wgsl`
+/// on the adapters where that is faster).
 ///
 /// Where the scores of all queries would exceed [`SCORES_MAX_BYTES`] (SD's first
 /// self-attention at 64×64 latents: 2 × 8 heads × 4096² f32 is 1 GiB), the queries run in
@@ -32,9 +34,9 @@ pub fn scaled_dot_product_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) ->
     let scale = 1.0 / (d as f32).sqrt();
     // With the WGSL kernels the scale folds into one fused softmax over the scores;
     // elsewhere scaling q (n × d) is cheaper than scaling the scores (n × n_kv).
-    let fused = crate::kernels::wgsl_active(&q.device());
+    let fused = kernels::wgsl_active(&q.device());
     let attend = |q: Tensor<4>| match fused {
-        true => crate::kernels::softmax_scaled(q.matmul(k_t.clone()), scale).matmul(v.clone()),
+        true => kernels::matmul(kernels::softmax_scaled(kernels::matmul(q, k_t.clone()), scale), v.clone()),
         false => softmax(q.mul_scalar(scale).matmul(k_t.clone()), 3).matmul(v.clone()),
     };
     if chunk >= nq {
@@ -77,12 +79,12 @@ impl Attention {
     /// (`None` = self-attention) → `[batch, n, query_dim]`.
     pub fn forward(&self, x: Tensor<3>, context: Option<Tensor<3>>) -> Tensor<3> {
         let context = context.unwrap_or_else(|| x.clone());
-        let q = self.split_heads(self.to_q.forward(x));
-        let k = self.split_heads(self.to_k.forward(context.clone()));
-        let v = self.split_heads(self.to_v.forward(context));
+        let q = self.split_heads(kernels::linear(&self.to_q, x));
+        let k = self.split_heads(kernels::linear(&self.to_k, context.clone()));
+        let v = self.split_heads(kernels::linear(&self.to_v, context));
         let [b, h, n, d] = q.dims();
         let out = scaled_dot_product_attention(q, k, v).swap_dims(1, 2).reshape([b, n, h * d]);
-        self.to_out.forward(out)
+        kernels::linear(&self.to_out, out)
     }
 
     /// `[b, n, heads * d]` → `[b, heads, n, d]`.
@@ -114,10 +116,10 @@ impl FeedForward {
 
     /// `[b, n, dim]` → `[b, n, dim]`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let y = self.proj_in.forward(x);
+        let y = kernels::linear(&self.proj_in, x);
         let inner = y.dims()[2] / 2;
         let (h, gate) = (y.clone().narrow(2, 0, inner), y.narrow(2, inner, inner));
-        self.proj_out.forward(h.mul(gelu(gate)))
+        kernels::linear(&self.proj_out, h.mul(gelu(gate)))
     }
 }
 
@@ -219,7 +221,7 @@ impl Transformer2DModel {
         let norm = crate::kernels::group_norm_silu(&self.norm, x.clone(), false);
         let mut tokens = match &self.proj_in {
             Projection::Conv(conv) => to_tokens(crate::kernels::conv2d(conv, norm)),
-            Projection::Linear(lin) => lin.forward(to_tokens(norm)),
+            Projection::Linear(lin) => kernels::linear(lin, to_tokens(norm)),
         };
         for block in &self.transformer_blocks {
             tokens = block.forward(tokens, context.clone());
@@ -227,7 +229,7 @@ impl Transformer2DModel {
         let to_map = |t: Tensor<3>| t.swap_dims(1, 2).reshape([b, c, h, w]);
         let out = match &self.proj_out {
             Projection::Conv(conv) => crate::kernels::conv2d(conv, to_map(tokens)),
-            Projection::Linear(lin) => to_map(lin.forward(tokens)),
+            Projection::Linear(lin) => to_map(kernels::linear(lin, tokens)),
         };
         out.add(x)
     }

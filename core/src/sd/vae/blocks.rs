@@ -95,15 +95,15 @@ impl SpatialAttention {
         // [b, c, h, w] -> [b, h*w, c]: one token per pixel.
         let t =
             crate::kernels::group_norm_silu(&self.group_norm, x.clone(), false).reshape([b, c, h * w]).swap_dims(1, 2);
-        let q = self.to_q.forward(t.clone());
-        let k = self.to_k.forward(t.clone());
-        let v = self.to_v.forward(t);
+        let q = crate::kernels::linear(&self.to_q, t.clone());
+        let k = crate::kernels::linear(&self.to_k, t.clone());
+        let v = crate::kernels::linear(&self.to_v, t);
         // One head over every pixel, as the UNet's attention runs (the scale folded into
         // `shaders/softmax.wgsl` on wgpu; queries in chunks where all scores would outgrow a
         // WebGPU binding, e.g. 96×96 latents: 340 MB).
         let head = |t: Tensor<3>| t.unsqueeze_dim::<4>(1);
         let attended = crate::sd::attention::scaled_dot_product_attention(head(q), head(k), head(v));
-        let out = self.to_out.forward(attended.squeeze_dim::<3>(1));
+        let out = crate::kernels::linear(&self.to_out, attended.squeeze_dim::<3>(1));
         out.swap_dims(1, 2).reshape([b, c, h, w]).add(x)
     }
 }
