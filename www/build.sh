@@ -103,18 +103,23 @@ for f in config.json generation_config.json model.safetensors tokenizer.json tok
 done
 cp "$src/image.png" www/models/llava-tiny/example.png
 
-# The same fixture in the web format (train-native export-web) in every mode, in 64 KiB shards so
-# that the page loads several, one by one; the browser test compares each with the f32 model. The
-# debug binary: `cargo test --workspace` (tests/run.sh) has built it already.
+# The same fixture in the web format (train-native export-web) in every mode (and q4 with f16
+# block scales), in 64 KiB shards so that the page loads several, one by one; the browser test
+# compares each with the f32 model. The debug binary: `cargo test --workspace` (tests/run.sh) has
+# built it already.
 web_entries=()
-for quant in q4 q8 f16 f32; do
-    cargo run -q -p train-native -- export-web --model www/models/llava-tiny --quant "$quant" \
-        --out "www/models/llava-tiny-web-$quant" --shard-limit 65536 >/dev/null
+for mode in q4 q8 f16 f32 q4-f16-scales; do
+    quant=${mode%%-*}
+    scales=f32
+    what=$quant
+    if [ "$mode" = q4-f16-scales ]; then scales=f16 && what="q4 with f16 scales"; fi
+    cargo run -q -p train-native -- export-web --model www/models/llava-tiny --quant "$quant" --scales "$scales" \
+        --out "www/models/llava-tiny-web-$mode" --shard-limit 65536 >/dev/null
     web_entries+=("$(cat <<JSON
   {
-    "id": "llava-tiny-web-$quant",
-    "label": "llava-tiny, web format $quant — random weights (test fixture, train-native export-web)",
-    "path": "models/llava-tiny-web-$quant/",
+    "id": "llava-tiny-web-$mode",
+    "label": "llava-tiny, web format $what — random weights (test fixture, train-native export-web)",
+    "path": "models/llava-tiny-web-$mode/",
     "manifest": "manifest.json",
     "example": { "image": "example.png", "question": "What colour is the circle?" }
   }

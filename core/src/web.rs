@@ -22,7 +22,7 @@
 
 use crate::checkpoint::FileSource;
 use crate::error::{Error, Result};
-use crate::quant::{self, BLOCK, Quant};
+use crate::quant::{self, BLOCK, Quant, Scales};
 use crate::safetensors::{Dtype, RawTensor};
 use crate::weights::WeightMap;
 use burn::tensor::quantization::{QuantScheme, QuantStore, QuantValue, ScaleDtype};
@@ -40,6 +40,8 @@ pub const VERSION: u32 = 1;
 pub const DEFAULT_SHARD_LIMIT: usize = 256 << 20;
 /// Tensors start at multiples of this many bytes within a shard.
 const ALIGN: usize = 16;
+/// The one block quantization mode: `w = scale · q`.
+const SYMMETRIC: &str = "symmetric";
 
 /// `manifest.json`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -109,8 +111,8 @@ pub struct BlockQuantization {
     pub axis: usize,
     /// `symmetric`: `w = scale · q`.
     pub mode: String,
-    /// The dtype of the scales (`f32`).
-    pub scales: String,
+    /// The dtype of the scales (`f32`, or `f16` for half their bytes).
+    pub scales: Scales,
     /// Byte offset of the scales within the tensor's encoding (they follow the values).
     pub scales_offset: usize,
 }
@@ -172,11 +174,13 @@ pub struct ExportOptions {
     pub shard_limit: usize,
     /// Quantize embedding tables too.
     pub embeddings: bool,
+    /// The dtype of the block scales of `q8` / `q4` weights.
+    pub scales: Scales,
 }
 
 impl Default for ExportOptions {
     fn default() -> Self {
-        Self { quant: Quant::Q8, shard_limit: DEFAULT_SHARD_LIMIT, embeddings: false }
+        Self { quant: Quant::Q8, shard_limit: DEFAULT_SHARD_LIMIT, embeddings: false, scales: Scales::F32 }
     }
 }
 
@@ -234,12 +238,13 @@ impl<'w> Exporter<'w> {
         } else {
             let q = if matmul { self.options.quant } else { Quant::F32 };
             let cols = raw.shape.last().copied().unwrap_or(1).max(1);
-            let bytes = quant::encode(&raw.to_f32(), cols, q);
+            let scales = self.options.scales;
+            let bytes = quant::encode(&raw.to_f32(), cols, q, scales, &format!("{weights}: {name}"))?;
             let quantization = q.is_block().then(|| BlockQuantization {
                 block: BLOCK,
                 axis: 1,
-                mode: "symmetric".into(),
-                scales: "f32".into(),
+                mode: SYMMETRIC.into(),
+                scales,
                 scales_offset: q.value_bytes(raw.numel()),
             });
             (q.name().to_string(), bytes, quantization)
@@ -339,6 +344,47 @@ fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     key(a).cmp(&key(b))
 }
 
+/// The scales of a `q8` / `q4` tensor entry, once its blocking is one this
+/// crate reads (blocks of [`BLOCK`] along axis 1, symmetric, scales right after the values).
+fn check_blocking(entry: &TensorEntry, q: Quant) -> std::result::Result<Scales, String> {
+    let n: usize = entry.shape.iter().product();
+    let Some(b) = &entry.quantization else {
+        return Err(format!("tensor `{}`: {} without its `quantization`", entry.name, entry.dtype));
+    };
+    if b.block != BLOCK || b.axis != 1 || b.mode != SYMMETRIC {
+        return Err(format!(
+            "tensor `{}`: quantization block {} axis {} mode `{}` (this build reads block {BLOCK} axis 1 `{SYMMETRIC}`)",
+            entry.name, b.block, b.axis, b.mode
+        ));
+    }
+    // Checked once the shape is known to fit the bytes (the caller's error names both).
+    if b.scales_offset != q.value_bytes(n) && q.encoded_bytes(n, b.scales) == entry.bytes {
+        return Err(format!(
+            "tensor `{}`: scales at byte {}, after its {} bytes of values",
+            entry.name,
+            b.scales_offset,
+            q.value_bytes(n)
+        ));
+    }
+    Ok(b.scales)
+}
+
+/// The scale dtype `Residency::Quantized` keeps on `device` for `value` weights
+/// exported with `scales`: f16 where the export stored f16 and the device computes
+/// with f16 (WebGPU's `shader-f16`: lavapipe has it, SwiftShader and the CPU backend
+/// do not), f32 otherwise (f16 scales widen exactly).
+pub fn device_scales(device: &Device, value: QuantValue, scales: Scales) -> Scales {
+    let f16 = QuantScheme::default()
+        .with_value(value)
+        .with_store(QuantStore::PackedU32(0))
+        .per_block([1, BLOCK as u8], ScaleDtype::F16);
+    if scales == Scales::F16 && device.supports_dtype(burn::tensor::DType::QFloat(f16)) {
+        Scales::F16
+    } else {
+        Scales::F32
+    }
+}
+
 /// Where `q8` / `q4` weights end up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Residency {
@@ -351,6 +397,8 @@ pub enum Residency {
     /// dimension, the same values and scales): a quarter / an eighth of the
     /// memory. Burn dequantizes each weight inside its matmul (works on flex and
     /// wgpu, `train-native/tests/burn_quant.rs`); other block tensors are f32.
+    /// Scales stay f16 where the export wrote f16 and the device has f16
+    /// ([`device_scales`]), else f32.
     Quantized,
 }
 
@@ -368,6 +416,8 @@ pub struct WebLoader {
     /// For each shard, the (tensor, part) pairs it holds.
     contents: Vec<Vec<(usize, usize)>>,
     maps: BTreeMap<String, WeightMap>,
+    /// The scale dtype of the block-quantized tensors put on the device so far.
+    device_scales: Option<Scales>,
 }
 
 impl WebLoader {
@@ -398,7 +448,11 @@ impl WebLoader {
                         ),
                     ));
                 }
-                Some(q) => q.value_bytes(n) + if q.is_block() { 4 * n / BLOCK } else { 0 },
+                Some(q) if q.is_block() => {
+                    let scales = check_blocking(entry, q).map_err(|e| Error::config(&file, e))?;
+                    q.encoded_bytes(n, scales)
+                }
+                Some(q) => q.encoded_bytes(n, Scales::F32),
                 None => match entry.dtype.as_str() {
                     "I64" => 8 * n,
                     "I32" => 4 * n,
@@ -447,6 +501,7 @@ impl WebLoader {
             pending: BTreeMap::new(),
             contents,
             maps: BTreeMap::new(),
+            device_scales: None,
         })
     }
 
@@ -511,18 +566,29 @@ impl WebLoader {
         });
         match Quant::parse(&entry.dtype) {
             Some(q) => {
-                let values = quant::decode(bytes, n, q, &entry.name)?;
+                let scales = entry.quantization.as_ref().map_or(Scales::F32, |b| b.scales);
+                let values = quant::decode(bytes, n, q, scales, &entry.name)?;
                 let linear = entry.name.ends_with(".weight") && !is_embedding_table(&entry.name);
                 if self.residency == Residency::Quantized && q.is_block() && linear {
                     let value = if q == Quant::Q4 { QuantValue::Q4S } else { QuantValue::Q8S };
+                    let kept = device_scales(&self.device, value, scales);
+                    let scale_dtype = if kept == Scales::F16 { ScaleDtype::F16 } else { ScaleDtype::F32 };
                     let scheme = QuantScheme::default()
                         .with_value(value)
                         .with_store(QuantStore::PackedU32(0))
-                        .per_block([1, BLOCK as u8], ScaleDtype::F32);
+                        .per_block([1, BLOCK as u8], scale_dtype);
                     let shape = [entry.shape[0], entry.shape[1]];
                     let matrix = Tensor::<2>::from_data(TensorData::new(values, shape), &self.device);
-                    // The values are `s · q` already: the min-max calibration finds the same scales.
-                    map.insert_quantized(&entry.name, matrix.quantize_dynamic(&scheme));
+                    // The values are `s · q` already, each block's largest |q| at the range's end:
+                    // the min-max calibration finds the same scales (in f16, the same f16 scales).
+                    let tensor = matrix.quantize_dynamic(&scheme);
+                    if let burn::tensor::DType::QFloat(s) = tensor.dtype() {
+                        let on_device = if s.scale_dtype() == ScaleDtype::F16 { Scales::F16 } else { Scales::F32 };
+                        // One f32 tensor makes the model's scales f32 (no mix is expected: one export, one device).
+                        self.device_scales =
+                            Some(if self.device_scales == Some(Scales::F32) { Scales::F32 } else { on_device });
+                    }
+                    map.insert_quantized(&entry.name, tensor);
                 } else {
                     let tensor = Tensor::<1>::from_data(TensorData::new(values, [n]), &self.device);
                     map.insert_device(&entry.name, entry.shape.clone(), tensor);
@@ -544,7 +610,13 @@ impl WebLoader {
                 "shard missing: it was never loaded",
             ));
         }
-        Ok(WebWeights { maps: self.maps, files: self.manifest.files })
+        Ok(WebWeights { maps: self.maps, files: self.manifest.files, device_scales: self.device_scales })
+    }
+
+    /// The scale dtype of the block-quantized weights put on the device so far
+    /// (`None`: none kept quantized).
+    pub fn device_scales(&self) -> Option<Scales> {
+        self.device_scales
     }
 }
 
@@ -552,9 +624,16 @@ impl WebLoader {
 pub struct WebWeights {
     maps: BTreeMap<String, WeightMap>,
     files: Vec<FileEntry>,
+    device_scales: Option<Scales>,
 }
 
 impl WebWeights {
+    /// The scale dtype of the weights kept block-quantized on the device (`None`:
+    /// none kept quantized; see [`Residency::Quantized`]).
+    pub fn device_scales(&self) -> Option<Scales> {
+        self.device_scales
+    }
+
     /// The weights file stems present (`model`, `gen_head/model`, …).
     pub fn stems(&self) -> impl Iterator<Item = &String> {
         self.maps.keys()
@@ -646,13 +725,17 @@ mod tests {
 
     /// Export `src` into a new in-memory web folder.
     fn export(src: &MemorySource, quant: Quant, limit: usize) -> MemorySource {
+        export_with(src, quant, Scales::F32, limit)
+    }
+
+    fn export_with(src: &MemorySource, quant: Quant, scales: Scales, limit: usize) -> MemorySource {
         let mut out = MemorySource { label: "web".into(), ..Default::default() };
         let mut shards = BTreeMap::new();
         let mut write = |name: &str, bytes: &[u8]| -> Result<()> {
             shards.insert(name.to_string(), bytes.to_vec());
             Ok(())
         };
-        let options = ExportOptions { quant, shard_limit: limit, embeddings: false };
+        let options = ExportOptions { quant, shard_limit: limit, embeddings: false, scales };
         let mut ex = Exporter::new(options, &mut write).unwrap();
         for stem in ["model", "gen_head/model"] {
             let (dir, base) = stem.rsplit_once('/').unwrap_or(("", stem));
@@ -710,6 +793,38 @@ mod tests {
     }
 
     #[test]
+    fn f16_scales_halve_the_scale_bytes_and_widen_where_the_device_has_no_f16() {
+        let (src, w) = checkpoint();
+        let device = Device::flex();
+        for quant in [Quant::Q8, Quant::Q4] {
+            let (web32, web16) = (export(&src, quant, 1 << 20), export_with(&src, quant, Scales::F16, 1 << 20));
+            let up = |m: &Manifest| m.tensors.iter().find(|t| t.name.ends_with("up_proj.weight")).unwrap().clone();
+            let (up32, up16) = (up(&manifest(&web32)), up(&manifest(&web16)));
+            // 96 × 2 scales of 4 bytes, or of 2.
+            assert_eq!(up32.bytes - up16.bytes, 96 * 2 * 2, "{quant:?}");
+            let b = up16.quantization.as_ref().unwrap();
+            assert_eq!((b.scales, b.scales_offset), (Scales::F16, quant.value_bytes(96 * 64)));
+            assert!(String::from_utf8_lossy(&web16.files[MANIFEST]).contains("\"scales\":\"f16\""));
+            let step = if quant == Quant::Q8 { 1.0 / 127.0 } else { 1.0 / 7.0 };
+            for residency in [Residency::F32, Residency::Quantized] {
+                let folder = WebFolder::load(web16.clone(), &device, residency).unwrap();
+                // The CPU backend has no f16 arithmetic: kept scales widen to f32.
+                let want = (residency == Residency::Quantized).then_some(Scales::F32);
+                assert_eq!(folder.weights.device_scales(), want, "{quant:?} {residency:?}");
+                let map = Arc::new(load_weights(&folder, "model").unwrap());
+                let vb = VarBuilder::from_map(map, &device).pp("model.language_model.layers.0.mlp.up_proj");
+                // The linear as the model runs it (Burn's quantized matmul where kept): I · Wᵀ.
+                let up = crate::nn::linear(&vb, 64, 96, false).unwrap();
+                let got = up.forward(Tensor::<2>::eye(64, &device)).transpose();
+                let got = got.into_data().try_to_vec::<f32>().unwrap();
+                let err = got.iter().zip(&w).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+                assert!(err <= step * 0.5 * (1.0 + 1.0 / 2048.0) + 1e-6, "{quant:?} {residency:?}: max error {err}");
+            }
+            assert_eq!(device_scales(&device, QuantValue::Q4S, Scales::F32), Scales::F32);
+        }
+    }
+
+    #[test]
     fn errors_name_the_shard_or_tensor() {
         let (src, _) = checkpoint();
         let device = Device::flex();
@@ -739,6 +854,34 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(e.contains("up_proj.weight") && e.contains("[96, 32]"), "{e}");
+
+        // Scales said to be f16 where the bytes hold f32 ones; a blocking this build does not read.
+        let up = |m: &mut Manifest| m.tensors.iter_mut().find(|t| t.name.ends_with("up_proj.weight")).unwrap().clone();
+        let mut half = m.clone();
+        let name = up(&mut half).name;
+        half.tensors.iter_mut().find(|t| t.name == name).unwrap().quantization.as_mut().unwrap().scales = Scales::F16;
+        let e = WebLoader::new("web", &serde_json::to_vec(&half).unwrap(), &device, Residency::F32)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("up_proj.weight") && e.contains("needs"), "{e}");
+        let mut blocked = m.clone();
+        blocked.tensors.iter_mut().find(|t| t.name == name).unwrap().quantization.as_mut().unwrap().block = 64;
+        let e = WebLoader::new("web", &serde_json::to_vec(&blocked).unwrap(), &device, Residency::F32)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("up_proj.weight") && e.contains("block 64"), "{e}");
+        let mut bare = m.clone();
+        bare.tensors.iter_mut().find(|t| t.name == name).unwrap().quantization = None;
+        let e = WebLoader::new("web", &serde_json::to_vec(&bare).unwrap(), &device, Residency::F32)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("up_proj.weight") && e.contains("without its `quantization`"), "{e}");
+        let text = String::from_utf8_lossy(&web.files[MANIFEST]).replace("\"scales\":\"f32\"", "\"scales\":\"f8\"");
+        let e = WebLoader::new("web", text.as_bytes(), &device, Residency::F32).err().unwrap().to_string();
+        assert!(e.contains("manifest.json") && e.contains("f8"), "{e}");
 
         // A config asking for another shape gets the loaders' usual shape error.
         let folder = WebFolder::load(web.clone(), &device, Residency::F32).unwrap();

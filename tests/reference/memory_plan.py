@@ -5,8 +5,9 @@ device (shapes only, no weights, nothing downloaded), from the published configs
 SigLIP-L/16-384, Mistral-7B-v0.1 and Stable Diffusion v1.4, plus the generation head
 of `train-native/configs/full.json`, and counts parameters the way `export-web`
 stores them: 2-D matmul weights quantized per block of 32 inputs with one f32 scale
-per block (q8: 1 + 4/32 bytes per weight, q4: 0.5 + 4/32), everything else
-(embeddings of positions, norms, biases, convolutions) in f16.
+per block (q8: 1 + 4/32 bytes per weight, q4: 0.5 + 4/32), or one f16 scale with
+`--scales f16` (q8: 1 + 2/32, q4: 0.5 + 2/32), everything else (embeddings of
+positions, norms, biases, convolutions) in f16.
 
 Run: /root/.cache/pyref/bin/python tests/reference/memory_plan.py
 Prints the markdown tables of the README's memory plan.
@@ -86,7 +87,14 @@ def counts(module):
 
 
 def size(mat, other, mode):
-    per = {"f32": 4.0, "f16": 2.0, "q8": 1.0 + 4 / 32, "q4": 0.5 + 4 / 32}[mode]
+    per = {
+        "f32": 4.0,
+        "f16": 2.0,
+        "q8": 1.0 + 4 / 32,
+        "q4": 0.5 + 4 / 32,
+        "q8h": 1.0 + 2 / 32,
+        "q4h": 0.5 + 2 / 32,
+    }[mode]
     rest = 4.0 if mode == "f32" else 2.0
     return mat * per + other * rest
 
@@ -96,16 +104,18 @@ def main():
     for name, m in parts():
         mat, other = counts(m)
         rows.append((name, mat, other))
-    print("| part | parameters | of which matmul | f16 MB | q8 MB | q4 MB |")
-    print("|---|---:|---:|---:|---:|---:|")
-    total = {k: 0.0 for k in ("f16", "q8", "q4")}
+    modes = ("f16", "q8", "q4", "q8h", "q4h")
+    print("| part | parameters | of which matmul | f16 MB | q8 MB | q4 MB | q8, f16 scales | q4, f16 scales |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    total = {k: 0.0 for k in modes}
     for name, mat, other in rows:
         s = {k: size(mat, other, k) for k in total}
         for k in total:
             total[k] += s[k]
-        print(f"| {name} | {(mat + other) / 1e6:.1f} M | {mat / 1e6:.1f} M | {s['f16'] / MB:.0f} | {s['q8'] / MB:.0f} | {s['q4'] / MB:.0f} |")
+        mbs = " | ".join(f"{s[k] / MB:.0f}" for k in modes)
+        print(f"| {name} | {(mat + other) / 1e6:.1f} M | {mat / 1e6:.1f} M | {mbs} |")
     n = sum(m + o for _, m, o in rows)
-    print(f"| all | {n / 1e6:.1f} M | | {total['f16'] / MB:.0f} | {total['q8'] / MB:.0f} | {total['q4'] / MB:.0f} |")
+    print(f"| all | {n / 1e6:.1f} M | | " + " | ".join(f"{total[k] / MB:.0f}" for k in modes) + " |")
 
     # Transient buffers, f32, the largest live at once per task.
     kv_per_token = 32 * 2 * 8 * 128 * 4  # layers × (k, v) × kv heads × head dim × f32

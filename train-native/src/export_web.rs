@@ -3,7 +3,7 @@
 
 use crate::files::{DirSource, write_atomic};
 use genllava::checkpoint::{FileSource, SubSource};
-use genllava::quant::Quant;
+use genllava::quant::{Quant, Scales};
 use genllava::web::{self, ExportOptions, Exporter};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -25,6 +25,14 @@ pub struct ExportWebArgs {
     /// Quantize embedding tables too.
     #[arg(long)]
     pub quantize_embeddings: bool,
+    /// The dtype of q8 / q4 block scales: f32, or f16 (half their bytes; kept f16 on
+    /// devices with f16 arithmetic, WebGPU's `shader-f16`, widened to f32 elsewhere).
+    #[arg(long, default_value = "f32", value_parser = parse_scales)]
+    pub scales: Scales,
+}
+
+fn parse_scales(s: &str) -> Result<Scales, String> {
+    Scales::parse(s).ok_or_else(|| format!("`{s}` is not f32 or f16"))
 }
 
 fn parse_quant(s: &str) -> Result<Quant, String> {
@@ -97,8 +105,12 @@ pub fn run(args: ExportWebArgs) -> anyhow::Result<()> {
         anyhow::bail!("{}: no safetensors weights found", args.model.display());
     }
     std::fs::create_dir_all(&args.out).map_err(|e| anyhow::anyhow!("{}: {e}", args.out.display()))?;
-    let options =
-        ExportOptions { quant: args.quant, shard_limit: args.shard_limit, embeddings: args.quantize_embeddings };
+    let options = ExportOptions {
+        quant: args.quant,
+        shard_limit: args.shard_limit,
+        embeddings: args.quantize_embeddings,
+        scales: args.scales,
+    };
     let out = args.out.clone();
     let mut write = |name: &str, bytes: &[u8]| -> genllava::Result<()> {
         write_atomic(&out.join(name), bytes).map_err(|e| genllava::Error::config(name, e.to_string()))
@@ -127,13 +139,14 @@ pub fn run(args: ExportWebArgs) -> anyhow::Result<()> {
     write_atomic(&args.out.join(web::MANIFEST), &json)?;
     let shard_bytes: usize = manifest.shards.iter().map(|s| s.bytes).sum();
     println!(
-        "{}: {} tensors of {} weights files in {} shards, {:.2} MB as {} (from {:.2} MB of safetensors), {} files copied",
+        "{}: {} tensors of {} weights files in {} shards, {:.2} MB as {}{} (from {:.2} MB of safetensors), {} files copied",
         args.out.display(),
         manifest.tensors.len(),
         stems.len(),
         manifest.shards.len(),
         shard_bytes as f64 / 1e6,
         args.quant.name(),
+        if args.quant.is_block() { format!(" ({} scales)", args.scales.name()) } else { String::new() },
         source_bytes as f64 / 1e6,
         manifest.files.len(),
     );

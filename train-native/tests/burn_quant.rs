@@ -1,7 +1,8 @@
 //! What Burn 0.22.1's own block quantization does on the devices we run: a
 //! weight quantized with `QuantScheme` (symmetric q8 / q4, blocks of 32 along the
-//! input dimension, f32 scales) multiplied by f32 activations, at one row (a
-//! decode step) and many rows (prefill), on flex and on wgpu (lavapipe in CI).
+//! input dimension, f32 scales, and f16 scales where the device has f16) multiplied
+//! by f32 activations, at one row (a decode step) and many rows (prefill), on flex
+//! and on wgpu (lavapipe in CI).
 //! Built only with `--features wgpu`. Findings are in the README (web format).
 #![cfg(feature = "wgpu")]
 
@@ -65,6 +66,45 @@ fn burn_linear_runs_a_block_quantized_weight() {
                 let x = Tensor::<3>::random([1, rows, 64], Distribution::Normal(0.0, 1.0), &device);
                 let d = (quantized.forward(x.clone()) - plain.forward(x)).abs().max().into_scalar::<f32>();
                 assert!(d <= 1e-3, "{name} {value:?} rows {rows}: {d}");
+            }
+        }
+    }
+}
+
+/// f16 block scales (`ScaleDtype::F16`, what `Residency::Quantized` keeps for an export
+/// with `--scales f16`) need f16 arithmetic: wgpu offers it where the adapter has
+/// `shader-f16` (lavapipe does; chromium's SwiftShader does not), flex does not.
+#[test]
+fn burn_f16_scales_work_where_the_device_has_f16() {
+    use burn::tensor::DType;
+    for (name, device) in [("flex", Device::flex()), ("wgpu", wgpu())] {
+        for value in [QuantValue::Q8S, QuantValue::Q4S] {
+            let scheme = QuantScheme::default()
+                .with_value(value)
+                .with_store(QuantStore::PackedU32(0))
+                .per_block([1, 32], ScaleDtype::F16);
+            let supported = device.supports_dtype(DType::QFloat(scheme));
+            let adapter = genllava::kernels::adapter_name(&device).unwrap_or_default();
+            eprintln!(
+                "{name} ({adapter}) {value:?}: f16 scales {}",
+                if supported { "supported" } else { "not supported" }
+            );
+            if name == "flex" || !supported {
+                assert!(!adapter.contains("llvmpipe"), "lavapipe has shader-f16: f16 scales should be supported");
+                continue;
+            }
+            let w = Tensor::<2>::random([48, 64], Distribution::Normal(0.0, 1.0), &device);
+            let q = w.clone().quantize_dynamic(&scheme);
+            assert!(matches!(q.dtype(), DType::QFloat(s) if s.scale_dtype() == ScaleDtype::F16), "{:?}", q.dtype());
+            let step = if value == QuantValue::Q8S { 4.0 / 127.0 } else { 4.0 / 7.0 };
+            let quant_err = (q.clone().dequantize() - w).abs().max().into_scalar::<f32>();
+            assert!(quant_err <= step, "{name} {value:?}: dequantized weight off by {quant_err}");
+            for rows in [1, 7, 33] {
+                let x = Tensor::<2>::random([rows, 64], Distribution::Normal(0.0, 1.0), &device);
+                let y = x.clone().matmul(q.clone().transpose());
+                let r = x.matmul(q.clone().dequantize().transpose());
+                let d = (y - r).abs().max().into_scalar::<f32>();
+                assert!(d <= 1e-3, "{name} {value:?} rows {rows}: quantized matmul vs dequantize + matmul: {d}");
             }
         }
     }

@@ -24,12 +24,19 @@ fn tmp(name: &str) -> PathBuf {
 
 /// `export-web --model model --quant quant --out out --shard-limit limit`, which must succeed.
 fn export(model: &Path, quant: &str, out: &Path, limit: usize) -> Manifest {
+    export_with(model, quant, "f32", out, limit)
+}
+
+/// [`export`] with `--scales scales`.
+fn export_with(model: &Path, quant: &str, scales: &str, out: &Path, limit: usize) -> Manifest {
     let o = run(&[
         "export-web",
         "--model",
         model.to_str().expect("utf8"),
         "--quant",
         quant,
+        "--scales",
+        scales,
         "--out",
         out.to_str().expect("utf8"),
         "--shard-limit",
@@ -222,9 +229,13 @@ fn shipped_model_perplexity_stays_within_bounds() {
     let original = memory(&model);
     let (reference, reference_logits) = shapes_perplexity(&original, 48);
     // (quant, allowed relative perplexity change: the issue's 2 % and 5 %, logits' relative error).
-    for (quant, bound, logits_bound) in [("q8", 0.02, 0.01), ("q4", 0.05, 0.15)] {
-        let out = tmp(&format!("shapes-{quant}"));
-        let manifest = export(&model, quant, &out, 256 << 10);
+    // (quant, scales, …): f16 scales move each block's scale by at most 2⁻¹¹ of it.
+    for (quant, scales, bound, logits_bound) in
+        [("q8", "f32", 0.02, 0.01), ("q4", "f32", 0.05, 0.15), ("q4", "f16", 0.05, 0.15)]
+    {
+        let out = tmp(&format!("shapes-{quant}-{scales}"));
+        let manifest = export_with(&model, quant, scales, &out, 256 << 10);
+        let quant = if scales == "f32" { quant.to_string() } else { format!("{quant} ({scales} scales)") };
         for component in ["vision", "projector", "llm", "head", "unet", "vae", "text_encoder"] {
             assert!(manifest.shards.iter().any(|s| s.component == component), "{quant}: no {component} shard");
         }
@@ -255,21 +266,37 @@ fn shipped_model_perplexity_stays_within_bounds() {
 #[cfg(feature = "wgpu")]
 #[test]
 fn quantized_linears_run_on_wgpu() {
+    use burn::tensor::quantization::QuantValue;
+    use genllava::quant::Scales;
     let model = repo("train-native/assets/genllava-shapes");
-    let out = tmp("shapes-q4-wgpu");
-    export(&model, "q4", &out, 256 << 10);
     let gpu = burn::tensor::Device::wgpu_options().init().expect("a wgpu adapter (lavapipe in CI)");
-    let (cpu_ppl, cpu_logits) = {
-        let web = WebFolder::load(memory(&out), &burn::tensor::Device::flex(), Residency::F32).expect("load");
-        shapes_perplexity(&web, 8)
-    };
-    let kept = WebFolder::load(memory(&out), &gpu, Residency::Quantized).expect("load on wgpu");
-    let (gpu_ppl, gpu_logits) = shapes_perplexity_on(&kept, 8, &gpu);
-    let err = rel_err(&gpu_logits, &cpu_logits);
-    eprintln!(
-        "q4 on wgpu, quantized linears: perplexity {gpu_ppl:.4} (cpu {cpu_ppl:.4}), logits relative error {err:.3e}"
-    );
-    assert!(err <= 1e-3, "wgpu logits vs cpu: relative error {err:e}");
-    assert!((gpu_ppl / cpu_ppl - 1.0).abs() <= 1e-3, "wgpu perplexity {gpu_ppl} vs cpu {cpu_ppl}");
-    let _ = std::fs::remove_dir_all(&out);
+    let adapter = genllava::kernels::adapter_name(&gpu).unwrap_or_default();
+    // f16 scales stay f16 on a device with f16 arithmetic (lavapipe has `shader-f16`;
+    // chromium's SwiftShader does not, and widens them to f32).
+    let has_f16 = genllava::web::device_scales(&gpu, QuantValue::Q4S, Scales::F16) == Scales::F16;
+    if adapter.contains("llvmpipe") {
+        assert!(has_f16, "lavapipe ({adapter}) offers f16 arithmetic, so f16 scales should stay f16");
+    }
+    for scales in [Scales::F32, Scales::F16] {
+        let out = tmp(&format!("shapes-q4-{}-wgpu", scales.name()));
+        export_with(&model, "q4", scales.name(), &out, 256 << 10);
+        let (cpu_ppl, cpu_logits) = {
+            let web = WebFolder::load(memory(&out), &burn::tensor::Device::flex(), Residency::F32).expect("load");
+            shapes_perplexity(&web, 8)
+        };
+        let kept = WebFolder::load(memory(&out), &gpu, Residency::Quantized).expect("load on wgpu");
+        let on_device = if scales == Scales::F16 && has_f16 { Scales::F16 } else { Scales::F32 };
+        assert_eq!(kept.weights.device_scales(), Some(on_device), "{adapter}: {} scales", scales.name());
+        let (gpu_ppl, gpu_logits) = shapes_perplexity_on(&kept, 8, &gpu);
+        let err = rel_err(&gpu_logits, &cpu_logits);
+        eprintln!(
+            "q4 ({} scales, {} on {adapter}) on wgpu, quantized linears: perplexity {gpu_ppl:.4} (cpu {cpu_ppl:.4}), \
+             logits relative error {err:.3e}",
+            scales.name(),
+            on_device.name()
+        );
+        assert!(err <= 1e-3, "{} scales: wgpu logits vs cpu: relative error {err:e}", scales.name());
+        assert!((gpu_ppl / cpu_ppl - 1.0).abs() <= 1e-3, "wgpu perplexity {gpu_ppl} vs cpu {cpu_ppl}");
+        let _ = std::fs::remove_dir_all(&out);
+    }
 }

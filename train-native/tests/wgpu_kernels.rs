@@ -276,7 +276,8 @@ fn quant_matmul_matches_burn() {
             assert_eq!(fused.dims(), [m, n], "{what}");
             let burn_gpu = kernels::quant_matmul_reference(x.clone(), &w).expect("reference");
             // Independent of Burn's integer ops: the CPU decoder of the web format, then f32 matmul on flex.
-            let decoded = quant::decode(&quant::encode(&values, k, q), n * k, q, "w").expect("decode");
+            let bytes = quant::encode(&values, k, q, quant::Scales::F32, "w").expect("encode");
+            let decoded = quant::decode(&bytes, n * k, q, quant::Scales::F32, "w").expect("decode");
             let w_cpu = Tensor::<2>::from_data(burn::tensor::TensorData::new(decoded, [n, k]), &cpu);
             let plain_cpu = x.to_device(&cpu).matmul(w_cpu.transpose());
             let d = rel_diff(fused.clone(), burn_gpu);

@@ -299,7 +299,8 @@ async fn quant_matmul_matches_burn() {
             let burn_gpu =
                 read(kernels::quant_matmul_reference(tensor(&x, [m, k], &gpu), &w).expect("reference")).await;
             // Independent of Burn's integer ops: the CPU decoder of the web format, then an f32 matmul.
-            let decoded = quant::decode(&quant::encode(&w_values, k, q), n * k, q, "w").expect("decode");
+            let bytes = quant::encode(&w_values, k, q, quant::Scales::F32, "w").expect("encode");
+            let decoded = quant::decode(&bytes, n * k, q, quant::Scales::F32, "w").expect("decode");
             let plain_cpu = read(tensor(&x, [m, k], &cpu).matmul(tensor(&decoded, [n, k], &cpu).transpose())).await;
             let d = rel_diff(&fused, &burn_gpu);
             assert!(d <= 1e-5, "{what}: kernel vs burn on WebGPU: {d:e}");

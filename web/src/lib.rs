@@ -170,8 +170,10 @@ impl Engine {
     /// Finish the model begun with [`Self::begin_web_model`]: `files` are its copied files
     /// (a `Map` or object of path → bytes, each checked against the manifest's sha256). Makes
     /// it the loaded model and returns its summary, as [`Self::load_model`] does, plus
-    /// `format: "web"`, `quant`, `shards`, `residency` (`quantized` or `f32`) and
-    /// `residency_note` (where the weights live).
+    /// `format: "web"`, `quant`, `shards`, `residency` (`quantized` or `f32`),
+    /// `residency_note` (where the weights live), `scales` (the export's q8 / q4 block
+    /// scales, `f32` or `f16`; `null` without blocks) and `device_scales` (those kept on
+    /// the device: `f16` only where the adapter has `shader-f16`; `null` when none are kept).
     pub fn finish_web_model(&self, files: JsValue) -> Result<JsValue, JsError> {
         let load =
             self.web_load.borrow_mut().take().ok_or_else(|| JsError::new("no exported model is being loaded"))?;
@@ -181,6 +183,8 @@ impl Engine {
         let files = js::files(&files)?;
         let (label, residency, note, shards) = (load.label.clone(), load.residency, load.residency_note(), load.pushed);
         let quant = load.loader.manifest().quant.name().to_string();
+        let scales = load.scales().map(|s| s.name());
+        let device_scales = load.loader.device_scales().map(|s| s.name());
         let folder = load.finish(files).map_err(|e| JsError::new(&e.to_string()))?;
         let loaded = Model::load(&folder, &self.device).map_err(|e| JsError::new(&e.to_string()))?;
         let mut info = summary(&loaded, &label)?;
@@ -189,6 +193,8 @@ impl Engine {
         info["shards"] = shards.into();
         info["residency"] = webload::residency_name(residency).into();
         info["residency_note"] = note.into();
+        info["scales"] = scales.into();
+        info["device_scales"] = device_scales.into();
         *self.model.borrow_mut() = Some(Rc::new(loaded));
         js::json(&info)
     }

@@ -4,7 +4,7 @@
 
 use burn::tensor::Device;
 use genllava::checkpoint::MemorySource;
-use genllava::quant::Quant;
+use genllava::quant::{Quant, Scales};
 use genllava::web::{Residency, WebFolder, WebLoader};
 
 /// A web-format model half loaded: the loader, and what the summary will say about it.
@@ -60,19 +60,38 @@ impl WebLoad {
 
     /// Whether any tensor of the manifest is block-quantized (q8 / q4).
     pub fn has_blocks(&self) -> bool {
-        self.loader.manifest().tensors.iter().any(|t| Quant::parse(&t.dtype).is_some_and(|q| q.is_block()))
+        self.scales().is_some()
     }
 
-    /// What the summary says about where the weights live.
+    /// The scale dtype of the manifest's block-quantized tensors (`None`: there are none).
+    pub fn scales(&self) -> Option<Scales> {
+        self.loader
+            .manifest()
+            .tensors
+            .iter()
+            .find(|t| Quant::parse(&t.dtype).is_some_and(|q| q.is_block()))
+            .map(|t| t.quantization.as_ref().map_or(Scales::F32, |b| b.scales))
+    }
+
+    /// What the summary says about where the weights live (once every shard is pushed).
     pub fn residency_note(&self) -> String {
         let quant = self.loader.manifest().quant.name();
-        match (self.residency, self.has_blocks()) {
-            (_, false) => format!("{quant} export: no block-quantized tensors, every weight is f32 on the device"),
-            (Residency::Quantized, true) => format!(
-                "linear weights stay {quant} on the device (Burn block quantization, blocks of 32, f32 scales); \
-                 embeddings and the rest are f32"
-            ),
-            (Residency::F32, true) => format!("{quant} weights dequantized to f32 as the shards arrived"),
+        let Some(scales) = self.scales() else {
+            return format!("{quant} export: no block-quantized tensors, every weight is f32 on the device");
+        };
+        match (self.residency, self.loader.device_scales()) {
+            (Residency::Quantized, Some(kept)) => {
+                let why = match (scales, kept) {
+                    (Scales::F16, Scales::F32) => " (exported f16, widened: this adapter has no shader-f16)",
+                    _ => "",
+                };
+                format!(
+                    "linear weights stay {quant} on the device (Burn block quantization, blocks of 32, {} scales{why}); \
+                     embeddings and the rest are f32",
+                    kept.name()
+                )
+            }
+            _ => format!("{quant} weights ({} scales) dequantized to f32 as the shards arrived", scales.name()),
         }
     }
 
@@ -122,13 +141,18 @@ mod tests {
 
     /// The fixture exported as `quant` with 64 KiB shards: (manifest bytes, shards by name, copied files).
     fn export(quant: Quant) -> (Vec<u8>, Files, Files) {
+        export_with(quant, Scales::F32)
+    }
+
+    /// [`export`] with block scales as `scales`.
+    fn export_with(quant: Quant, scales: Scales) -> (Vec<u8>, Files, Files) {
         let src = fixture();
         let mut shards = BTreeMap::new();
         let mut write = |name: &str, bytes: &[u8]| -> genllava::Result<()> {
             shards.insert(name.to_string(), bytes.to_vec());
             Ok(())
         };
-        let options = ExportOptions { quant, shard_limit: 64 << 10, embeddings: false };
+        let options = ExportOptions { quant, shard_limit: 64 << 10, embeddings: false, scales };
         let mut ex = Exporter::new(options, &mut write).expect("exporter");
         let mut copied = BTreeMap::new();
         for f in &MODEL_FILES[..3] {
@@ -142,7 +166,12 @@ mod tests {
 
     /// Push every shard of the plan in order, as the worker does.
     fn load(quant: Quant, residency: Residency) -> Model {
-        let (manifest, shards, copied) = export(quant);
+        load_with(quant, Scales::F32, residency).0
+    }
+
+    /// [`load`] of an export with `scales`; also the summary's residency note.
+    fn load_with(quant: Quant, scales: Scales, residency: Residency) -> (Model, String) {
+        let (manifest, shards, copied) = export_with(quant, scales);
         let device = Device::flex();
         let mut load = WebLoad::begin("models/llava-tiny-web", &manifest, &device, residency).expect("begin");
         let plan = load.plan();
@@ -153,8 +182,9 @@ mod tests {
             load.loader.push_shard(&f, shards[&f].clone()).expect("push");
             load.pushed += 1;
         }
+        let note = load.residency_note();
         let folder = load.finish(copied).expect("finish");
-        Model::load(&folder, &device).expect("model")
+        (Model::load(&folder, &device).expect("model"), note)
     }
 
     fn logits(m: &Model) -> Vec<f32> {
@@ -187,6 +217,15 @@ mod tests {
             assert!(err <= 1e-4, "{quant:?}: quantized residency vs dequantized: {err:e}");
             assert!(rel_err(&dequantized, &original) > 0.0, "{quant:?}: the export changed nothing");
         }
+        // f16 scales: the CPU backend computes with them widened to f32, and says so.
+        let (kept, note) = load_with(Quant::Q4, Scales::F16, Residency::Quantized);
+        assert!(note.contains("f32 scales (exported f16, widened"), "{note}");
+        let (dequantized, note) = load_with(Quant::Q4, Scales::F16, Residency::F32);
+        assert!(note.contains("(f16 scales) dequantized"), "{note}");
+        let err = rel_err(&logits(&kept), &logits(&dequantized));
+        assert!(err <= 1e-4, "q4, f16 scales: quantized residency vs dequantized: {err:e}");
+        let f32_scales = logits(&load(Quant::Q4, Residency::F32));
+        assert_ne!(logits(&dequantized), f32_scales, "f16 scales are another rounding of the same weights");
     }
 
     #[test]

@@ -26,6 +26,10 @@ export interface ModelInfo {
   shards?: number;
   residency?: 'quantized' | 'f32';
   residency_note?: string;
+  /** The export's q8 / q4 block scales (`null`: no block-quantized tensors). */
+  scales?: 'f32' | 'f16' | null;
+  /** The scales kept on the device: `f16` only where the adapter has `shader-f16` (`null`: none kept quantized). */
+  device_scales?: 'f32' | 'f16' | null;
 }
 
 /** Drawing settings; every field is optional (the model's defaults) and checked by the engine. */

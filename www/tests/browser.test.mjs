@@ -319,7 +319,9 @@ try {
     // (www/build.sh: train-native export-web, 64 KiB shards) against the original f32 model,
     // within the bounds of train-native/tests/cli_export_web.rs (random weights, so nothing
     // averages out: the error grows with the quantization step); f32 must match to rounding.
-    const BOUND = { f32: 1e-5, f16: 6e-3, q8: 8e-2, q4: 1.2 };
+    // `q4-f16-scales`: q4 with f16 block scales (export-web --scales f16), kept f16 on the
+    // device only where the adapter has shader-f16 (SwiftShader has not: widened to f32).
+    const BOUND = { f32: 1e-5, f16: 6e-3, q8: 8e-2, q4: 1.2, 'q4-f16-scales': 1.2 };
     // WebGPU keeps q8 / q4 linears block-quantized on the device; the CPU path dequantizes them
     // as they arrive (the native CLI's choice). Both compute the same exported model.
     const SAME_MODEL = 1e-4;
@@ -333,6 +335,7 @@ try {
     const webLoad = (q) => ({ type: 'load', manifest: `/models/llava-tiny-web-${q}/manifest.json` });
     const files = index.find((m) => m.id === 'llava-tiny').files;
     const page = await openPage('models/index.json');
+    const shaderF16 = await page.evaluate(async () => (await navigator.gpu.requestAdapter()).features.has('shader-f16'));
     const gpu = await workerRun(page, true, [
       { type: 'load', label: 'llava-tiny', path: '/models/llava-tiny/', files }, ...prompts,
       ...modes.flatMap((q) => [webLoad(q), ...prompts]),
@@ -350,8 +353,12 @@ try {
       assert.ok(index.some((m) => m.id === `llava-tiny-web-${q}` && m.manifest === 'manifest.json'), `${q}: not in the picker`);
       const info = load.info;
       assert.equal(info.format, 'web');
-      assert.equal(info.quant, q);
+      assert.equal(info.quant, q.split('-')[0]);
       assert.equal(info.residency, 'quantized');
+      const scales = q === 'q4-f16-scales' ? 'f16' : 'f32';
+      assert.equal(info.scales, q.startsWith('q') ? scales : null, `${q}: the export's scales`);
+      assert.equal(info.device_scales, q.startsWith('q') ? (scales === 'f16' && shaderF16 ? 'f16' : 'f32') : null,
+        `${q}: scales on the device (adapter shader-f16: ${shaderF16})`);
       assert.equal(info.shards, manifest.shards.length);
       assert.ok(manifest.shards.length > 1, `${q}: one shard only`);
       // One progress event per shard, in the manifest's order, before the model was built.

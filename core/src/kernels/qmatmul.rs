@@ -3,12 +3,13 @@
 //! plain-Burn reference (unpack, scale, matmul) everywhere else.
 
 use crate::error::{Error, Result};
-use crate::quant::{self, BLOCK, Quant};
+use crate::quant::{self, BLOCK, Quant, Scales};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 /// A `[n, k]` (PyTorch `[out, in]`) weight in q8 or q4 blocks on a device: the
 /// values packed in 32-bit words exactly as the web format stores them (q8: four
-/// per word, q4: eight), and one f32 scale per block of 32 along `k`.
+/// per word, q4: eight), and one f32 scale per block of 32 along `k` (an
+/// encoding's f16 scales are widened, exactly).
 #[derive(Debug, Clone)]
 pub struct QuantMatrix {
     pub quant: Quant,
@@ -28,8 +29,15 @@ impl QuantMatrix {
         if quant == Quant::Q4 { 8 } else { 4 }
     }
 
-    /// From a tensor's web-format encoding (values, then scales); `name` names it in errors.
-    pub fn from_encoded(name: &str, bytes: &[u8], shape: [usize; 2], quant: Quant, device: &Device) -> Result<Self> {
+    /// From a tensor's web-format encoding (values, then `scales`); `name` names it in errors.
+    pub fn from_encoded(
+        name: &str,
+        bytes: &[u8],
+        shape: [usize; 2],
+        quant: Quant,
+        scales: Scales,
+        device: &Device,
+    ) -> Result<Self> {
         let [n, k] = shape;
         if !quant.is_block() || !quant::blockable(&shape) {
             return Err(Error::input(
@@ -37,7 +45,7 @@ impl QuantMatrix {
                 format!("{} of shape {shape:?} is not a q8 / q4 block matrix", quant.name()),
             ));
         }
-        let (values, scales) = quant::split_blocks(bytes, n * k, quant, name)?;
+        let (values, scales) = quant::split_blocks(bytes, n * k, quant, scales, name)?;
         let words: Vec<i32> = values.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
         let per_word = Self::per_word(quant);
         Ok(Self {
@@ -54,7 +62,8 @@ impl QuantMatrix {
         if values.len() != shape[0] * shape[1] {
             return Err(Error::input(name, format!("{} values for shape {shape:?}", values.len())));
         }
-        Self::from_encoded(name, &quant::encode(values, shape[1], quant), shape, quant, device)
+        let bytes = quant::encode(values, shape[1], quant, Scales::F32, name)?;
+        Self::from_encoded(name, &bytes, shape, quant, Scales::F32, device)
     }
 
     /// The f32 weight `[n, k]`, unpacked with Burn's integer ops on the weight's device.
