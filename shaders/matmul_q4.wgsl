@@ -12,7 +12,10 @@
 //   3 output : array<f32>, written          [M, N] contiguous
 //   4 params : array<u32>, only read        [M, N, K]
 // Template constants: {{ rows }} rows of x per invocation (1 for a decode step,
-// 4 for prefill); {{ tile }} = rows · 8 vec4s of staged x.
+// 4 for prefill); {{ tile }} = rows · 8 vec4s of staged x; {{ signed }}: false for
+// the web format's nibbles (q + 8), true for Burn's Q4S words (PackedU32: the same
+// order, each nibble a 4-bit two's complement q), read in place from a weight
+// Burn keeps quantized.
 // All bindings are read_write (cubecl may sub-allocate several from one wgpu
 // buffer); params are broadcast with workgroupUniformLoad so the block loop,
 // which holds barriers, has a uniform bound.
@@ -30,9 +33,15 @@ const ROWS: u32 = {{ rows }}u;
 var<workgroup> x_tile: array<vec4<f32>, {{ tile }}>;
 var<workgroup> shared_params: array<u32, 3>;
 
+const SIGNED: bool = {{ signed }};
+
 // Nibbles 0..3 (shift 0) or 4..7 (shift 16) of a word, as q values.
 fn unpack_q4(word: u32, shift: u32) -> vec4<f32> {
     let nib = (vec4<u32>(word) >> (vec4<u32>(0u, 4u, 8u, 12u) + vec4<u32>(shift))) & vec4<u32>(15u);
+    if SIGNED {
+        // Sign-extend: the nibble to the top of an i32, then an arithmetic shift back.
+        return vec4<f32>(bitcast<vec4<i32>>(nib << vec4<u32>(28u)) >> vec4<u32>(28u));
+    }
     return vec4<f32>(nib) - vec4<f32>(8.0);
 }
 

@@ -4,6 +4,7 @@
 //! after `final_layer_norm`.
 
 use crate::error::{Error, Result};
+use crate::kernels;
 use crate::nn::{Activation, embedding, layer_norm, linear};
 use crate::weights::{VarBuilder, WeightMap};
 use burn::module::Module;
@@ -140,15 +141,15 @@ impl ClipAttention {
         let (h, hd) = (self.num_heads, d / self.num_heads);
         // [b, L, d] -> [b, heads, L, head_dim]
         let heads = |t: Tensor<3>| t.reshape([b, l, h, hd]).swap_dims(1, 2);
-        let q = heads(self.q_proj.forward(x.clone()));
-        let k = heads(self.k_proj.forward(x.clone()));
-        let v = heads(self.v_proj.forward(x));
+        let q = heads(kernels::linear(&self.q_proj, x.clone()));
+        let k = heads(kernels::linear(&self.k_proj, x.clone()));
+        let v = heads(kernels::linear(&self.v_proj, x));
         let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(1.0 / (hd as f64).sqrt());
         let future: Tensor<4, Bool> =
             Tensor::<2, Bool>::tril_mask([l, l], 0, &scores.device()).unsqueeze::<4>().expand([b, h, l, l]);
         let probs = softmax(scores.mask_fill(future, f32::NEG_INFINITY), 3);
         let out = probs.matmul(v).swap_dims(1, 2).reshape([b, l, d]);
-        self.out_proj.forward(out)
+        kernels::linear(&self.out_proj, out)
     }
 }
 
@@ -196,8 +197,8 @@ impl ClipEncoderLayer {
     /// `x`: `[b, L, d]` → `[b, L, d]`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let x = x.clone().add(self.self_attn.forward(self.layer_norm1.forward(x)));
-        let h = self.mlp.fc1.forward(self.layer_norm2.forward(x.clone()));
-        x.add(self.mlp.fc2.forward(self.mlp.act.forward(h)))
+        let h = kernels::linear(&self.mlp.fc1, self.layer_norm2.forward(x.clone()));
+        x.add(kernels::linear(&self.mlp.fc2, self.mlp.act.forward(h)))
     }
 }
 

@@ -117,15 +117,11 @@ impl GenHeadConfig {
 
     /// Parse `config.json`.
     pub fn from_json(json: &str) -> Result<Self> {
-        let cfg: Self =
-            serde_json::from_str(json).map_err(|e| Error::config("config.json", e.to_string()))?;
+        let cfg: Self = serde_json::from_str(json).map_err(|e| Error::config("config.json", e.to_string()))?;
         if cfg.heads == 0 || !cfg.d_model.is_multiple_of(cfg.heads) {
             return Err(Error::config(
                 "config.json",
-                format!(
-                    "d_model {} is not divisible by heads {}",
-                    cfg.d_model, cfg.heads
-                ),
+                format!("d_model {} is not divisible by heads {}", cfg.d_model, cfg.heads),
             ));
         }
         Ok(cfg)
@@ -145,9 +141,7 @@ pub struct MultiheadAttention {
 
 impl MultiheadAttention {
     fn load(vb: &VarBuilder, d: usize, heads: usize) -> Result<Self> {
-        let w = vb
-            .get_with("in_proj_weight", [3 * d, d], Fill::Normal)?
-            .transpose();
+        let w = vb.get_with("in_proj_weight", [3 * d, d], Fill::Normal)?.transpose();
         Ok(Self {
             in_proj_weight: Param::from_tensor(w),
             in_proj_bias: vb.param("in_proj_bias", [3 * d], Fill::Zeros)?,
@@ -166,20 +160,14 @@ impl MultiheadAttention {
         let proj = |x: Tensor<3>, i: usize, len: usize| {
             let wi = w.clone().narrow(1, i * d, d).unsqueeze::<3>();
             let bi = bias.clone().narrow(0, i * d, d).reshape([1, 1, d]);
-            x.matmul(wi)
-                .add(bi)
-                .reshape([b, len, h, hd])
-                .swap_dims(1, 2)
+            x.matmul(wi).add(bi).reshape([b, len, h, hd]).swap_dims(1, 2)
         };
         let q = proj(query, 0, lq);
         let k = proj(kv.clone(), 1, lk);
         let v = proj(kv, 2, lk);
         let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((hd as f64).sqrt());
-        let out = softmax(scores, 3)
-            .matmul(v)
-            .swap_dims(1, 2)
-            .reshape([b, lq, d]);
-        self.out_proj.forward(out)
+        let out = softmax(scores, 3).matmul(v).swap_dims(1, 2).reshape([b, lq, d]);
+        crate::kernels::linear(&self.out_proj, out)
     }
 }
 
@@ -202,8 +190,8 @@ impl FeedForward {
     }
 
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.linear2
-            .forward(self.activation.forward(self.linear1.forward(x)))
+        let h = self.activation.forward(crate::kernels::linear(&self.linear1, x));
+        crate::kernels::linear(&self.linear2, h)
     }
 }
 
@@ -249,11 +237,7 @@ impl DecoderLayer {
     fn load(vb: &VarBuilder, cfg: &GenHeadConfig) -> Result<Self> {
         Ok(Self {
             self_attn: MultiheadAttention::load(&vb.pp("self_attn"), cfg.d_model, cfg.heads)?,
-            multihead_attn: MultiheadAttention::load(
-                &vb.pp("multihead_attn"),
-                cfg.d_model,
-                cfg.heads,
-            )?,
+            multihead_attn: MultiheadAttention::load(&vb.pp("multihead_attn"), cfg.d_model, cfg.heads)?,
             ff: FeedForward::load(vb, cfg)?,
             norm1: layer_norm(&vb.pp("norm1"), cfg.d_model, LN_EPS)?,
             norm2: layer_norm(&vb.pp("norm2"), cfg.d_model, LN_EPS)?,
@@ -265,9 +249,7 @@ impl DecoderLayer {
     fn forward(&self, x: Tensor<3>, memory: Tensor<3>) -> Tensor<3> {
         let h = self.norm1.forward(x.clone());
         let x = x.add(self.self_attn.forward(h.clone(), h));
-        let x = x
-            .clone()
-            .add(self.multihead_attn.forward(self.norm2.forward(x), memory));
+        let x = x.clone().add(self.multihead_attn.forward(self.norm2.forward(x), memory));
         x.clone().add(self.ff.forward(self.norm3.forward(x)))
     }
 }
@@ -298,15 +280,9 @@ impl Transformer {
 
     /// `src` `[b, n, d]`, `tgt` `[b, l, d]` → `[b, l, d]`.
     pub fn forward(&self, src: Tensor<3>, tgt: Tensor<3>) -> Tensor<3> {
-        let memory = self
-            .encoder_layers
-            .iter()
-            .fold(src, |x, layer| layer.forward(x));
+        let memory = self.encoder_layers.iter().fold(src, |x, layer| layer.forward(x));
         let memory = self.encoder_norm.forward(memory);
-        let out = self
-            .decoder_layers
-            .iter()
-            .fold(tgt, |x, layer| layer.forward(x, memory.clone()));
+        let out = self.decoder_layers.iter().fold(tgt, |x, layer| layer.forward(x, memory.clone()));
         self.decoder_norm.forward(out)
     }
 }
@@ -335,8 +311,8 @@ impl GenHead {
     /// `x`: `[b, N, d_llm]` (e[IMG] + h[IMG]) → `[b, L, out_dim]`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let b = x.dims()[0];
-        let src = self.in_proj.forward(x);
+        let src = crate::kernels::linear(&self.in_proj, x);
         let tgt = self.queries.val().repeat_dim(0, b);
-        self.out_proj.forward(self.transformer.forward(src, tgt))
+        crate::kernels::linear(&self.out_proj, self.transformer.forward(src, tgt))
     }
 }

@@ -6,7 +6,7 @@ use crate::checkpoint::{self, FileSource};
 use crate::error::{Error, Result};
 use crate::image::ImageProcessorConfig;
 use crate::llama::{KvCache, Llama, LlamaConfig};
-use crate::nn::{linear, Activation};
+use crate::nn::{Activation, linear};
 use crate::siglip::{SiglipVision, SiglipVisionConfig};
 use crate::weights::{VarBuilder, WeightMap};
 use burn::module::Module;
@@ -70,7 +70,13 @@ impl LlavaConfig {
     pub fn from_json(file: &str, json: &[u8]) -> Result<Self> {
         let cfg: Self = serde_json::from_slice(json).map_err(|e| Error::config(file, e.to_string()))?;
         if !matches!(cfg.vision_feature_select_strategy.as_str(), "default" | "full") {
-            return Err(Error::config(file, format!("vision_feature_select_strategy `{}` is not `default` or `full`", cfg.vision_feature_select_strategy)));
+            return Err(Error::config(
+                file,
+                format!(
+                    "vision_feature_select_strategy `{}` is not `default` or `full`",
+                    cfg.vision_feature_select_strategy
+                ),
+            ));
         }
         Ok(cfg)
     }
@@ -110,12 +116,15 @@ pub struct Projector {
 impl Projector {
     /// Load `linear_1` `[text, vision·layers]` and `linear_2` `[text, text]`.
     pub fn load(vb: &VarBuilder, d_vision: usize, d_text: usize, bias: bool) -> Result<Self> {
-        Ok(Self { linear_1: linear(&vb.pp("linear_1"), d_vision, d_text, bias)?, linear_2: linear(&vb.pp("linear_2"), d_text, d_text, bias)? })
+        Ok(Self {
+            linear_1: linear(&vb.pp("linear_1"), d_vision, d_text, bias)?,
+            linear_2: linear(&vb.pp("linear_2"), d_text, d_text, bias)?,
+        })
     }
 
     /// `[b, n, d_vision] → [b, n, d_text]`.
     pub fn forward(&self, x: Tensor<3>, act: Activation) -> Tensor<3> {
-        self.linear_2.forward(act.forward(self.linear_1.forward(x)))
+        crate::kernels::linear(&self.linear_2, act.forward(crate::kernels::linear(&self.linear_1, x)))
     }
 }
 
@@ -161,10 +170,19 @@ impl Llava {
     /// Embeddings of `ids` with the image features written over the image-token
     /// positions, in order. `ids` must hold exactly as many image tokens as
     /// `features` has rows (use [`expand_image_tokens`] first).
-    pub fn embed(&self, cfg: &LlavaConfig, ids: &[u32], features: Option<Tensor<3>>, device: &Device) -> Result<Tensor<3>> {
+    pub fn embed(
+        &self,
+        cfg: &LlavaConfig,
+        ids: &[u32],
+        features: Option<Tensor<3>>,
+        device: &Device,
+    ) -> Result<Tensor<3>> {
         let n_img = ids.iter().filter(|&&i| i == cfg.image_token_index).count();
         let ids_t = Tensor::<2, Int>::from_data(
-            TensorData::new(ids.iter().map(|&i| if i == cfg.image_token_index { 0 } else { i as i64 }).collect::<Vec<_>>(), [1, ids.len()]),
+            TensorData::new(
+                ids.iter().map(|&i| if i == cfg.image_token_index { 0 } else { i as i64 }).collect::<Vec<_>>(),
+                [1, ids.len()],
+            ),
             device,
         );
         let text = self.language_model.embed_tokens(ids_t);
@@ -176,7 +194,10 @@ impl Llava {
         };
         let [_, n_feat, _] = features.dims();
         if n_img != n_feat {
-            return Err(Error::input("prompt", format!("has {n_img} image tokens but the image gives {n_feat} features")));
+            return Err(Error::input(
+                "prompt",
+                format!("has {n_img} image tokens but the image gives {n_feat} features"),
+            ));
         }
         // Splice runs of image tokens: text pieces and feature pieces alternate.
         let mut pieces = Vec::new();
@@ -263,7 +284,8 @@ impl LlavaCheckpoint {
     /// [`Self::load`] without merging an adapter (a LoRA run resumes from the
     /// base weights and the factors apart).
     pub fn load_base(src: &dyn FileSource, device: &Device) -> Result<Self> {
-        let config = LlavaConfig::from_json(&src.describe("config.json"), &checkpoint::read_required(src, "config.json")?)?;
+        let config =
+            LlavaConfig::from_json(&src.describe("config.json"), &checkpoint::read_required(src, "config.json")?)?;
         let mut map = checkpoint::load_weights(src, "model")?;
         normalize_keys(&mut map);
         let map = Arc::new(map);

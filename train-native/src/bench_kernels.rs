@@ -279,6 +279,8 @@ fn bench_matmul(quick: bool, runs: usize, device: &Device) -> anyhow::Result<Vec
 }
 
 fn bench_quant_matmul(quick: bool, runs: usize, device: &Device) -> anyhow::Result<Vec<KernelRow>> {
+    use burn::tensor::TensorData;
+    use burn::tensor::quantization::{QuantScheme, QuantStore, QuantValue, ScaleDtype};
     use genllava::quant::Quant;
     // (rows, k, n): Mistral-7B's attention projection (4096 → 4096) at a decode step (one
     // row) and at prefills of 16 and 64 rows; smaller with --quick. (Its 4096 → 14336 MLP
@@ -299,8 +301,23 @@ fn bench_quant_matmul(quick: bool, runs: usize, device: &Device) -> anyhow::Resu
         for quant in [Quant::Q8, Quant::Q4] {
             let q = kernels::QuantMatrix::quantize("bench", &values, [n, k], quant, device)?;
             let wgsl = median_secs(runs, device, || kernels::quant_matmul(x.clone(), &q).expect("shapes checked"))?;
+            let shape = format!("x [{m}, {k}], W [{n}, {k}]");
             let kernel = if quant == Quant::Q8 { "matmul_q8 vs f32 matmul" } else { "matmul_q4 vs f32 matmul" };
-            rows.push(KernelRow { kernel, shape: format!("x [{m}, {k}], W [{n}, {k}]"), wgsl, burn });
+            rows.push(KernelRow { kernel, shape: shape.clone(), wgsl, burn });
+            // Burn's own block-quantized product of the same weight (what `Residency::Quantized`
+            // runs in the model's linears): Q8S / Q4S, blocks of 32 along k, f32 scales.
+            let value = if quant == Quant::Q8 { QuantValue::Q8S } else { QuantValue::Q4S };
+            let scheme = QuantScheme::default()
+                .with_value(value)
+                .with_store(QuantStore::PackedU32(0))
+                .per_block([1, 32], ScaleDtype::F32);
+            let burn_q =
+                Tensor::<2>::from_data(TensorData::new(values.clone(), [n, k]), device).quantize_dynamic(&scheme);
+            let burn_qt = burn_q.transpose();
+            let burn_quant = median_secs(runs, device, || x.clone().matmul(burn_qt.clone()))?;
+            let kernel =
+                if quant == Quant::Q8 { "matmul_q8 vs Burn's Q8S matmul" } else { "matmul_q4 vs Burn's Q4S matmul" };
+            rows.push(KernelRow { kernel, shape, wgsl, burn: burn_quant });
         }
     }
     Ok(rows)

@@ -287,7 +287,16 @@ fn quantized_linears_run_on_wgpu() {
         let kept = WebFolder::load(memory(&out), &gpu, Residency::Quantized).expect("load on wgpu");
         let on_device = if scales == Scales::F16 && has_f16 { Scales::F16 } else { Scales::F32 };
         assert_eq!(kept.weights.device_scales(), Some(on_device), "{adapter}: {} scales", scales.name());
+        let launches = genllava::kernels::quant_linear_launches();
         let (gpu_ppl, gpu_logits) = shapes_perplexity_on(&kept, 8, &gpu);
+        // The q4 linears with f32 scales run shaders/matmul_q4.wgsl on Burn's words; f16 scales, Burn's product.
+        let took = genllava::kernels::quant_linear_launches() - launches;
+        assert_eq!(
+            took > 0,
+            on_device == Scales::F32,
+            "{} scales: {took} quantized products on the kernels",
+            scales.name()
+        );
         let err = rel_err(&gpu_logits, &cpu_logits);
         eprintln!(
             "q4 ({} scales, {} on {adapter}) on wgpu, quantized linears: perplexity {gpu_ppl:.4} (cpu {cpu_ppl:.4}), \

@@ -144,9 +144,13 @@ fn kernel_bench_prints_one_row_per_kernel_and_shape() {
             "ddim_step + guidance",
             "matmul (f32)",
             "matmul_q8 vs f32 matmul",
+            "matmul_q8 vs Burn's Q8S matmul",
             "matmul_q4 vs f32 matmul",
+            "matmul_q4 vs Burn's Q4S matmul",
             "matmul_q8 vs f32 matmul",
+            "matmul_q8 vs Burn's Q8S matmul",
             "matmul_q4 vs f32 matmul",
+            "matmul_q4 vs Burn's Q4S matmul",
             // Present only when the step with the kernels computed what Burn's ops do.
             "whole diffusion step"
         ],

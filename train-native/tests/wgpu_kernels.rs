@@ -296,6 +296,47 @@ fn quant_matmul_rejects_mismatched_shapes() {
     assert!(err.to_string().contains("[2, 32]") && err.to_string().contains("[8, 64]"), "{err}");
 }
 
+/// A linear whose weight Burn keeps block-quantized (what `Residency::Quantized` loads),
+/// run through `kernels::linear`: the WGSL kernels read Burn's own packed Q8S / Q4S words
+/// and scales in place, and must compute what Burn's `Linear::forward` computes, at one row
+/// and many, on 2-D and 3-D inputs, with and without a bias.
+#[test]
+fn burn_quantized_linears_take_the_wgsl_kernels() {
+    use burn::nn::Linear;
+    use burn::tensor::quantization::{QuantScheme, QuantStore, QuantValue, ScaleDtype};
+    let gpu = wgpu();
+    let before = kernels::quant_linear_fallbacks();
+    for value in [QuantValue::Q8S, QuantValue::Q4S] {
+        let scheme = QuantScheme::default()
+            .with_value(value)
+            .with_store(QuantStore::PackedU32(0))
+            .per_block([1, 32], ScaleDtype::F32);
+        // n not a multiple of 64 (the workgroup width), k a few blocks.
+        for (n, k, bias) in [(72, 96, true), (40, 256, false)] {
+            // As the loaders build it: PyTorch's [out, in] weight quantized, then transposed.
+            let w = Tensor::<2>::random([n, k], Distribution::Normal(0.0, 0.5), &gpu).quantize_dynamic(&scheme);
+            let layer = Linear {
+                weight: Param::from_tensor(w.transpose()),
+                bias: bias.then(|| Param::from_tensor(Tensor::<1>::random([n], Distribution::Normal(0.0, 1.0), &gpu))),
+            };
+            for rows in [1, 7, 33, 64] {
+                let what = format!("{value:?} [{n}, {k}] bias {bias}, {rows} rows");
+                let x = Tensor::<2>::random([rows, k], Distribution::Normal(0.0, 1.0), &gpu);
+                let takes = kernels::quant_linear_takes_wgsl(&layer, &x);
+                // Q4S always; Q8S below 64 rows, or at any count on an adapter that prefers the WGSL products.
+                let want = value == QuantValue::Q4S || rows < 64 || kernels::wgsl_matmul_preferred(&gpu);
+                assert_eq!(takes, want, "{what}");
+                let d = rel_diff(kernels::linear(&layer, x.clone()), layer.forward(x.clone()));
+                assert!(d <= 1e-5, "{what}: kernel vs Burn's quantized Linear: {d:e}");
+                let x3 = x.reshape([1, rows, k]);
+                let d = max_abs_diff(kernels::linear(&layer, x3.clone()), layer.forward(x3));
+                assert!(d <= 1e-4, "{what}, 3-D input: {d:e}");
+            }
+        }
+    }
+    assert_eq!(kernels::quant_linear_fallbacks(), before, "a weight was not in the layout the kernels read");
+}
+
 /// A conv with random weights (and bias unless `bias` is false) on `device`.
 fn conv_layer(
     c: [usize; 2],

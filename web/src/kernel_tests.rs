@@ -310,6 +310,40 @@ async fn quant_matmul_matches_burn() {
     }
 }
 
+/// A linear whose weight Burn keeps block-quantized (the page's `Residency::Quantized`)
+/// takes `shaders/matmul_q8.wgsl` / `matmul_q4.wgsl` through `kernels::linear`, reading
+/// Burn's packed words in place, and computes what Burn's `Linear::forward` computes.
+#[wasm_bindgen_test]
+async fn burn_quantized_linears_take_the_wgsl_kernels() {
+    use burn::module::Param;
+    use burn::nn::Linear;
+    use burn::tensor::quantization::{QuantScheme, QuantStore, QuantValue, ScaleDtype};
+    let gpu = webgpu().await;
+    let before = kernels::quant_linear_fallbacks();
+    for (v, value) in [QuantValue::Q8S, QuantValue::Q4S].into_iter().enumerate() {
+        let scheme = QuantScheme::default()
+            .with_value(value)
+            .with_store(QuantStore::PackedU32(0))
+            .per_block([1, 32], ScaleDtype::F32);
+        let (n, k) = (72, 96);
+        let w = tensor(&values(n * k, 400 + v as u32, 0.0, 0.5), [n, k], &gpu).quantize_dynamic(&scheme);
+        let bias = tensor(&values(n, 500 + v as u32, 0.0, 1.0), [n], &gpu);
+        let layer = Linear { weight: Param::from_tensor(w.transpose()), bias: Some(Param::from_tensor(bias)) };
+        for rows in [1, 7, 64] {
+            let what = format!("{value:?} [{n}, {k}], {rows} rows");
+            let x = tensor(&values(rows * k, 600 + rows as u32, 0.0, 1.0), [rows, k], &gpu);
+            // Q4S always; Q8S below 64 rows, or at any count where the WGSL products are preferred (SwiftShader).
+            let want = value == QuantValue::Q4S || rows < 64 || kernels::wgsl_matmul_preferred(&gpu);
+            assert_eq!(kernels::quant_linear_takes_wgsl(&layer, &x), want, "{what}");
+            let fused = read(kernels::linear(&layer, x.clone())).await;
+            let burn = read(layer.forward(x)).await;
+            let d = rel_diff(&fused, &burn);
+            assert!(d <= 1e-5, "{what}: kernel vs Burn's quantized Linear on WebGPU: {d:e}");
+        }
+    }
+    assert_eq!(kernels::quant_linear_fallbacks(), before, "a weight was not in the layout the kernels read");
+}
+
 #[wasm_bindgen_test]
 async fn matmul_matches_burn() {
     let gpu = webgpu().await;

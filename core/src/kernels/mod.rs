@@ -122,9 +122,25 @@ pub fn matmul<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> Tensor<D> {
     a.matmul(b)
 }
 
-/// `layer.forward(x)` for a `Linear` on `[.., d_in]`: its product through [`matmul`] where
-/// [`wgsl_matmul_preferred`] (plus the bias), `Linear::forward` otherwise.
+/// `layer.forward(x)` for a `Linear` on `[.., d_in]`: a weight Burn keeps block-quantized
+/// (`Residency::Quantized`) through `shaders/matmul_q8.wgsl` / `matmul_q4.wgsl` reading
+/// Burn's packed words in place ([`quant_linear_takes_wgsl`]); an f32 one through
+/// [`matmul`] where [`wgsl_matmul_preferred`]; `Linear::forward` otherwise. Plus the bias.
 pub fn linear<const D: usize>(layer: &Linear, x: Tensor<D>) -> Tensor<D> {
+    #[cfg(feature = "wgpu-kernels")]
+    if (2..=4).contains(&D) && quant_linear_takes_wgsl(layer, &x) {
+        let dims = x.dims();
+        let (k, n) = (dims[D - 1], layer.weight.dims()[1]);
+        let rows = dims[..D - 1].iter().product::<usize>();
+        let y = wgpu::burn_quant_linear(x.reshape([rows, k]), layer.weight.val());
+        let mut out = dims;
+        out[D - 1] = n;
+        let y = y.reshape(out);
+        return match &layer.bias {
+            Some(b) => y.add(b.val().unsqueeze::<D>()),
+            None => y,
+        };
+    }
     if D < 2 || D > 4 || !wgsl_matmul_preferred(&x.device()) {
         return layer.forward(x);
     }
@@ -132,6 +148,66 @@ pub fn linear<const D: usize>(layer: &Linear, x: Tensor<D>) -> Tensor<D> {
     match &layer.bias {
         Some(b) => y.add(b.val().unsqueeze::<D>()),
         None => y,
+    }
+}
+
+/// Whether [`linear`] multiplies `x` by `layer`'s block-quantized weight with the WGSL
+/// kernels: a wgpu device running them ([`wgsl_active`]), f32 `x`, a weight Burn holds as
+/// Q8S or Q4S with f32 scales. Measured against Burn's own quantized product (`bench --kernels --only
+/// matmul_q`, Mistral's 4096 × 4096 projection): the kernels win at 1, 16 and 64 rows on
+/// SwiftShader (2.0–14×) and for Q4S on lavapipe (2.7–13×); Burn's Q8S wins on lavapipe
+/// from 64 rows (0.32×), so Q8S takes the kernel there only below 64 rows.
+pub fn quant_linear_takes_wgsl<const D: usize>(layer: &Linear, x: &Tensor<D>) -> bool {
+    #[cfg(feature = "wgpu-kernels")]
+    {
+        use burn::tensor::quantization::{QuantValue, ScaleDtype};
+        let DType::QFloat(scheme) = layer.weight.dtype() else { return false };
+        let device = x.device();
+        // The kernels read f32 scales; f16 ones (an f16-scale export on a `shader-f16`
+        // adapter) stay with Burn's product.
+        if !wgsl_active(&device) || x.dtype() != DType::F32 || scheme.scale_dtype() != ScaleDtype::F32 {
+            return false;
+        }
+        let rows = x.dims()[..D - 1].iter().product::<usize>();
+        if rows == 0 || rows.div_ceil(4) > wgpu::MAX_WORKGROUPS {
+            return false;
+        }
+        match scheme.value {
+            QuantValue::Q4S => true,
+            QuantValue::Q8S => rows < 64 || wgsl_matmul_preferred(&device),
+            _ => false,
+        }
+    }
+    #[cfg(not(feature = "wgpu-kernels"))]
+    {
+        let _ = (layer, x);
+        false
+    }
+}
+
+/// How many products [`linear`] sent to the WGSL kernels with a Burn-quantized weight in a
+/// layout they do not read, so Burn's dequantize + matmul ran instead (0 where unused).
+pub fn quant_linear_fallbacks() -> usize {
+    #[cfg(feature = "wgpu-kernels")]
+    {
+        wgpu::quant_linear_fallbacks()
+    }
+    #[cfg(not(feature = "wgpu-kernels"))]
+    {
+        0
+    }
+}
+
+/// How many products [`linear`] computed with the WGSL kernels from a Burn-quantized
+/// weight (0 where unused).
+pub fn quant_linear_launches() -> usize {
+    #[cfg(feature = "wgpu-kernels")]
+    {
+        wgpu::quant_linear_launches()
+    }
+    #[cfg(not(feature = "wgpu-kernels"))]
+    {
+        0
     }
 }
 

@@ -10,7 +10,7 @@
 use burn::backend::wgpu::{CubeBackend, CubeTensor, KernelSource, SourceKernel, SourceTemplate, into_contiguous};
 use burn::backend::{
     Backend, DispatchDevice, backend_extension,
-    tensor::{FloatTensor, IntTensor},
+    tensor::{FloatTensor, IntTensor, QuantizedTensor},
 };
 use burn::tensor::{DType, Device, Shape, Tensor};
 use cubecl::prelude::{CubeCount, CubeDim, KernelId};
@@ -96,6 +96,13 @@ pub trait WgslKernels: Backend {
     /// `x` `[m, k]`, `w` packed words `[n, k / 4 or 8]`, `scales` `[n, k / 32]` → `[m, n]`.
     fn matmul_quant(x: FloatTensor<Self>, w: IntTensor<Self>, scales: FloatTensor<Self>, q4: bool)
     -> FloatTensor<Self>;
+
+    /// `x` `[m, k]` times the transpose of `w`, a `[n, k]` weight Burn keeps block-quantized:
+    /// `shaders/matmul_q8.wgsl` / `matmul_q4.wgsl` reading Burn's own packed words and f32
+    /// scales in place where `w` is Q8S / Q4S, `PackedU32`, blocks of 32 along `k`, f32
+    /// scales, stored row-major; Burn's dequantize + matmul otherwise (counted in
+    /// [`quant_linear_fallbacks`]).
+    fn matmul_burn_quant(x: FloatTensor<Self>, w: QuantizedTensor<Self>) -> FloatTensor<Self>;
 }
 
 /// A shader of `shaders/` launched as written (no template values).
@@ -185,6 +192,8 @@ const ATTENTION_ROWS: usize = 64;
 struct MatmulQuant {
     q4: bool,
     rows: usize,
+    /// Burn's Q4S nibbles (two's complement) rather than the web format's (q + 8).
+    signed: bool,
 }
 
 impl KernelSource for MatmulQuant {
@@ -194,10 +203,13 @@ impl KernelSource for MatmulQuant {
         } else {
             include_str!("../../../shaders/matmul_q8.wgsl")
         };
-        SourceTemplate::new(wgsl).register("rows", self.rows.to_string()).register("tile", (self.rows * 8).to_string())
+        SourceTemplate::new(wgsl)
+            .register("rows", self.rows.to_string())
+            .register("tile", (self.rows * 8).to_string())
+            .register("signed", self.signed.to_string())
     }
     fn id(&self) -> KernelId {
-        KernelId::new::<Self>().info((self.q4, self.rows))
+        KernelId::new::<Self>().info((self.q4, self.rows, self.signed))
     }
     fn lang(&self) -> &'static str {
         "wgsl"
@@ -408,9 +420,85 @@ impl WgslKernels for CubeBackend {
         // One row per invocation for a decode step, four (each weight read serving four rows) for prefill.
         let rows = if m == 1 { 1 } else { 4 };
         let workgroups = (n.div_ceil(64) as u32, m.div_ceil(rows) as u32);
-        launch(MatmulQuant { q4, rows }, 64, workgroups, &[&x, &w, &scales, &out], &[m as u32, n as u32, k as u32]);
+        let kernel = MatmulQuant { q4, rows, signed: false };
+        launch(kernel, 64, workgroups, &[&x, &w, &scales, &out], &[m as u32, n as u32, k as u32]);
         out
     }
+
+    fn matmul_burn_quant(x: FloatTensor<Self>, w: QuantizedTensor<Self>) -> FloatTensor<Self> {
+        use burn::backend::ops::{FloatTensorOps, QTensorOps};
+        let x = into_contiguous(x);
+        let (m, k, n) = (x.meta.shape()[0], x.meta.shape()[1], w.meta.shape()[0]);
+        if let Some((values, scales, q4)) = burn_quant_parts(&w, n, k) {
+            let out = empty_like(&x, Shape::new([m, n]));
+            let rows = if m == 1 { 1 } else { 4 };
+            let workgroups = (n.div_ceil(64) as u32, m.div_ceil(rows) as u32);
+            let kernel = MatmulQuant { q4, rows, signed: q4 };
+            launch(kernel, 64, workgroups, &[&x, &values, &scales, &out], &[m as u32, n as u32, k as u32]);
+            QUANT_LAUNCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return out;
+        }
+        QUANT_FALLBACKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let w = <CubeBackend as QTensorOps<CubeBackend>>::dequantize(w, burn::tensor::FloatDType::F32);
+        let wt = <CubeBackend as FloatTensorOps<CubeBackend>>::float_transpose(w);
+        <CubeBackend as FloatTensorOps<CubeBackend>>::float_matmul(x, wt)
+    }
+}
+
+/// Products of [`WgslKernels::matmul_burn_quant`] that took Burn's dequantize + matmul
+/// because the weight was not in a layout the kernels read.
+static QUANT_FALLBACKS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Products of [`WgslKernels::matmul_burn_quant`] the kernels computed.
+static QUANT_LAUNCHES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// How many products with a Burn-quantized weight fell back to Burn's dequantize + matmul.
+pub fn quant_linear_fallbacks() -> usize {
+    QUANT_FALLBACKS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// How many products with a Burn-quantized weight the kernels computed.
+pub fn quant_linear_launches() -> usize {
+    QUANT_LAUNCHES.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The packed words and f32 scales of a `[n, k]` weight Burn keeps block-quantized, with
+/// whether it is q4, where its layout is the one `shaders/matmul_q{8,4}.wgsl` read: Q8S or
+/// Q4S values packed in `u32` words along `k` (`[n, k / 4 or 8]`, row-major, contiguous) and
+/// one f32 scale per block of 32 along `k` (`[n, k / 32]`, contiguous).
+fn burn_quant_parts(w: &CubeTensor, n: usize, k: usize) -> Option<(CubeTensor, CubeTensor, bool)> {
+    use burn::tensor::quantization::{QuantStore, QuantValue, ScaleDtype};
+    let DType::QFloat(scheme) = w.dtype else { return None };
+    let q4 = match scheme.value {
+        QuantValue::Q8S => false,
+        QuantValue::Q4S => true,
+        _ => return None,
+    };
+    let per_word = if q4 { 8 } else { 4 };
+    let blocked = scheme.tensor_scale().is_none()
+        && scheme.block_size().is_some_and(|b| b.as_slice().last() == Some(&32) && b.num_elements() == 32);
+    if scheme.store != QuantStore::PackedU32(0)
+        || !blocked
+        || scheme.scale_dtype() != ScaleDtype::F32
+        || !k.is_multiple_of(32)
+        || w.meta.shape().len() != 2
+    {
+        return None;
+    }
+    let (values, scales) = w.quantized_handles()?;
+    let values_ok = values.meta.shape().as_slice() == [n, k / per_word] && values.is_contiguous();
+    let scales_ok =
+        scales.dtype == DType::F32 && scales.meta.shape().num_elements() == n * k / 32 && scales.is_contiguous();
+    (values_ok && scales_ok && n.div_ceil(64) <= MAX_WORKGROUPS).then_some((values, scales, q4))
+}
+
+/// `x` `[m, k]` times `w_t` `[k, n]`, the transposed view of a `[n, k]` weight Burn keeps
+/// block-quantized (a linear's weight under `Residency::Quantized`), through
+/// [`WgslKernels::matmul_burn_quant`]; the caller checked that `x` is f32 and the sizes.
+pub fn burn_quant_linear(x: Tensor<2>, w_t: Tensor<2>) -> Tensor<2> {
+    let out =
+        <burn::backend::Dispatch as WgslKernels>::matmul_burn_quant(x.into_dispatch(), w_t.transpose().into_dispatch());
+    Tensor::from_dispatch(out)
 }
 
 /// The quantized matmul kernel on f32 `x` `[m, k]`; the caller checked shapes, dtypes and sizes.

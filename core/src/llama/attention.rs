@@ -4,6 +4,7 @@
 use super::cache::{KvCache, Rope};
 use super::config::LlamaConfig;
 use crate::error::Result;
+use crate::kernels;
 use crate::nn::{Activation, RmsNorm, linear};
 use crate::weights::VarBuilder;
 use burn::module::Module;
@@ -36,11 +37,7 @@ pub struct Attention {
 impl Attention {
     /// Load `{prefix}.{q,k,v,o}_proj`.
     pub fn load(cfg: &LlamaConfig, vb: &VarBuilder) -> Result<Self> {
-        let (h, kv, d) = (
-            cfg.num_attention_heads,
-            cfg.num_key_value_heads(),
-            cfg.head_dim(),
-        );
+        let (h, kv, d) = (cfg.num_attention_heads, cfg.num_key_value_heads(), cfg.head_dim());
         let bias = cfg.attention_bias;
         Ok(Self {
             q_proj: linear(&vb.pp("q_proj"), cfg.hidden_size, h * d, bias)?,
@@ -55,18 +52,13 @@ impl Attention {
 
     /// `x`: `[batch, seq, hidden]` → `[batch, seq, hidden]`. With a cache, the new
     /// keys/values are appended to layer `layer` and attention covers all of them.
-    pub(crate) fn forward(
-        &self,
-        x: Tensor<3>,
-        pos: &Positions,
-        cache: Option<(&mut KvCache, usize)>,
-    ) -> Tensor<3> {
+    pub(crate) fn forward(&self, x: Tensor<3>, pos: &Positions, cache: Option<(&mut KvCache, usize)>) -> Tensor<3> {
         let [b, s, _] = x.dims();
         let d = self.head_dim;
         let heads = |t: Tensor<3>, n: usize| t.reshape([b, s, n, d]).swap_dims(1, 2);
-        let q = heads(self.q_proj.forward(x.clone()), self.num_heads);
-        let k = heads(self.k_proj.forward(x.clone()), self.num_kv_heads);
-        let v = heads(self.v_proj.forward(x), self.num_kv_heads);
+        let q = heads(kernels::linear(&self.q_proj, x.clone()), self.num_heads);
+        let k = heads(kernels::linear(&self.k_proj, x.clone()), self.num_kv_heads);
+        let v = heads(kernels::linear(&self.v_proj, x), self.num_kv_heads);
         let q = Rope::apply(q, &pos.cos, &pos.sin);
         let k = Rope::apply(k, &pos.cos, &pos.sin);
         let (k, v) = match cache {
@@ -75,19 +67,13 @@ impl Attention {
         };
         let (k, v) = (self.repeat_kv(k), self.repeat_kv(v));
         let t = k.dims()[2];
-        let scores = q
-            .matmul(k.swap_dims(2, 3))
-            .mul_scalar(1.0 / (d as f64).sqrt());
+        let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(1.0 / (d as f64).sqrt());
         let scores = match &pos.mask {
-            Some(mask) => scores.mask_fill(
-                mask.clone().expand([b, self.num_heads, s, t]),
-                f32::NEG_INFINITY,
-            ),
+            Some(mask) => scores.mask_fill(mask.clone().expand([b, self.num_heads, s, t]), f32::NEG_INFINITY),
             None => scores,
         };
         let out = softmax(scores, 3).matmul(v);
-        self.o_proj
-            .forward(out.swap_dims(1, 2).reshape([b, s, self.num_heads * d]))
+        kernels::linear(&self.o_proj, out.swap_dims(1, 2).reshape([b, s, self.num_heads * d]))
     }
 
     /// `[batch, kv_heads, t, d]` → `[batch, heads, t, d]`, each kv head serving a
@@ -98,9 +84,7 @@ impl Attention {
             return x;
         }
         let [b, kv, t, d] = x.dims();
-        x.unsqueeze_dim::<5>(2)
-            .repeat_dim(2, groups)
-            .reshape([b, kv * groups, t, d])
+        x.unsqueeze_dim::<5>(2).repeat_dim(2, groups).reshape([b, kv * groups, t, d])
     }
 }
 
@@ -128,8 +112,8 @@ impl Mlp {
 
     /// `[batch, seq, hidden]` → `[batch, seq, hidden]`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let gate = self.act.forward(self.gate_proj.forward(x.clone()));
-        self.down_proj.forward(gate.mul(self.up_proj.forward(x)))
+        let gate = self.act.forward(kernels::linear(&self.gate_proj, x.clone()));
+        kernels::linear(&self.down_proj, gate.mul(kernels::linear(&self.up_proj, x)))
     }
 }
 
@@ -155,17 +139,8 @@ impl DecoderLayer {
     }
 
     /// `x`: `[batch, seq, hidden]` → `[batch, seq, hidden]`.
-    pub(crate) fn forward(
-        &self,
-        x: Tensor<3>,
-        pos: &Positions,
-        cache: Option<(&mut KvCache, usize)>,
-    ) -> Tensor<3> {
-        let h = x.clone().add(
-            self.self_attn
-                .forward(self.input_layernorm.forward(x), pos, cache),
-        );
-        h.clone()
-            .add(self.mlp.forward(self.post_attention_layernorm.forward(h)))
+    pub(crate) fn forward(&self, x: Tensor<3>, pos: &Positions, cache: Option<(&mut KvCache, usize)>) -> Tensor<3> {
+        let h = x.clone().add(self.self_attn.forward(self.input_layernorm.forward(x), pos, cache));
+        h.clone().add(self.mlp.forward(self.post_attention_layernorm.forward(h)))
     }
 }

@@ -22,30 +22,16 @@ impl Rope {
     pub fn new(head_dim: usize, theta: f64, initial_len: usize, device: &Device) -> Self {
         let half = head_dim / 2;
         let theta = theta as f32;
-        let inv_freq = (0..half)
-            .map(|i| 1.0 / theta.powf((2 * i) as f32 / head_dim as f32))
-            .collect();
+        let inv_freq = (0..half).map(|i| 1.0 / theta.powf((2 * i) as f32 / head_dim as f32)).collect();
         let empty = Tensor::zeros([0, head_dim], device);
-        let mut rope = Self {
-            inv_freq,
-            head_dim,
-            cos: empty.clone(),
-            sin: empty,
-            len: 0,
-            device: device.clone(),
-        };
+        let mut rope = Self { inv_freq, head_dim, cos: empty.clone(), sin: empty, len: 0, device: device.clone() };
         rope.ensure(initial_len);
         rope
     }
 
     /// Tables for a decoder config.
     pub fn for_config(cfg: &LlamaConfig, device: &Device) -> Self {
-        Self::new(
-            cfg.head_dim(),
-            cfg.rope_theta(),
-            cfg.max_position_embeddings.min(4096),
-            device,
-        )
+        Self::new(cfg.head_dim(), cfg.rope_theta(), cfg.max_position_embeddings.min(4096), device)
     }
 
     /// Make sure positions `0..len` are covered (doubling, so growth is rare).
@@ -101,11 +87,7 @@ pub struct KvCache {
 impl KvCache {
     /// An empty cache for a decoder config.
     pub fn new(cfg: &LlamaConfig, device: &Device) -> Self {
-        Self {
-            layers: vec![None; cfg.num_hidden_layers],
-            len: 0,
-            rope: Rope::for_config(cfg, device),
-        }
+        Self { layers: vec![None; cfg.num_hidden_layers], len: 0, rope: Rope::for_config(cfg, device) }
     }
 
     /// Positions cached so far (the position of the next token).
@@ -126,12 +108,7 @@ impl KvCache {
 
     /// Append `k`, `v` `[batch, kv_heads, seq, head_dim]` to layer `layer` and
     /// return all keys and values of that layer so far.
-    pub(crate) fn append(
-        &mut self,
-        layer: usize,
-        k: Tensor<4>,
-        v: Tensor<4>,
-    ) -> (Tensor<4>, Tensor<4>) {
+    pub(crate) fn append(&mut self, layer: usize, k: Tensor<4>, v: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
         if self.layers.len() <= layer {
             self.layers.resize(layer + 1, None);
         }

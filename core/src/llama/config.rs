@@ -115,8 +115,7 @@ const DEFAULT_ROPE_THETA: f64 = 10_000.0;
 impl LlamaConfig {
     /// Parse and validate `config.json` text.
     pub fn from_json(json: &str) -> Result<Self> {
-        let cfg: Self =
-            serde_json::from_str(json).map_err(|e| Error::config("config.json", e.to_string()))?;
+        let cfg: Self = serde_json::from_str(json).map_err(|e| Error::config("config.json", e.to_string()))?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -127,10 +126,7 @@ impl LlamaConfig {
         if self.num_attention_heads == 0 || self.num_key_value_heads() == 0 {
             return bad("num_attention_heads and num_key_value_heads must be positive".into());
         }
-        if !self
-            .num_attention_heads
-            .is_multiple_of(self.num_key_value_heads())
-        {
+        if !self.num_attention_heads.is_multiple_of(self.num_key_value_heads()) {
             return bad(format!(
                 "num_attention_heads ({}) is not a multiple of num_key_value_heads ({})",
                 self.num_attention_heads,
@@ -144,23 +140,14 @@ impl LlamaConfig {
             ));
         }
         if !self.head_dim().is_multiple_of(2) {
-            return bad(format!(
-                "head_dim ({}) must be even for RoPE",
-                self.head_dim()
-            ));
+            return bad(format!("head_dim ({}) must be even for RoPE", self.head_dim()));
         }
         if self.sliding_window == Some(0) {
             return bad("sliding_window must be positive or null".into());
         }
-        for p in [&self.rope_parameters, &self.rope_scaling]
-            .into_iter()
-            .flatten()
-        {
+        for p in [&self.rope_parameters, &self.rope_scaling].into_iter().flatten() {
             if p.rope_type != "default" {
-                return bad(format!(
-                    "rope_type `{}` is not supported (only `default`)",
-                    p.rope_type
-                ));
+                return bad(format!("rope_type `{}` is not supported (only `default`)", p.rope_type));
             }
         }
         Ok(())
@@ -173,25 +160,17 @@ impl LlamaConfig {
 
     /// Width of one head.
     pub fn head_dim(&self) -> usize {
-        self.head_dim
-            .unwrap_or(self.hidden_size / self.num_attention_heads.max(1))
+        self.head_dim.unwrap_or(self.hidden_size / self.num_attention_heads.max(1))
     }
 
     /// RoPE base: `rope_parameters.rope_theta`, else top-level `rope_theta`, else 10000.
     pub fn rope_theta(&self) -> f64 {
-        self.rope_parameters
-            .as_ref()
-            .and_then(|p| p.rope_theta)
-            .or(self.rope_theta)
-            .unwrap_or(DEFAULT_ROPE_THETA)
+        self.rope_parameters.as_ref().and_then(|p| p.rope_theta).or(self.rope_theta).unwrap_or(DEFAULT_ROPE_THETA)
     }
 
     /// End-of-sequence ids (empty when the config names none).
     pub fn eos_token_ids(&self) -> Vec<u32> {
-        self.eos_token_id
-            .as_ref()
-            .map(TokenIds::to_vec)
-            .unwrap_or_default()
+        self.eos_token_id.as_ref().map(TokenIds::to_vec).unwrap_or_default()
     }
 }
 
@@ -234,18 +213,9 @@ mod tests {
     #[test]
     fn rejects_bad_configs() {
         let gqa = LEGACY.replace("\"num_key_value_heads\": 8", "\"num_key_value_heads\": 5");
-        assert!(matches!(
-            LlamaConfig::from_json(&gqa),
-            Err(Error::Config { .. })
-        ));
-        let scaled = LEGACY.replace(
-            "\"rope_theta\": 1000000.0",
-            "\"rope_scaling\": {\"type\": \"yarn\"}",
-        );
-        assert!(matches!(
-            LlamaConfig::from_json(&scaled),
-            Err(Error::Config { .. })
-        ));
+        assert!(matches!(LlamaConfig::from_json(&gqa), Err(Error::Config { .. })));
+        let scaled = LEGACY.replace("\"rope_theta\": 1000000.0", "\"rope_scaling\": {\"type\": \"yarn\"}");
+        assert!(matches!(LlamaConfig::from_json(&scaled), Err(Error::Config { .. })));
         assert!(LlamaConfig::from_json("{").is_err());
     }
 }

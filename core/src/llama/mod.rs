@@ -59,11 +59,7 @@ impl Llama {
             embed_tokens,
             layers,
             norm: RmsNorm::load(&vb.pp("norm"), h, cfg.rms_norm_eps)?,
-            lm_head: if cfg.tie_word_embeddings {
-                None
-            } else {
-                Some(linear(lm_head, h, v, false)?)
-            },
+            lm_head: if cfg.tie_word_embeddings { None } else { Some(linear(lm_head, h, v, false)?) },
             sliding_window: cfg.sliding_window,
         })
     }
@@ -103,25 +99,19 @@ impl Llama {
     pub fn forward(&self, embeds: Tensor<3>, rope: &mut Rope) -> Tensor<3> {
         let seq = embeds.dims()[1];
         let pos = self.positions(rope, 0, seq, &embeds.device());
-        let x = self
-            .layers
-            .iter()
-            .fold(embeds, |x, layer| layer.forward(x, &pos, None));
+        let x = self.layers.iter().fold(embeds, |x, layer| layer.forward(x, &pos, None));
         self.norm.forward(x)
     }
 
     /// Next-token logits: `hidden` `[batch, seq, hidden]` → `[batch, seq, vocab]`.
     pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
         match &self.lm_head {
-            Some(head) => head.forward(hidden),
+            Some(head) => crate::kernels::linear(head, hidden),
             None => {
                 let [b, s, h] = hidden.dims();
                 let w = self.embed_tokens.weight.val(); // [vocab, hidden]
                 let v = w.dims()[0];
-                hidden
-                    .reshape([b * s, h])
-                    .matmul(w.transpose())
-                    .reshape([b, s, v])
+                hidden.reshape([b * s, h]).matmul(w.transpose()).reshape([b, s, v])
             }
         }
     }
@@ -129,31 +119,20 @@ impl Llama {
     /// RoPE tables and mask for `seq` new positions after `offset` cached ones.
     fn positions(&self, rope: &mut Rope, offset: usize, seq: usize, device: &Device) -> Positions {
         let (cos, sin) = rope.tables(offset, seq);
-        Positions {
-            cos,
-            sin,
-            mask: attention_mask(offset, seq, self.sliding_window, device),
-        }
+        Positions { cos, sin, mask: attention_mask(offset, seq, self.sliding_window, device) }
     }
 }
 
 /// `[1, 1, seq, offset + seq]`, true where query `i` (position `offset + i`) must not
 /// see key `j`: the future, and with a window `w` keys at or before `offset + i - w`
 /// (transformers' `kv_idx > q_idx - sliding_window`). `None` when nothing is hidden.
-fn attention_mask(
-    offset: usize,
-    seq: usize,
-    window: Option<usize>,
-    device: &Device,
-) -> Option<Tensor<4, Bool>> {
+fn attention_mask(offset: usize, seq: usize, window: Option<usize>, device: &Device) -> Option<Tensor<4, Bool>> {
     let total = offset + seq;
     let hidden = |i: usize, j: usize| {
         let q = offset + i;
         j > q || window.is_some_and(|w| j + w <= q)
     };
-    let mask: Vec<bool> = (0..seq)
-        .flat_map(|i| (0..total).map(move |j| hidden(i, j)))
-        .collect();
+    let mask: Vec<bool> = (0..seq).flat_map(|i| (0..total).map(move |j| hidden(i, j))).collect();
     if !mask.iter().any(|&m| m) {
         return None;
     }
@@ -198,10 +177,7 @@ mod tests {
         let device = Device::flex();
         let vb = VarBuilder::init(0.5, &device);
         let model = Llama::load(&cfg, &vb, &vb.pp("lm_head")).expect("init");
-        let ids = Tensor::<2, Int>::from_data(
-            TensorData::new(vec![1i64, 5, 7, 3, 9, 2], [1, 6]),
-            &device,
-        );
+        let ids = Tensor::<2, Int>::from_data(TensorData::new(vec![1i64, 5, 7, 3, 9, 2], [1, 6]), &device);
         let embeds = model.embed_tokens(ids);
         let full = model.forward(embeds.clone(), &mut Rope::for_config(&cfg, &device));
         let mut cache = KvCache::new(&cfg, &device);
@@ -212,10 +188,7 @@ mod tests {
         assert_eq!(cache.len(), 6);
         let step: Vec<f32> = Tensor::cat(parts, 1).into_data().try_to_vec().expect("f32");
         let full: Vec<f32> = full.into_data().try_to_vec().expect("f32");
-        let diff = step
-            .iter()
-            .zip(&full)
-            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        let diff = step.iter().zip(&full).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
         assert!(diff < 1e-4, "incremental differs by {diff}");
     }
 }

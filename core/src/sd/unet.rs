@@ -283,7 +283,7 @@ pub struct TimestepEmbedding {
 impl TimestepEmbedding {
     /// `[b, d_in]` → `[b, d_out]`.
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        self.linear_2.forward(silu(self.linear_1.forward(x)))
+        crate::kernels::linear(&self.linear_2, silu(crate::kernels::linear(&self.linear_1, x)))
     }
 }
 

@@ -60,7 +60,7 @@ impl ResnetBlock2D {
     pub fn forward(&self, x: Tensor<4>, temb: Tensor<2>) -> Tensor<4> {
         let h = crate::kernels::conv2d(&self.conv1, group_norm_silu(&self.norm1, x.clone(), true));
         let [b, c, _, _] = h.dims();
-        let t = self.time_emb_proj.forward(silu(temb)).reshape([b, c, 1, 1]);
+        let t = crate::kernels::linear(&self.time_emb_proj, silu(temb)).reshape([b, c, 1, 1]);
         let h = crate::kernels::conv2d(&self.conv2, group_norm_silu(&self.norm2, h.add(t), true));
         let shortcut = match &self.conv_shortcut {
             Some(conv) => crate::kernels::conv2d(conv, x),

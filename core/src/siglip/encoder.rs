@@ -3,6 +3,7 @@
 
 use super::config::SiglipVisionConfig;
 use crate::error::Result;
+use crate::kernels;
 use crate::nn::{self, Activation};
 use crate::weights::VarBuilder;
 use burn::module::Module;
@@ -38,16 +39,13 @@ impl VisionAttention {
         let [b, s, d] = x.dims();
         let hd = d / self.num_heads;
         let heads = |t: Tensor<3>| t.reshape([b, s, self.num_heads, hd]).swap_dims(1, 2);
-        let q = heads(self.q_proj.forward(x.clone()));
-        let k = heads(self.k_proj.forward(x.clone()));
-        let v = heads(self.v_proj.forward(x));
+        let q = heads(kernels::linear(&self.q_proj, x.clone()));
+        let k = heads(kernels::linear(&self.k_proj, x.clone()));
+        let v = heads(kernels::linear(&self.v_proj, x));
         // [b, heads, s, s]
-        let scores = q
-            .matmul(k.swap_dims(2, 3))
-            .mul_scalar((hd as f64).powf(-0.5));
+        let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar((hd as f64).powf(-0.5));
         let out = softmax(scores, 3).matmul(v); // [b, heads, s, hd]
-        self.out_proj
-            .forward(out.swap_dims(1, 2).reshape([b, s, d]))
+        kernels::linear(&self.out_proj, out.swap_dims(1, 2).reshape([b, s, d]))
     }
 }
 
@@ -72,7 +70,7 @@ impl VisionMlp {
 
     /// `[batch, seq, hidden]` → `[batch, seq, hidden]`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.fc2.forward(self.act.forward(self.fc1.forward(x)))
+        kernels::linear(&self.fc2, self.act.forward(kernels::linear(&self.fc1, x)))
     }
 }
 
@@ -89,17 +87,9 @@ impl VisionEncoderLayer {
     /// Load `{prefix}.{layer_norm1,self_attn,layer_norm2,mlp}`.
     pub fn load(cfg: &SiglipVisionConfig, vb: &VarBuilder) -> Result<Self> {
         Ok(Self {
-            layer_norm1: nn::layer_norm(
-                &vb.pp("layer_norm1"),
-                cfg.hidden_size,
-                cfg.layer_norm_eps,
-            )?,
+            layer_norm1: nn::layer_norm(&vb.pp("layer_norm1"), cfg.hidden_size, cfg.layer_norm_eps)?,
             self_attn: VisionAttention::load(cfg, &vb.pp("self_attn"))?,
-            layer_norm2: nn::layer_norm(
-                &vb.pp("layer_norm2"),
-                cfg.hidden_size,
-                cfg.layer_norm_eps,
-            )?,
+            layer_norm2: nn::layer_norm(&vb.pp("layer_norm2"), cfg.hidden_size, cfg.layer_norm_eps)?,
             mlp: VisionMlp::load(cfg, &vb.pp("mlp"))?,
         })
     }
@@ -121,9 +111,8 @@ impl VisionEncoder {
     /// Load `{prefix}.layers.0 … layers.{num_hidden_layers-1}`.
     pub fn load(cfg: &SiglipVisionConfig, vb: &VarBuilder) -> Result<Self> {
         let vb = vb.pp("layers");
-        let layers = (0..cfg.num_hidden_layers)
-            .map(|i| VisionEncoderLayer::load(cfg, &vb.pp(i)))
-            .collect::<Result<_>>()?;
+        let layers =
+            (0..cfg.num_hidden_layers).map(|i| VisionEncoderLayer::load(cfg, &vb.pp(i))).collect::<Result<_>>()?;
         Ok(Self { layers })
     }
 
