@@ -8,14 +8,16 @@
 //   0 x      : array<vec4<f32>>, only read  [M, K] contiguous, K a multiple of 32
 //   1 w      : array<u32>, only read        [N, K / 8]: element 8i + j in bits
 //                                           4j .. 4j+3 of word i of its row
-//   2 scales : array<f32>, only read        [N, K / 32]
+//   2 scales : array<f32 or u32>, only read [N, K / 32] f32, or f16 in pairs per u32 word
+//                                           (element 2i in the low half) with HALF_SCALES
 //   3 output : array<f32>, written          [M, N] contiguous
 //   4 params : array<u32>, only read        [M, N, K]
 // Template constants: {{ rows }} rows of x per invocation (1 for a decode step,
 // 4 for prefill); {{ tile }} = rows · 8 vec4s of staged x; {{ signed }}: false for
 // the web format's nibbles (q + 8), true for Burn's Q4S words (PackedU32: the same
 // order, each nibble a 4-bit two's complement q), read in place from a weight
-// Burn keeps quantized.
+// Burn keeps quantized; {{ half_scales }}: the scales are f16 pairs in u32 words
+// ({{ scale_word }} u32) rather than f32.
 // All bindings are read_write (cubecl may sub-allocate several from one wgpu
 // buffer); params are broadcast with workgroupUniformLoad so the block loop,
 // which holds barriers, has a uniform bound.
@@ -24,7 +26,7 @@
 
 @group(0) @binding(0) var<storage, read_write> x: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read_write> w: array<u32>;
-@group(0) @binding(2) var<storage, read_write> scales: array<f32>;
+@group(0) @binding(2) var<storage, read_write> scales: array<{{ scale_word }}>;
 @group(0) @binding(3) var<storage, read_write> output: array<f32>;
 @group(0) @binding(4) var<storage, read_write> params: array<u32>;
 
@@ -43,6 +45,16 @@ fn unpack_q4(word: u32, shift: u32) -> vec4<f32> {
         return vec4<f32>(bitcast<vec4<i32>>(nib << vec4<u32>(28u)) >> vec4<u32>(28u));
     }
     return vec4<f32>(nib) - vec4<f32>(8.0);
+}
+
+const HALF_SCALES: bool = {{ half_scales }};
+
+// Scale i: an f32, or one half of a word of two f16 (unpack2x16float needs no shader-f16).
+fn scale_at(i: u32) -> f32 {
+    if HALF_SCALES {
+        return unpack2x16float(bitcast<u32>(scales[i / 2u]))[i % 2u];
+    }
+    return f32(scales[i]);
 }
 
 @compute @workgroup_size(64)
@@ -73,7 +85,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             x_tile[lid] = x[r * (k / 4u) + b * 8u + lid % 8u];
         }
         workgroupBarrier();
-        let s = scales[c * blocks + b];
+        let s = scale_at(c * blocks + b);
         let w_base = c * (k / 8u) + b * 4u;
         var sums: array<f32, ROWS>;
         for (var r = 0u; r < ROWS; r = r + 1u) {

@@ -298,7 +298,7 @@ fn quant_matmul_rejects_mismatched_shapes() {
 
 /// A linear whose weight Burn keeps block-quantized (what `Residency::Quantized` loads),
 /// run through `kernels::linear`: the WGSL kernels read Burn's own packed Q8S / Q4S words
-/// and scales in place, and must compute what Burn's `Linear::forward` computes, at one row
+/// and f32 (or, where the device has f16, f16) scales in place, and must compute what Burn's `Linear::forward` computes, at one row
 /// and many, on 2-D and 3-D inputs, with and without a bias.
 #[test]
 fn burn_quantized_linears_take_the_wgsl_kernels() {
@@ -306,11 +306,20 @@ fn burn_quantized_linears_take_the_wgsl_kernels() {
     use burn::tensor::quantization::{QuantScheme, QuantStore, QuantValue, ScaleDtype};
     let gpu = wgpu();
     let before = kernels::quant_linear_fallbacks();
-    for value in [QuantValue::Q8S, QuantValue::Q4S] {
-        let scheme = QuantScheme::default()
-            .with_value(value)
-            .with_store(QuantStore::PackedU32(0))
-            .per_block([1, 32], ScaleDtype::F32);
+    let mut half = 0;
+    for (value, scales) in [
+        (QuantValue::Q8S, ScaleDtype::F32),
+        (QuantValue::Q4S, ScaleDtype::F32),
+        (QuantValue::Q8S, ScaleDtype::F16),
+        (QuantValue::Q4S, ScaleDtype::F16),
+    ] {
+        let scheme =
+            QuantScheme::default().with_value(value).with_store(QuantStore::PackedU32(0)).per_block([1, 32], scales);
+        // f16 scales need f16 arithmetic on the device (lavapipe has it, SwiftShader not).
+        if !gpu.supports_dtype(burn::tensor::DType::QFloat(scheme)) {
+            continue;
+        }
+        half += usize::from(scales == ScaleDtype::F16);
         // n not a multiple of 64 (the workgroup width), k a few blocks.
         for (n, k, bias) in [(72, 96, true), (40, 256, false)] {
             // As the loaders build it: PyTorch's [out, in] weight quantized, then transposed.
@@ -320,7 +329,7 @@ fn burn_quantized_linears_take_the_wgsl_kernels() {
                 bias: bias.then(|| Param::from_tensor(Tensor::<1>::random([n], Distribution::Normal(0.0, 1.0), &gpu))),
             };
             for rows in [1, 7, 33, 64] {
-                let what = format!("{value:?} [{n}, {k}] bias {bias}, {rows} rows");
+                let what = format!("{value:?} {scales:?} scales [{n}, {k}] bias {bias}, {rows} rows");
                 let x = Tensor::<2>::random([rows, k], Distribution::Normal(0.0, 1.0), &gpu);
                 let takes = kernels::quant_linear_takes_wgsl(&layer, &x);
                 // Q4S always; Q8S below 64 rows, or at any count on an adapter that prefers the WGSL products.
@@ -335,6 +344,10 @@ fn burn_quantized_linears_take_the_wgsl_kernels() {
         }
     }
     assert_eq!(kernels::quant_linear_fallbacks(), before, "a weight was not in the layout the kernels read");
+    let adapter = kernels::adapter_name(&gpu).unwrap_or_default();
+    if adapter.contains("llvmpipe") {
+        assert_eq!(half, 2, "lavapipe has shader-f16: the f16-scale cases must run");
+    }
 }
 
 /// A conv with random weights (and bias unless `bias` is false) on `device`.

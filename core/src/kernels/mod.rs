@@ -153,7 +153,7 @@ pub fn linear<const D: usize>(layer: &Linear, x: Tensor<D>) -> Tensor<D> {
 
 /// Whether [`linear`] multiplies `x` by `layer`'s block-quantized weight with the WGSL
 /// kernels: a wgpu device running them ([`wgsl_active`]), f32 `x`, a weight Burn holds as
-/// Q8S or Q4S with f32 scales. Measured against Burn's own quantized product (`bench --kernels --only
+/// Q8S or Q4S with f32 or f16 scales. Measured against Burn's own quantized product (`bench --kernels --only
 /// matmul_q`, Mistral's 4096 × 4096 projection): the kernels win at 1, 16 and 64 rows on
 /// SwiftShader (2.0–14×) and for Q4S on lavapipe (2.7–13×); Burn's Q8S wins on lavapipe
 /// from 64 rows (0.32×), so Q8S takes the kernel there only below 64 rows.
@@ -163,9 +163,10 @@ pub fn quant_linear_takes_wgsl<const D: usize>(layer: &Linear, x: &Tensor<D>) ->
         use burn::tensor::quantization::{QuantValue, ScaleDtype};
         let DType::QFloat(scheme) = layer.weight.dtype() else { return false };
         let device = x.device();
-        // The kernels read f32 scales; f16 ones (an f16-scale export on a `shader-f16`
-        // adapter) stay with Burn's product.
-        if !wgsl_active(&device) || x.dtype() != DType::F32 || scheme.scale_dtype() != ScaleDtype::F32 {
+        // f32 scales, or f16 ones (an f16-scale export on a `shader-f16` adapter), read as
+        // pairs of halves with `unpack2x16float`.
+        let scales = matches!(scheme.scale_dtype(), ScaleDtype::F32 | ScaleDtype::F16);
+        if !wgsl_active(&device) || x.dtype() != DType::F32 || !scales {
             return false;
         }
         let rows = x.dims()[..D - 1].iter().product::<usize>();

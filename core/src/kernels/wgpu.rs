@@ -98,9 +98,9 @@ pub trait WgslKernels: Backend {
     -> FloatTensor<Self>;
 
     /// `x` `[m, k]` times the transpose of `w`, a `[n, k]` weight Burn keeps block-quantized:
-    /// `shaders/matmul_q8.wgsl` / `matmul_q4.wgsl` reading Burn's own packed words and f32
-    /// scales in place where `w` is Q8S / Q4S, `PackedU32`, blocks of 32 along `k`, f32
-    /// scales, stored row-major; Burn's dequantize + matmul otherwise (counted in
+    /// `shaders/matmul_q8.wgsl` / `matmul_q4.wgsl` reading Burn's own packed words and
+    /// scales in place where `w` is Q8S / Q4S, `PackedU32`, blocks of 32 along `k`, f32 or
+    /// f16 scales, stored row-major; Burn's dequantize + matmul otherwise (counted in
     /// [`quant_linear_fallbacks`]).
     fn matmul_burn_quant(x: FloatTensor<Self>, w: QuantizedTensor<Self>) -> FloatTensor<Self>;
 }
@@ -194,6 +194,8 @@ struct MatmulQuant {
     rows: usize,
     /// Burn's Q4S nibbles (two's complement) rather than the web format's (q + 8).
     signed: bool,
+    /// f16 scales (pairs in `u32` words) rather than f32.
+    half_scales: bool,
 }
 
 impl KernelSource for MatmulQuant {
@@ -207,9 +209,11 @@ impl KernelSource for MatmulQuant {
             .register("rows", self.rows.to_string())
             .register("tile", (self.rows * 8).to_string())
             .register("signed", self.signed.to_string())
+            .register("half_scales", self.half_scales.to_string())
+            .register("scale_word", if self.half_scales { "u32" } else { "f32" })
     }
     fn id(&self) -> KernelId {
-        KernelId::new::<Self>().info((self.q4, self.rows, self.signed))
+        KernelId::new::<Self>().info((self.q4, self.rows, self.signed, self.half_scales))
     }
     fn lang(&self) -> &'static str {
         "wgsl"
@@ -420,7 +424,7 @@ impl WgslKernels for CubeBackend {
         // One row per invocation for a decode step, four (each weight read serving four rows) for prefill.
         let rows = if m == 1 { 1 } else { 4 };
         let workgroups = (n.div_ceil(64) as u32, m.div_ceil(rows) as u32);
-        let kernel = MatmulQuant { q4, rows, signed: false };
+        let kernel = MatmulQuant { q4, rows, signed: false, half_scales: false };
         launch(kernel, 64, workgroups, &[&x, &w, &scales, &out], &[m as u32, n as u32, k as u32]);
         out
     }
@@ -429,11 +433,11 @@ impl WgslKernels for CubeBackend {
         use burn::backend::ops::{FloatTensorOps, QTensorOps};
         let x = into_contiguous(x);
         let (m, k, n) = (x.meta.shape()[0], x.meta.shape()[1], w.meta.shape()[0]);
-        if let Some((values, scales, q4)) = burn_quant_parts(&w, n, k) {
+        if let Some((values, scales, q4, half_scales)) = burn_quant_parts(&w, n, k) {
             let out = empty_like(&x, Shape::new([m, n]));
             let rows = if m == 1 { 1 } else { 4 };
             let workgroups = (n.div_ceil(64) as u32, m.div_ceil(rows) as u32);
-            let kernel = MatmulQuant { q4, rows, signed: q4 };
+            let kernel = MatmulQuant { q4, rows, signed: q4, half_scales };
             launch(kernel, 64, workgroups, &[&x, &values, &scales, &out], &[m as u32, n as u32, k as u32]);
             QUANT_LAUNCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return out;
@@ -462,11 +466,12 @@ pub fn quant_linear_launches() -> usize {
     QUANT_LAUNCHES.load(std::sync::atomic::Ordering::Relaxed)
 }
 
-/// The packed words and f32 scales of a `[n, k]` weight Burn keeps block-quantized, with
-/// whether it is q4, where its layout is the one `shaders/matmul_q{8,4}.wgsl` read: Q8S or
-/// Q4S values packed in `u32` words along `k` (`[n, k / 4 or 8]`, row-major, contiguous) and
-/// one f32 scale per block of 32 along `k` (`[n, k / 32]`, contiguous).
-fn burn_quant_parts(w: &CubeTensor, n: usize, k: usize) -> Option<(CubeTensor, CubeTensor, bool)> {
+/// The packed words and scales of a `[n, k]` weight Burn keeps block-quantized, with
+/// whether it is q4 and whether the scales are f16, where its layout is one
+/// `shaders/matmul_q{8,4}.wgsl` read: Q8S or Q4S values packed in `u32` words along `k`
+/// (`[n, k / 4 or 8]`, row-major, contiguous) and one f32 or f16 scale per block of 32 along
+/// `k` (`[n, k / 32]`, contiguous).
+fn burn_quant_parts(w: &CubeTensor, n: usize, k: usize) -> Option<(CubeTensor, CubeTensor, bool, bool)> {
     use burn::tensor::quantization::{QuantStore, QuantValue, ScaleDtype};
     let DType::QFloat(scheme) = w.dtype else { return None };
     let q4 = match scheme.value {
@@ -479,7 +484,7 @@ fn burn_quant_parts(w: &CubeTensor, n: usize, k: usize) -> Option<(CubeTensor, C
         && scheme.block_size().is_some_and(|b| b.as_slice().last() == Some(&32) && b.num_elements() == 32);
     if scheme.store != QuantStore::PackedU32(0)
         || !blocked
-        || scheme.scale_dtype() != ScaleDtype::F32
+        || !matches!(scheme.scale_dtype(), ScaleDtype::F32 | ScaleDtype::F16)
         || !k.is_multiple_of(32)
         || w.meta.shape().len() != 2
     {
@@ -487,9 +492,11 @@ fn burn_quant_parts(w: &CubeTensor, n: usize, k: usize) -> Option<(CubeTensor, C
     }
     let (values, scales) = w.quantized_handles()?;
     let values_ok = values.meta.shape().as_slice() == [n, k / per_word] && values.is_contiguous();
-    let scales_ok =
-        scales.dtype == DType::F32 && scales.meta.shape().num_elements() == n * k / 32 && scales.is_contiguous();
-    (values_ok && scales_ok && n.div_ceil(64) <= MAX_WORKGROUPS).then_some((values, scales, q4))
+    let half_scales = scales.dtype == DType::F16;
+    let scales_ok = matches!(scales.dtype, DType::F32 | DType::F16)
+        && scales.meta.shape().num_elements() == n * k / 32
+        && scales.is_contiguous();
+    (values_ok && scales_ok && n.div_ceil(64) <= MAX_WORKGROUPS).then_some((values, scales, q4, half_scales))
 }
 
 /// `x` `[m, k]` times `w_t` `[k, n]`, the transposed view of a `[n, k]` weight Burn keeps
