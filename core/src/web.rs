@@ -369,15 +369,18 @@ fn check_blocking(entry: &TensorEntry, q: Quant) -> std::result::Result<Scales, 
     Ok(b.scales)
 }
 
+/// Burn's block quantization of a `[out, in]` weight as `Residency::Quantized` keeps it:
+/// symmetric `value`, blocks of [`BLOCK`] along `in`, packed in `u32` words, `scales` scales.
+fn burn_scheme(value: QuantValue, scales: ScaleDtype) -> QuantScheme {
+    QuantScheme::default().with_value(value).with_store(QuantStore::PackedU32(0)).per_block([1, BLOCK as u8], scales)
+}
+
 /// The scale dtype `Residency::Quantized` keeps on `device` for `value` weights
 /// exported with `scales`: f16 where the export stored f16 and the device computes
 /// with f16 (WebGPU's `shader-f16`: lavapipe has it, SwiftShader and the CPU backend
 /// do not), f32 otherwise (f16 scales widen exactly).
 pub fn device_scales(device: &Device, value: QuantValue, scales: Scales) -> Scales {
-    let f16 = QuantScheme::default()
-        .with_value(value)
-        .with_store(QuantStore::PackedU32(0))
-        .per_block([1, BLOCK as u8], ScaleDtype::F16);
+    let f16 = burn_scheme(value, ScaleDtype::F16);
     if scales == Scales::F16 && device.supports_dtype(burn::tensor::DType::QFloat(f16)) {
         Scales::F16
     } else {
@@ -573,10 +576,7 @@ impl WebLoader {
                     let value = if q == Quant::Q4 { QuantValue::Q4S } else { QuantValue::Q8S };
                     let kept = device_scales(&self.device, value, scales);
                     let scale_dtype = if kept == Scales::F16 { ScaleDtype::F16 } else { ScaleDtype::F32 };
-                    let scheme = QuantScheme::default()
-                        .with_value(value)
-                        .with_store(QuantStore::PackedU32(0))
-                        .per_block([1, BLOCK as u8], scale_dtype);
+                    let scheme = burn_scheme(value, scale_dtype);
                     let shape = [entry.shape[0], entry.shape[1]];
                     let matrix = Tensor::<2>::from_data(TensorData::new(values, shape), &self.device);
                     // The values are `s · q` already, each block's largest |q| at the range's end:
@@ -847,37 +847,24 @@ mod tests {
         let e = loader.finish().err().unwrap().to_string();
         assert!(e.contains("missing") && e.contains(&m.shards[1].file), "{e}");
 
-        let mut shaped = m.clone();
-        shaped.tensors.iter_mut().find(|t| t.name.ends_with("up_proj.weight")).unwrap().shape = vec![96, 32];
-        let e = WebLoader::new("web", &serde_json::to_vec(&shaped).unwrap(), &device, Residency::F32)
-            .err()
-            .unwrap()
-            .to_string();
+        // The loader's error for the manifest with the up-projection's entry edited.
+        let rejected = |edit: &dyn Fn(&mut TensorEntry)| {
+            let mut bad = m.clone();
+            edit(bad.tensors.iter_mut().find(|t| t.name.ends_with("up_proj.weight")).unwrap());
+            WebLoader::new("web", &serde_json::to_vec(&bad).unwrap(), &device, Residency::F32)
+                .err()
+                .unwrap()
+                .to_string()
+        };
+        let e = rejected(&|t| t.shape = vec![96, 32]);
         assert!(e.contains("up_proj.weight") && e.contains("[96, 32]"), "{e}");
 
         // Scales said to be f16 where the bytes hold f32 ones; a blocking this build does not read.
-        let up = |m: &mut Manifest| m.tensors.iter_mut().find(|t| t.name.ends_with("up_proj.weight")).unwrap().clone();
-        let mut half = m.clone();
-        let name = up(&mut half).name;
-        half.tensors.iter_mut().find(|t| t.name == name).unwrap().quantization.as_mut().unwrap().scales = Scales::F16;
-        let e = WebLoader::new("web", &serde_json::to_vec(&half).unwrap(), &device, Residency::F32)
-            .err()
-            .unwrap()
-            .to_string();
+        let e = rejected(&|t| t.quantization.as_mut().unwrap().scales = Scales::F16);
         assert!(e.contains("up_proj.weight") && e.contains("needs"), "{e}");
-        let mut blocked = m.clone();
-        blocked.tensors.iter_mut().find(|t| t.name == name).unwrap().quantization.as_mut().unwrap().block = 64;
-        let e = WebLoader::new("web", &serde_json::to_vec(&blocked).unwrap(), &device, Residency::F32)
-            .err()
-            .unwrap()
-            .to_string();
+        let e = rejected(&|t| t.quantization.as_mut().unwrap().block = 64);
         assert!(e.contains("up_proj.weight") && e.contains("block 64"), "{e}");
-        let mut bare = m.clone();
-        bare.tensors.iter_mut().find(|t| t.name == name).unwrap().quantization = None;
-        let e = WebLoader::new("web", &serde_json::to_vec(&bare).unwrap(), &device, Residency::F32)
-            .err()
-            .unwrap()
-            .to_string();
+        let e = rejected(&|t| t.quantization = None);
         assert!(e.contains("up_proj.weight") && e.contains("without its `quantization`"), "{e}");
         let text = String::from_utf8_lossy(&web.files[MANIFEST]).replace("\"scales\":\"f32\"", "\"scales\":\"f8\"");
         let e = WebLoader::new("web", text.as_bytes(), &device, Residency::F32).err().unwrap().to_string();

@@ -16,12 +16,14 @@ fn wgpu() -> Device {
     DEVICE.get_or_init(|| Device::wgpu_options().init().expect("a wgpu adapter (lavapipe in CI)")).clone()
 }
 
+/// Symmetric `value` blocks of 32 along the input dimension, packed in `u32` words, `scales` scales.
+fn block_scheme(value: QuantValue, scales: ScaleDtype) -> QuantScheme {
+    QuantScheme::default().with_value(value).with_store(QuantStore::PackedU32(0)).per_block([1, 32], scales)
+}
+
 /// (max |dequantized - w|, max |x · qWᵀ - x · dequant(qW)ᵀ|) for a `[n, k]` weight.
 fn errors(device: &Device, value: QuantValue, rows: usize, k: usize, n: usize) -> (f32, f32) {
-    let scheme = QuantScheme::default()
-        .with_value(value)
-        .with_store(QuantStore::PackedU32(0))
-        .per_block([1, 32], ScaleDtype::F32);
+    let scheme = block_scheme(value, ScaleDtype::F32);
     let w = Tensor::<2>::random([n, k], Distribution::Normal(0.0, 1.0), device);
     let x = Tensor::<2>::random([rows, k], Distribution::Normal(0.0, 1.0), device);
     let q = w.clone().quantize_dynamic(&scheme);
@@ -53,10 +55,7 @@ fn burn_linear_runs_a_block_quantized_weight() {
     use burn::nn::Linear;
     for (name, device) in [("flex", Device::flex()), ("wgpu", wgpu())] {
         for value in [QuantValue::Q8S, QuantValue::Q4S] {
-            let scheme = QuantScheme::default()
-                .with_value(value)
-                .with_store(QuantStore::PackedU32(0))
-                .per_block([1, 32], ScaleDtype::F32);
+            let scheme = block_scheme(value, ScaleDtype::F32);
             // As the loaders build a linear: PyTorch's [out, in] weight, transposed to Burn's [in, out].
             let w = Tensor::<2>::random([48, 64], Distribution::Normal(0.0, 1.0), &device);
             let q = w.quantize_dynamic(&scheme);
@@ -79,10 +78,7 @@ fn burn_f16_scales_work_where_the_device_has_f16() {
     use burn::tensor::DType;
     for (name, device) in [("flex", Device::flex()), ("wgpu", wgpu())] {
         for value in [QuantValue::Q8S, QuantValue::Q4S] {
-            let scheme = QuantScheme::default()
-                .with_value(value)
-                .with_store(QuantStore::PackedU32(0))
-                .per_block([1, 32], ScaleDtype::F16);
+            let scheme = block_scheme(value, ScaleDtype::F16);
             let supported = device.supports_dtype(DType::QFloat(scheme));
             let adapter = genllava::kernels::adapter_name(&device).unwrap_or_default();
             eprintln!(

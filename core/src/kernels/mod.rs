@@ -127,24 +127,13 @@ pub fn matmul<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> Tensor<D> {
 /// Burn's packed words in place ([`quant_linear_takes_wgsl`]); an f32 one through
 /// [`matmul`] where [`wgsl_matmul_preferred`]; `Linear::forward` otherwise. Plus the bias.
 pub fn linear<const D: usize>(layer: &Linear, x: Tensor<D>) -> Tensor<D> {
-    #[cfg(feature = "wgpu-kernels")]
-    if (2..=4).contains(&D) && quant_linear_takes_wgsl(layer, &x) {
-        let dims = x.dims();
-        let (k, n) = (dims[D - 1], layer.weight.dims()[1]);
-        let rows = dims[..D - 1].iter().product::<usize>();
-        let y = wgpu::burn_quant_linear(x.reshape([rows, k]), layer.weight.val());
-        let mut out = dims;
-        out[D - 1] = n;
-        let y = y.reshape(out);
-        return match &layer.bias {
-            Some(b) => y.add(b.val().unsqueeze::<D>()),
-            None => y,
-        };
-    }
-    if D < 2 || D > 4 || !wgsl_matmul_preferred(&x.device()) {
+    let y = if (2..=4).contains(&D) && quant_linear_takes_wgsl(layer, &x) {
+        quant_linear_product(layer, x)
+    } else if (2..=4).contains(&D) && wgsl_matmul_preferred(&x.device()) {
+        matmul(x, layer.weight.val().unsqueeze::<D>())
+    } else {
         return layer.forward(x);
-    }
-    let y = matmul(x, layer.weight.val().unsqueeze::<D>());
+    };
     match &layer.bias {
         Some(b) => y.add(b.val().unsqueeze::<D>()),
         None => y,
@@ -183,6 +172,25 @@ pub fn quant_linear_takes_wgsl<const D: usize>(layer: &Linear, x: &Tensor<D>) ->
     {
         let _ = (layer, x);
         false
+    }
+}
+
+/// `x · W` without the bias for [`linear`]'s Burn-quantized weight on the kernels: `x`
+/// flattened to rows, multiplied, and shaped back.
+fn quant_linear_product<const D: usize>(layer: &Linear, x: Tensor<D>) -> Tensor<D> {
+    #[cfg(feature = "wgpu-kernels")]
+    {
+        let mut dims = x.dims();
+        let k = dims[D - 1];
+        let rows = dims[..D - 1].iter().product::<usize>();
+        let y = wgpu::burn_quant_linear(x.reshape([rows, k]), layer.weight.val());
+        dims[D - 1] = layer.weight.dims()[1];
+        y.reshape(dims)
+    }
+    #[cfg(not(feature = "wgpu-kernels"))]
+    {
+        // Not reached (quant_linear_takes_wgsl is false without the kernels): Burn's product.
+        x.matmul(layer.weight.val().unsqueeze::<D>())
     }
 }
 

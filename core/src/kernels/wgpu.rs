@@ -419,34 +419,46 @@ impl WgslKernels for CubeBackend {
         q4: bool,
     ) -> FloatTensor<Self> {
         let (x, w, scales) = (into_contiguous(x), into_contiguous(w), into_contiguous(scales));
-        let (m, k, n) = (x.meta.shape()[0], x.meta.shape()[1], scales.meta.shape()[0]);
-        let out = empty_like(&x, Shape::new([m, n]));
-        // One row per invocation for a decode step, four (each weight read serving four rows) for prefill.
-        let rows = if m == 1 { 1 } else { 4 };
-        let workgroups = (n.div_ceil(64) as u32, m.div_ceil(rows) as u32);
-        let kernel = MatmulQuant { q4, rows, signed: false, half_scales: false };
-        launch(kernel, 64, workgroups, &[&x, &w, &scales, &out], &[m as u32, n as u32, k as u32]);
-        out
+        let n = scales.meta.shape()[0];
+        launch_quant(&x, &w, &scales, n, q4, false, false)
     }
 
     fn matmul_burn_quant(x: FloatTensor<Self>, w: QuantizedTensor<Self>) -> FloatTensor<Self> {
         use burn::backend::ops::{FloatTensorOps, QTensorOps};
         let x = into_contiguous(x);
-        let (m, k, n) = (x.meta.shape()[0], x.meta.shape()[1], w.meta.shape()[0]);
+        let (k, n) = (x.meta.shape()[1], w.meta.shape()[0]);
         if let Some((values, scales, q4, half_scales)) = burn_quant_parts(&w, n, k) {
-            let out = empty_like(&x, Shape::new([m, n]));
-            let rows = if m == 1 { 1 } else { 4 };
-            let workgroups = (n.div_ceil(64) as u32, m.div_ceil(rows) as u32);
-            let kernel = MatmulQuant { q4, rows, signed: q4, half_scales };
-            launch(kernel, 64, workgroups, &[&x, &values, &scales, &out], &[m as u32, n as u32, k as u32]);
             QUANT_LAUNCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return out;
+            // Burn's Q4S nibbles are two's complement.
+            return launch_quant(&x, &values, &scales, n, q4, q4, half_scales);
         }
         QUANT_FALLBACKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let w = <CubeBackend as QTensorOps<CubeBackend>>::dequantize(w, burn::tensor::FloatDType::F32);
         let wt = <CubeBackend as FloatTensorOps<CubeBackend>>::float_transpose(w);
         <CubeBackend as FloatTensorOps<CubeBackend>>::float_matmul(x, wt)
     }
+}
+
+/// `shaders/matmul_q8.wgsl` / `matmul_q4.wgsl` on contiguous f32 `x` `[m, k]`, packed words
+/// `w` and `scales` of an `[n, k]` weight → `[m, n]`; `signed`: Burn's Q4S nibbles,
+/// `half_scales`: f16 scales in pairs per word.
+fn launch_quant(
+    x: &CubeTensor,
+    w: &CubeTensor,
+    scales: &CubeTensor,
+    n: usize,
+    q4: bool,
+    signed: bool,
+    half_scales: bool,
+) -> CubeTensor {
+    let (m, k) = (x.meta.shape()[0], x.meta.shape()[1]);
+    let out = empty_like(x, Shape::new([m, n]));
+    // One row per invocation for a decode step, four (each weight read serving four rows) for prefill.
+    let rows = if m == 1 { 1 } else { 4 };
+    let workgroups = (n.div_ceil(64) as u32, m.div_ceil(rows) as u32);
+    let kernel = MatmulQuant { q4, rows, signed, half_scales };
+    launch(kernel, 64, workgroups, &[x, w, scales, &out], &[m as u32, n as u32, k as u32]);
+    out
 }
 
 /// Products of [`WgslKernels::matmul_burn_quant`] that took Burn's dequantize + matmul
