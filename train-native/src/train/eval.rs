@@ -98,6 +98,12 @@ fn edit_instruction(user: &str) -> &str {
     user.rsplit_once(marker).map_or(user, |(_, i)| i)
 }
 
+/// The most tokens a greedy answer may take: twice the expected answer's tokens plus
+/// the end of sequence, at least 24.
+fn answer_cap(tokenizer: &genllava::tokenizer::TextTokenizer, expected: &str) -> anyhow::Result<usize> {
+    Ok((2 * tokenizer.encode(expected, false)?.len() + 1).max(24))
+}
+
 /// Evaluate `bundle` (any device; the model is put in inference mode here) on
 /// held-out `sets`: `cfg.eval_samples` questions per understanding / text set and
 /// `cfg.eval_images` images per generation / editing set. `sd` is the frozen diffusion
@@ -136,13 +142,13 @@ pub fn evaluate(
         }),
         _ => None,
     };
-    let sampling = SamplingConfig {
+    let greedy = SamplingConfig {
         temperature: 0.0,
         top_k: 0,
         top_p: 1.0,
         repetition_penalty: 1.0,
         seed: 0,
-        max_new_tokens: 24,
+        max_new_tokens: 0,
         logprobs: 0,
     };
     let (mut nll, mut count) = (0.0, 0usize);
@@ -183,6 +189,12 @@ pub fn evaluate(
                     if task.is_some() {
                         prompt.insert_str(0, tokenize::task_token(&s));
                     }
+                    let expected = s.turns[last].text.trim().to_string();
+                    // Room for the whole expected answer and as much again (greedy decoding
+                    // stops at the end of sequence): a cap below it would score a right
+                    // answer wrong by cutting it short.
+                    let sampling =
+                        SamplingConfig { max_new_tokens: answer_cap(&bundle.tokenizer, &expected)?, ..greedy.clone() };
                     let req = UnderstandRequest {
                         prompt: &prompt,
                         image: s.image.as_ref(),
@@ -193,7 +205,6 @@ pub fn evaluate(
                     };
                     let answer =
                         understand(&ckpt, &bundle.tokenizer, Some(&bundle.processor), &req, &device, &mut |_| true)?;
-                    let expected = s.turns[last].text.trim().to_string();
                     let got = answer.text.trim().to_string();
                     let ok = score_answer(&got, &expected);
                     if let (Kind::Understanding, Some(c)) = (kind, &s.category) {
