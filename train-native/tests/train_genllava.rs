@@ -2,7 +2,8 @@
 //! `[IMG]` tokens, generation head, cross-entropy + denoising + alignment losses
 //! through the frozen shipped decoder): a run killed with SIGKILL after a
 //! checkpoint and resumed ends with the same bytes of weights (LLaVA and head)
-//! as an uninterrupted one; the checkpoint is a GenLLaVA folder that `generate`,
+//! as an uninterrupted one, and micro-batches run side by side on threads give
+//! the same bytes as one after the other; the checkpoint is a GenLLaVA folder that `generate`,
 //! `edit` and `chat` load.
 
 mod common;
@@ -47,6 +48,19 @@ fn genllava_run_resumes_exactly_and_its_checkpoint_generates() {
     }
     let report = std::fs::read_to_string(a.join("report.md")).expect("report");
     assert!(report.contains("shapes generation (novel"), "{report}");
+
+    // The two micro-batches of each step ran side by side (`parallel_micro_batches`
+    // defaults to 2); one after the other they give the same bytes.
+    let c = temp("c");
+    let mut sequential = args(&c);
+    sequential.extend(["--set", "parallel_micro_batches=1"].map(String::from));
+    run_ok(bin().args(&sequential));
+    for f in ["model.safetensors", "gen_head/model.safetensors"] {
+        let wa = std::fs::read(a.join("model").join(f)).expect("weights a");
+        let wc = std::fs::read(c.join("model").join(f)).expect("weights c");
+        assert!(wa == wc, "{f}: micro-batches run side by side and one after the other give different weights");
+    }
+    let _ = std::fs::remove_dir_all(&c);
 
     // Killed after the checkpoint of step ≥ 2, then resumed.
     let b = temp("b");

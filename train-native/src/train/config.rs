@@ -33,6 +33,10 @@ pub struct TrainConfig {
     pub global_batch: usize,
     /// Samples per forward/backward pass; `global_batch / micro_batch` passes are accumulated.
     pub micro_batch: usize,
+    /// How many micro-batches of a step run at once, each on its own thread (their
+    /// gradients are summed in order, so the result does not depend on it; 1: one after
+    /// another). Pays where one pass leaves cores idle, as a small model on the CPU does.
+    pub parallel_micro_batches: usize,
     /// Optimizer steps of the whole run (the schedule's length).
     pub steps: usize,
     /// Seed of the initial weights and of the data order.
@@ -75,6 +79,7 @@ impl Default for TrainConfig {
             clip_norm: 1.0,
             global_batch: 128,
             micro_batch: 16,
+            parallel_micro_batches: 2,
             steps: 1000,
             seed: 7,
             max_seq_len: 2048,
@@ -318,6 +323,9 @@ impl TrainConfig {
                 self.global_batch,
                 self.micro_batch
             );
+        }
+        if self.parallel_micro_batches == 0 {
+            bail!("parallel_micro_batches must be at least 1 (1: micro-batches one after another)");
         }
         if self.steps == 0 {
             bail!("steps must be positive");

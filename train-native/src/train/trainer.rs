@@ -12,6 +12,7 @@ use super::metrics::{MetricsLog, Progress, StepMetrics};
 use super::model::{Bundle, GenModel};
 use super::optim;
 use super::tokenize::{self, Encoded};
+use burn::module::Module;
 use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::tensor::Device;
 use genllava::template::ChatFormat;
@@ -144,18 +145,24 @@ impl Trainer {
                 pad_id,
                 device: &self.device,
             };
-            for (k, chunk) in batch.chunks(self.cfg.micro_batch).enumerate() {
+            let model = &self.bundle.model;
+            let frozen = self.frozen.as_ref();
+            let rng = self.state.rng;
+            // One micro-batch's weighted loss terms and gradients.
+            let micro = |k: usize,
+                         chunk: &[(Sample, Encoded)],
+                         model: &GenModel|
+             -> anyhow::Result<(f64, f64, f64, GradientsParams)> {
                 let mb = MicroBatch {
                     samples: chunk.iter().map(|(s, _)| s).collect(),
                     encoded: chunk.iter().map(|(_, e)| e).collect(),
                 };
-                let model = &self.bundle.model;
-                let genr = match (&model.head, &self.frozen) {
+                let genr = match (&model.head, frozen) {
                     (Some(head), Some(frozen)) => Some(GenContext {
                         head,
                         img: &img,
                         frozen,
-                        seed: splitmix64(self.state.rng ^ k as u64),
+                        seed: splitmix64(rng ^ k as u64),
                         diffusion: w.diffusion > 0.0,
                         align: w.align > 0.0,
                         to_llm: w.gen_to_llm,
@@ -165,19 +172,57 @@ impl Trainer {
                 let l = loss::losses(&model.llava, &ctx, &mb, genr.as_ref())?;
                 let scalar = |t: &burn::tensor::Tensor<1>| f64::from(t.clone().into_scalar::<f32>());
                 let mut total = l.nll.mul_scalar(w.ce / total_targets.max(1) as f64);
-                ce_sum += scalar(&total);
+                let ce = scalar(&total);
+                let (mut diffusion, mut align) = (0.0, 0.0);
                 if let Some(d) = l.diffusion {
                     let d = d.mul_scalar(w.diffusion / total_images as f64);
-                    diffusion_sum += scalar(&d);
+                    diffusion = scalar(&d);
                     total = total.add(d);
                 }
                 if let Some(a) = l.align {
                     let a = a.mul_scalar(w.align / total_images as f64);
-                    align_sum += scalar(&a);
+                    align = scalar(&a);
                     total = total.add(a);
                 }
-                let grads = GradientsParams::from_grads(total.backward(), model);
-                acc.accumulate(model, grads);
+                Ok((ce, diffusion, align, GradientsParams::from_grads(total.backward(), model)))
+            };
+            // The micro-batches run side by side on their own threads (most of a small
+            // model's kernels use one core); their gradients are summed in order, so the
+            // step is the same whatever the thread count.
+            let chunks: Vec<&[(Sample, Encoded)]> = batch.chunks(self.cfg.micro_batch).collect();
+            let parallel = self.cfg.parallel_micro_batches;
+            for (g, group) in chunks.chunks(parallel).enumerate() {
+                let results: Vec<anyhow::Result<_>> = if group.len() == 1 {
+                    vec![micro(g * parallel, group[0], model)]
+                } else {
+                    std::thread::scope(|scope| {
+                        let handles: Vec<_> = group
+                            .iter()
+                            .enumerate()
+                            .map(|(j, chunk)| {
+                                let micro = &micro;
+                                // Each thread's own leaves (same parameter ids, same
+                                // weights, no copy): Burn's autodiff graphs of
+                                // threads that share leaves merge, and then a backward
+                                // on one thread and an op on the other can deadlock
+                                // on the graph locks.
+                                let local = model.clone().fork(&self.device);
+                                scope.spawn(move || micro(g * parallel + j, chunk, &local))
+                            })
+                            .collect();
+                        handles
+                            .into_iter()
+                            .map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a micro-batch thread panicked"))))
+                            .collect()
+                    })
+                };
+                for r in results {
+                    let (ce, diffusion, align, grads) = r?;
+                    ce_sum += ce;
+                    diffusion_sum += diffusion;
+                    align_sum += align;
+                    acc.accumulate(model, grads);
+                }
             }
             let (grads, norm) = optim::clip_global(&self.bundle.model, acc.grads(), self.cfg.clip_norm);
             grad_norm = norm;
