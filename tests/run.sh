@@ -31,7 +31,7 @@ DOCS_RS=1 cargo check -q -p train-native --features cuda
 echo "== unit, parity and CLI tests"
 cargo test -q --workspace --lib --bins --tests
 
-echo "== --device wgpu on lavapipe: CLI parity with the CPU, the WGSL kernels of shaders/, Burn's block quantization"
+echo "== --device wgpu on lavapipe: CLI parity with the CPU, data-parallel training on two devices, the WGSL kernels of shaders/, Burn's block quantization"
 cargo test -q -p train-native --features wgpu --test cli_wgpu --test wgpu_kernels --test burn_quant --test cli_export_web
 
 echo "== browser: build (wasm-bindgen-cli pinned to Cargo.lock) and test in headless chromium"

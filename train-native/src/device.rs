@@ -25,6 +25,63 @@ impl DeviceArg {
     }
 }
 
+impl DeviceArg {
+    /// The devices of a data-parallel run, `--devices LIST` (comma-separated, the first
+    /// is the main one): CUDA device indices (`0,1,2,3`), or wgpu adapters by kind
+    /// (`default`, `cpu`, `discrete:N`, `integrated:N`, `virtual:N`; two kinds that land
+    /// on one adapter are two devices with their own queues). The CPU backend has one
+    /// device; its micro-batches share the cores through `parallel_micro_batches` instead.
+    pub fn devices(self, list: &str) -> anyhow::Result<Vec<Device>> {
+        let names: Vec<&str> = list.split(',').map(str::trim).collect();
+        anyhow::ensure!(names.iter().all(|n| !n.is_empty()), "--devices {list:?}: an empty device name");
+        for (i, n) in names.iter().enumerate() {
+            anyhow::ensure!(!names[..i].contains(n), "--devices {list:?}: {n} is named twice");
+        }
+        match self {
+            DeviceArg::Cpu => anyhow::bail!(
+                "--devices {list:?} with --device cpu: the CPU backend is one device (parallel_micro_batches spreads a step over its cores); use --device cuda or wgpu"
+            ),
+            DeviceArg::Cuda => names
+                .iter()
+                .map(|n| {
+                    let index: usize = n
+                        .parse()
+                        .map_err(|_| anyhow::anyhow!("--devices {list:?}: {n:?} is not a CUDA device index"))?;
+                    cuda_at(index)
+                })
+                .collect(),
+            DeviceArg::Wgpu => names.iter().map(|n| wgpu_named(n)).collect(),
+        }
+    }
+}
+
+#[cfg(feature = "wgpu")]
+fn wgpu_named(name: &str) -> anyhow::Result<Device> {
+    use burn::tensor::DeviceKind;
+    let index = |rest: &str| {
+        rest.parse::<usize>()
+            .map_err(|_| anyhow::anyhow!("--devices: {name:?}: expected an adapter index after the colon"))
+    };
+    let kind = match name.split_once(':') {
+        None if name == "default" => DeviceKind::DefaultDevice,
+        None if name == "cpu" => DeviceKind::Cpu,
+        Some(("discrete", i)) => DeviceKind::DiscreteGpu(index(i)?),
+        Some(("integrated", i)) => DeviceKind::IntegratedGpu(index(i)?),
+        Some(("virtual", i)) => DeviceKind::VirtualGpu(index(i)?),
+        _ => anyhow::bail!(
+            "--devices: {name:?} is not a wgpu device (default, cpu, discrete:N, integrated:N, virtual:N)"
+        ),
+    };
+    Device::wgpu_options()
+        .device_kind(kind)
+        .init()
+        .map_err(|e| anyhow::anyhow!("--devices: no wgpu adapter for {name}: {e:?}"))
+}
+#[cfg(not(feature = "wgpu"))]
+fn wgpu_named(_: &str) -> anyhow::Result<Device> {
+    wgpu()
+}
+
 #[cfg(feature = "wgpu")]
 fn wgpu() -> anyhow::Result<Device> {
     Device::wgpu_options().init().map_err(|e| anyhow::anyhow!("no wgpu adapter: {e:?}"))
@@ -53,4 +110,20 @@ fn cuda() -> anyhow::Result<Device> {
 #[cfg(not(feature = "cuda"))]
 fn cuda() -> anyhow::Result<Device> {
     anyhow::bail!("this binary was built without CUDA support: rebuild with `--features cuda`")
+}
+
+/// CUDA device `index`, after the same library checks as `--device cuda` and a check
+/// that the machine has that many devices.
+#[cfg(feature = "cuda")]
+fn cuda_at(index: usize) -> anyhow::Result<Device> {
+    cuda()?;
+    let count = cudarc::driver::result::init()
+        .and_then(|()| cudarc::driver::result::device::get_count())
+        .map_err(|e| anyhow::anyhow!("--devices: the CUDA driver could not count the devices: {e:?}"))?;
+    anyhow::ensure!(index < count as usize, "--devices: CUDA device {index} does not exist (this machine has {count})");
+    Ok(Device::cuda(index))
+}
+#[cfg(not(feature = "cuda"))]
+fn cuda_at(_: usize) -> anyhow::Result<Device> {
+    cuda()
 }

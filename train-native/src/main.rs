@@ -73,6 +73,7 @@ fn main() {
             resume: false,
             print_config: false,
             device: device::DeviceArg::Cpu,
+            devices: None,
         }),
         Some(Command::Eval(args)) => train::run_eval(args),
         Some(Command::Data(args)) => pretrain::data::run(args),

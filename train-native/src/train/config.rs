@@ -33,9 +33,10 @@ pub struct TrainConfig {
     pub global_batch: usize,
     /// Samples per forward/backward pass; `global_batch / micro_batch` passes are accumulated.
     pub micro_batch: usize,
-    /// How many micro-batches of a step run at once, each on its own thread (their
-    /// gradients are summed in order, so the result does not depend on it; 1: one after
-    /// another). Pays where one pass leaves cores idle, as a small model on the CPU does.
+    /// How many micro-batches of a step run at once on each device, each on its own
+    /// thread (their gradients are summed in order, so the result does not depend on it;
+    /// 1: one after another). Pays where one pass leaves cores idle, as a small model on
+    /// the CPU does.
     pub parallel_micro_batches: usize,
     /// Optimizer steps of the whole run (the schedule's length).
     pub steps: usize,

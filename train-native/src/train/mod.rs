@@ -59,6 +59,13 @@ pub struct TrainArgs {
     /// Compute device.
     #[arg(long, value_enum, default_value_t)]
     pub device: DeviceArg,
+    /// Data-parallel training over several devices of `--device`'s kind, comma-separated,
+    /// the first holding the weights and optimizer: CUDA indices (`0,1,2,3`) or wgpu
+    /// adapters (`default`, `cpu`, `discrete:N`, `integrated:N`, `virtual:N`). Each step's
+    /// micro-batches are dealt round-robin to the devices (`parallel_micro_batches` at a
+    /// time on each), their gradients summed on the first: the same step as on one device.
+    #[arg(long)]
+    pub devices: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -173,7 +180,16 @@ pub(crate) fn tokenizer_corpus(sets: &[Box<dyn Dataset>]) -> anyhow::Result<Vec<
 /// `train-native train …`.
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let given = args.config.load()?;
-    let device = args.device.device()?.autodiff();
+    let (device, replicas) = match &args.devices {
+        None => (args.device.device()?, Vec::new()),
+        Some(list) => {
+            let mut all = args.device.devices(list)?;
+            let first = all.remove(0);
+            (first, all)
+        }
+    };
+    let device = device.autodiff();
+    let replicas: Vec<burn::tensor::Device> = replicas.into_iter().map(|d| d.autodiff()).collect();
     let latest = if args.resume { checkpoint::latest(&given.out_dir)? } else { None };
     let mut trainer = match latest {
         Some(dir) => {
@@ -190,7 +206,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             model::resolve_sd_dir(&mut bundle, &cfg);
             bundle.model = model::apply_trainable(model::stable_params(bundle.model, &device), &cfg.trainable);
             let optim = checkpoint::restore_optimizer(optim::adamw(&cfg), restored.optimizer_bytes)?;
-            build(cfg, bundle, optim, restored.state, device)?
+            build(cfg, bundle, optim, restored.state, device, &replicas)?
         }
         None => {
             if args.print_config {
@@ -249,7 +265,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
                 elapsed_s: 0.0,
             };
             let optim = optim::adamw(&cfg);
-            build(cfg, bundle, optim, state, device)?
+            build(cfg, bundle, optim, state, device, &replicas)?
         }
     };
     if args.print_config {
@@ -269,6 +285,7 @@ fn build(
     optim: burn::optim::ModuleOptimizer,
     state: TrainState,
     device: burn::tensor::Device,
+    replicas: &[burn::tensor::Device],
 ) -> anyhow::Result<trainer::Trainer> {
     std::fs::create_dir_all(&cfg.out_dir).with_context(|| cfg.out_dir.display().to_string())?;
     let (sets, eval_sets) = data_sets(&cfg, bundle.config.vision_config.image_size)?;
@@ -278,10 +295,42 @@ fn build(
         let names: Vec<&str> = missing.iter().map(|k| k.name()).collect();
         eprintln!("note: no data for {} in the mixture: shares renormalised over the rest", names.join(", "));
     }
-    let frozen = match &bundle.generation {
-        Some(g) => Some(loss::Frozen::load(&g.sd_dir, g.head_config.num_queries, &device)?),
-        None => None,
+    let frozen_on = |device: &burn::tensor::Device| -> anyhow::Result<Option<loss::Frozen>> {
+        match &bundle.generation {
+            Some(g) => Ok(Some(loss::Frozen::load(&g.sd_dir, g.head_config.num_queries, device)?)),
+            None => Ok(None),
+        }
     };
+    let frozen = frozen_on(&device)?;
+    let replicas = replicas
+        .iter()
+        .map(|d| Ok(trainer::Replica { device: d.clone(), frozen: frozen_on(d)? }))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if !replicas.is_empty() {
+        let workers = (1 + replicas.len()) * cfg.parallel_micro_batches;
+        let names: Vec<String> =
+            std::iter::once(&device).chain(replicas.iter().map(|r| &r.device)).map(|d| format!("{d:?}")).collect();
+        eprintln!(
+            "data parallel over {} devices ({}): {} micro-batches per step, {workers} at a time",
+            1 + replicas.len(),
+            names.join(", "),
+            cfg.accumulation()
+        );
+        for (i, d) in replicas.iter().enumerate() {
+            anyhow::ensure!(
+                d.device != device && replicas[..i].iter().all(|r| r.device != d.device),
+                "--devices: {} names one device twice (two names for the same adapter and queue)",
+                names.join(", ")
+            );
+        }
+        if cfg.accumulation() < 1 + replicas.len() {
+            log::warn!(
+                "{} micro-batches per step leave some of the {} devices idle: raise global_batch / micro_batch",
+                cfg.accumulation(),
+                1 + replicas.len()
+            );
+        }
+    }
     let (trainable, total) = model::count_params(&bundle.model);
     eprintln!(
         "model: {total} parameters, {trainable} trainable; {} steps of {} samples ({} × {})",
@@ -290,5 +339,5 @@ fn build(
         cfg.accumulation(),
         cfg.micro_batch
     );
-    Ok(trainer::Trainer { cfg, bundle, optim, state, sampler, eval_sets, device, evals: Vec::new(), frozen })
+    Ok(trainer::Trainer { cfg, bundle, optim, state, sampler, eval_sets, device, evals: Vec::new(), frozen, replicas })
 }

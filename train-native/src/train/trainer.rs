@@ -31,6 +31,16 @@ pub struct Trainer {
     pub evals: Vec<EvalResult>,
     /// The frozen diffusion decoder of a GenLLaVA run.
     pub frozen: Option<Frozen>,
+    /// Further devices of a data-parallel run (`train --devices`), each with its own copy
+    /// of the frozen decoder; `device` is the first, where the weights, the optimizer and
+    /// the summed gradients live.
+    pub replicas: Vec<Replica>,
+}
+
+/// One more device of a data-parallel run.
+pub struct Replica {
+    pub device: Device,
+    pub frozen: Option<Frozen>,
 }
 
 impl Trainer {
@@ -139,20 +149,21 @@ impl Trainer {
         let mut grad_norm = 0.0;
         if total_targets > 0 || total_images > 0 {
             let mut acc = GradientsAccumulator::<GenModel>::new();
-            let ctx = LossContext {
-                config: &self.bundle.config,
-                processor: &self.bundle.processor,
-                pad_id,
-                device: &self.device,
-            };
+            let (config, processor) = (&self.bundle.config, &self.bundle.processor);
             let model = &self.bundle.model;
-            let frozen = self.frozen.as_ref();
             let rng = self.state.rng;
+            // Worker `j` of a group runs on device `j mod D` (the first is the main one).
+            let main = &self.device;
+            let devices: Vec<(&Device, Option<&Frozen>)> = std::iter::once((&self.device, self.frozen.as_ref()))
+                .chain(self.replicas.iter().map(|r| (&r.device, r.frozen.as_ref())))
+                .collect();
             // One micro-batch's weighted loss terms and gradients.
             let micro = |k: usize,
                          chunk: &[(Sample, Encoded)],
-                         model: &GenModel|
+                         model: &GenModel,
+                         (device, frozen): (&Device, Option<&Frozen>)|
              -> anyhow::Result<(f64, f64, f64, GradientsParams)> {
+                let ctx = LossContext { config, processor, pad_id, device };
                 let mb = MicroBatch {
                     samples: chunk.iter().map(|(s, _)| s).collect(),
                     encoded: chunk.iter().map(|(_, e)| e).collect(),
@@ -184,16 +195,20 @@ impl Trainer {
                     align = scalar(&a);
                     total = total.add(a);
                 }
-                Ok((ce, diffusion, align, GradientsParams::from_grads(total.backward(), model)))
+                let grads = GradientsParams::from_grads(total.backward(), model);
+                // A replica's gradients join the sum on the main device.
+                let grads = if device == main { grads } else { grads.to_device(main, model) };
+                Ok((ce, diffusion, align, grads))
             };
             // The micro-batches run side by side on their own threads (most of a small
-            // model's kernels use one core); their gradients are summed in order, so the
-            // step is the same whatever the thread count.
+            // model's kernels use one core; a data-parallel run has one group member per
+            // device and share); their gradients are summed in order, so the step is the
+            // same whatever the thread count.
             let chunks: Vec<&[(Sample, Encoded)]> = batch.chunks(self.cfg.micro_batch).collect();
-            let parallel = self.cfg.parallel_micro_batches;
+            let parallel = self.cfg.parallel_micro_batches * devices.len();
             for (g, group) in chunks.chunks(parallel).enumerate() {
                 let results: Vec<anyhow::Result<_>> = if group.len() == 1 {
-                    vec![micro(g * parallel, group[0], model)]
+                    vec![micro(g * parallel, group[0], model, devices[0])]
                 } else {
                     std::thread::scope(|scope| {
                         let handles: Vec<_> = group
@@ -201,13 +216,14 @@ impl Trainer {
                             .enumerate()
                             .map(|(j, chunk)| {
                                 let micro = &micro;
+                                let on = devices[j % devices.len()];
                                 // Each thread's own leaves (same parameter ids, same
-                                // weights, no copy): Burn's autodiff graphs of
-                                // threads that share leaves merge, and then a backward
-                                // on one thread and an op on the other can deadlock
-                                // on the graph locks.
-                                let local = model.clone().fork(&self.device);
-                                scope.spawn(move || micro(g * parallel + j, chunk, &local))
+                                // weights; no copy on the main device): Burn's autodiff
+                                // graphs of threads that share leaves merge, and then a
+                                // backward on one thread and an op on the other can
+                                // deadlock on the graph locks.
+                                let local = model.clone().fork(on.0);
+                                scope.spawn(move || micro(g * parallel + j, chunk, &local, on))
                             })
                             .collect();
                         handles
