@@ -23,9 +23,7 @@ impl DeviceArg {
             DeviceArg::Cuda => cuda(),
         }
     }
-}
 
-impl DeviceArg {
     /// The devices of a data-parallel run, `--devices LIST` (comma-separated, the first
     /// is the main one): CUDA device indices (`0,1,2,3`), or wgpu adapters by kind
     /// (`default`, `cpu`, `discrete:N`, `integrated:N`, `virtual:N`; two kinds that land
@@ -37,7 +35,7 @@ impl DeviceArg {
         for (i, n) in names.iter().enumerate() {
             anyhow::ensure!(!names[..i].contains(n), "--devices {list:?}: {n} is named twice");
         }
-        match self {
+        let devices: Vec<Device> = match self {
             DeviceArg::Cpu => anyhow::bail!(
                 "--devices {list:?} with --device cpu: the CPU backend is one device (parallel_micro_batches spreads a step over its cores); use --device cuda or wgpu"
             ),
@@ -49,9 +47,19 @@ impl DeviceArg {
                         .map_err(|_| anyhow::anyhow!("--devices {list:?}: {n:?} is not a CUDA device index"))?;
                     cuda_at(index)
                 })
-                .collect(),
-            DeviceArg::Wgpu => names.iter().map(|n| wgpu_named(n)).collect(),
+                .collect::<anyhow::Result<_>>()?,
+            DeviceArg::Wgpu => names.iter().map(|n| wgpu_named(n)).collect::<anyhow::Result<_>>()?,
+        };
+        for (i, d) in devices.iter().enumerate() {
+            if let Some(j) = devices[..i].iter().position(|e| e == d) {
+                anyhow::bail!(
+                    "--devices {list:?}: {} and {} are one device (the same adapter and queue)",
+                    names[j],
+                    names[i]
+                );
+            }
         }
+        Ok(devices)
     }
 }
 

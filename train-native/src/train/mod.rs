@@ -316,13 +316,6 @@ fn build(
             names.join(", "),
             cfg.accumulation()
         );
-        for (i, d) in replicas.iter().enumerate() {
-            anyhow::ensure!(
-                d.device != device && replicas[..i].iter().all(|r| r.device != d.device),
-                "--devices: {} names one device twice (two names for the same adapter and queue)",
-                names.join(", ")
-            );
-        }
         if cfg.accumulation() < 1 + replicas.len() {
             log::warn!(
                 "{} micro-batches per step leave some of the {} devices idle: raise global_batch / micro_batch",
