@@ -1,19 +1,22 @@
 """Writes tiny random LLaVA checkpoints with the real transformers classes and
 records their outputs, for the Rust parity tests (tests/tests/llava.rs).
 
-    /root/.cache/pyref/bin/python tests/reference/llava.py
+    /root/.cache/pyref/bin/python tests/reference/llava.py [NAME ...]   # all, or the named ones
 
 Fixtures (tests/fixtures/):
   llava-tiny/         current key layout (model.language_model.*), Mistral text
                       model with GQA and a sliding window, SigLIP tower, one file.
   llava-tiny-legacy/  legacy key layout (language_model.model.*), Llama text model,
                       "default" feature selection, sharded with an index.
+  llava-tiny-layers/  as llava-tiny, reading two vision layers (vision_feature_layer
+                      [-4, -2]: patch embeddings and layer 2, concatenated per token).
 Each holds config.json, tokenizer.json, preprocessor_config.json, weights and
 reference.safetensors (input ids, pixel values, logits, greedy ids, log-probs).
 """
 import json
 import os
 import shutil
+import sys
 
 import numpy as np
 import torch
@@ -155,11 +158,25 @@ def relayout(out, layout):
 
 
 if __name__ == "__main__":
-    build("llava-tiny", MistralConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                      num_attention_heads=4, num_key_value_heads=2, sliding_window=12,
-                                      max_position_embeddings=128, rope_theta=10000.0),
-          "full", -2, legacy=False)
-    build("llava-tiny-legacy", LlamaConfig(hidden_size=48, intermediate_size=96, num_hidden_layers=2,
-                                           num_attention_heads=4, num_key_value_heads=4,
-                                           max_position_embeddings=128, rope_theta=500000.0),
-          "default", -2, legacy=True)
+    # Build every fixture, or only those named on the command line.
+    wanted = set(sys.argv[1:])
+    mistral = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                   num_key_value_heads=2, sliding_window=12, max_position_embeddings=128, rope_theta=10000.0)
+    fixtures = {
+        "llava-tiny": lambda: build("llava-tiny", MistralConfig(**mistral), "full", -2, legacy=False),
+        "llava-tiny-legacy": lambda: build(
+            "llava-tiny-legacy",
+            LlamaConfig(hidden_size=48, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+                        num_key_value_heads=4, max_position_embeddings=128, rope_theta=500000.0),
+            "default", -2, legacy=True),
+        # Several vision layers side by side (the patch embeddings and the second layer's
+        # states, concatenated per token before the projector), as the main job reads them.
+        "llava-tiny-layers": lambda: build("llava-tiny-layers", MistralConfig(**mistral), "full", [-4, -2],
+                                           legacy=False),
+    }
+    unknown = wanted - set(fixtures)
+    if unknown:
+        sys.exit(f"unknown fixture(s): {sorted(unknown)}; known: {sorted(fixtures)}")
+    for name, make in fixtures.items():
+        if not wanted or name in wanted:
+            make()

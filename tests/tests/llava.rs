@@ -81,6 +81,13 @@ fn legacy_layout_llama_sharded() {
     check("llava-tiny-legacy");
 }
 
+/// `vision_feature_layer` as a list: the layers' states side by side per token, the
+/// projector reading their concatenation (transformers' `LlavaForConditionalGeneration`).
+#[test]
+fn several_vision_feature_layers_concatenated() {
+    check("llava-tiny-layers");
+}
+
 #[test]
 fn half_precision_weights_load() {
     // An f16 and a bf16 copy of the fixture load and give logits close to f32.

@@ -68,7 +68,7 @@ pub struct VisionArgs {
     #[arg(long, default_value_t = 0.5)]
     pub twins: f64,
     /// Weight of the conditioning term: the tokens the LLaVA projector reads (the run
-    /// config's `vision_feature_layer`) are pushed towards unit variance per feature
+    /// config's `vision_feature_layer`; of a list, the deepest) are pushed towards unit variance per feature
     /// (a hinge on each standard deviation) and no correlation between features (the
     /// squared off-diagonal covariances over the width), as VICReg does (Bardes et al.,
     /// 2022). A projector learns from well-conditioned tokens several times faster
@@ -370,9 +370,30 @@ fn vision_config(args: &VisionArgs) -> anyhow::Result<(Value, SiglipVisionConfig
     let parsed = SiglipVisionConfig::from_value(json.clone())?;
     let layer = match init.get("vision_feature_layer") {
         None => -2,
-        Some(v) => v.as_i64().context("model.init.vision_feature_layer must be an integer")?,
+        Some(v) => {
+            let layers: genllava::llava::FeatureLayer = serde_json::from_value(v.clone())
+                .context("model.init.vision_feature_layer must be an integer or a list of integers")?;
+            deepest_layer(&layers, &parsed)?
+        }
     };
     Ok((json, parsed, layer))
+}
+
+/// The deepest of the hidden states a projector reads (`vision_feature_layer`, one or
+/// several, negative ones counted from the last): the one the conditioning term shapes.
+/// A list that adds shallower states (the patch embeddings, say) beside it leaves them as
+/// they come.
+fn deepest_layer(layers: &genllava::llava::FeatureLayer, cfg: &SiglipVisionConfig) -> anyhow::Result<i64> {
+    let n = cfg.num_hidden_layers as i64 + 1; // hidden states: the embeddings, then one per layer
+    let list = match layers {
+        genllava::llava::FeatureLayer::One(l) => vec![*l],
+        genllava::llava::FeatureLayer::Many(v) => v.clone(),
+    };
+    let index = |l: i64| if l < 0 { l + n } else { l };
+    if let Some(bad) = list.iter().find(|&&l| !(0..n).contains(&index(l))) {
+        anyhow::bail!("model.init.vision_feature_layer: {bad} is not one of the tower's {n} hidden states");
+    }
+    list.into_iter().max_by_key(|&l| index(l)).context("model.init.vision_feature_layer is an empty list")
 }
 
 pub fn run(args: VisionArgs) -> anyhow::Result<()> {
@@ -473,6 +494,18 @@ mod tests {
         let small =
             scalar(conditioning_loss(tokens([0.1, 0.0, -0.1, 0.0, 0.0, 0.1, 0.0, -0.1].map(|v| v * 1.5f32.sqrt()))));
         assert!((small - 0.9).abs() < 2e-3, "{small}");
+    }
+
+    #[test]
+    fn the_conditioned_layer_is_the_deepest_one_the_projector_reads() {
+        use genllava::llava::FeatureLayer;
+        let cfg = SiglipVisionConfig { num_hidden_layers: 3, ..SiglipVisionConfig::siglip_default() };
+        assert_eq!(deepest_layer(&FeatureLayer::One(-2), &cfg).expect("one"), -2);
+        assert_eq!(deepest_layer(&FeatureLayer::Many(vec![-4, -2]), &cfg).expect("two"), -2);
+        assert_eq!(deepest_layer(&FeatureLayer::Many(vec![3, 0]), &cfg).expect("positive"), 3);
+        let err = deepest_layer(&FeatureLayer::Many(vec![-2, -5]), &cfg).unwrap_err();
+        assert!(format!("{err:#}").contains("-5 is not one of the tower's 4 hidden states"), "{err:#}");
+        assert!(deepest_layer(&FeatureLayer::Many(vec![]), &cfg).is_err());
     }
 
     #[test]
