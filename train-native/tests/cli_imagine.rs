@@ -207,6 +207,12 @@ fn eval_scores_the_shipped_model_on_the_held_out_sets() {
     assert!((accuracy - right as f64 / asked as f64).abs() < 1e-9, "{accuracy} vs {right}/{asked}");
     let categories: u64 = r["categories"].as_array().expect("categories").iter().map(|c| c[2].as_u64().unwrap()).sum();
     assert_eq!(categories, asked);
+    // The same questions by shapes in the scene: every question counted once, its scene
+    // holding one to three shapes, and the table printed.
+    let by_shapes = r["by_shapes"].as_array().expect("by_shapes");
+    assert_eq!(by_shapes.iter().map(|c| c[3].as_u64().unwrap()).sum::<u64>(), asked);
+    assert!(by_shapes.iter().all(|c| (1..=3).contains(&c[1].as_u64().unwrap())), "{by_shapes:?}");
+    assert!(stdout.contains("| by shapes in the scene"), "{stdout}");
     // --answers: one line per question asked (understanding and text), agreeing with the counts.
     let lines: Vec<serde_json::Value> = std::fs::read_to_string(&answers)
         .expect("answers written")
@@ -222,6 +228,9 @@ fn eval_scores_the_shipped_model_on_the_held_out_sets() {
         let ok = mine.iter().filter(|l| l["correct"] == true).count() as u64;
         assert_eq!(ok, s["correct"].as_u64().expect("n"), "{s}");
         assert!(mine.iter().all(|l| l["question"].as_str().is_some_and(|q| !q.is_empty())));
+        // Understanding answers name their scene's size; text answers have no scene.
+        let sized = s["kind"] == "understanding";
+        assert!(mine.iter().all(|l| l["shapes"].as_u64().is_some() == sized), "{s}");
     }
     let o = run(&["eval", "--model", "/no/such/model"]);
     assert!(!o.status.success());

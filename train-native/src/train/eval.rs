@@ -55,6 +55,11 @@ pub struct EvalResult {
     /// Understanding questions per category (when the data names them), pooled over
     /// the held-out sets: (category, correct, asked), in name order.
     pub categories: Vec<(String, usize, usize)>,
+    /// The same questions split by how many shapes their scene holds (when the data
+    /// knows the scene): (category, shapes, correct, asked), by category, then shapes.
+    /// A question about one shape among several needs the model to find the shape the
+    /// question describes; with one shape in the picture it does not.
+    pub by_shapes: Vec<(String, usize, usize, usize)>,
     /// Every understanding and text question with its answer, when asked for
     /// (`evaluate(.., keep_answers = true)`; `train-native eval --answers`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -67,6 +72,9 @@ pub struct Answered {
     pub set: String,
     /// The question's category, when the data names it.
     pub category: Option<String>,
+    /// Shapes in the question's scene, when the data knows the scene.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shapes: Option<usize>,
     pub question: String,
     pub expected: String,
     pub answered: String,
@@ -156,6 +164,7 @@ pub fn evaluate(
     let mut examples = Vec::new();
     let mut answers = Vec::new();
     let mut categories = std::collections::BTreeMap::<String, (usize, usize)>::new();
+    let mut by_shapes = std::collections::BTreeMap::<(String, usize), (usize, usize)>::new();
     for set in sets {
         let kind = set.kind();
         let n = match kind {
@@ -207,16 +216,23 @@ pub fn evaluate(
                         understand(&ckpt, &bundle.tokenizer, Some(&bundle.processor), &req, &device, &mut |_| true)?;
                     let got = answer.text.trim().to_string();
                     let ok = score_answer(&got, &expected);
+                    let shapes = s.source_scene.as_ref().map(|scene| scene.shapes.len());
                     if let (Kind::Understanding, Some(c)) = (kind, &s.category) {
                         let entry = categories.entry(c.clone()).or_default();
                         entry.0 += usize::from(ok);
                         entry.1 += 1;
+                        if let Some(n) = shapes {
+                            let entry = by_shapes.entry((c.clone(), n)).or_default();
+                            entry.0 += usize::from(ok);
+                            entry.1 += 1;
+                        }
                     }
                     let question = s.turns[last - 1].text.replace('\n', " ");
                     if keep_answers {
                         answers.push(Answered {
                             set: set.describe(),
                             category: s.category.clone(),
+                            shapes,
                             question: question.clone(),
                             expected: expected.clone(),
                             answered: got.clone(),
@@ -269,6 +285,7 @@ pub fn evaluate(
         sets: scores,
         examples,
         categories: categories.into_iter().map(|(c, (ok, n))| (c, ok, n)).collect(),
+        by_shapes: by_shapes.into_iter().map(|((c, k), (ok, n))| (c, k, ok, n)).collect(),
         answers,
     })
 }

@@ -34,10 +34,46 @@ pub fn eval_tables(e: &EvalResult, which: &str) -> anyhow::Result<String> {
             writeln!(md, "| {c} | {ok} | {n} | {:.1} % |", 100.0 * *ok as f64 / (*n).max(1) as f64)?;
         }
     }
+    md += &by_shapes_table(e, which)?;
     writeln!(md, "\n| expected | answered |\n|---|---|")?;
     for (want, got) in &e.examples {
         writeln!(md, "| {want} | {got} |")?;
     }
+    Ok(md)
+}
+
+/// The understanding questions by category and number of shapes in the scene: one
+/// row per category, one column per scene size, each cell "score (asked)"; empty when
+/// the data knows no scenes.
+fn by_shapes_table(e: &EvalResult, which: &str) -> anyhow::Result<String> {
+    let mut md = String::new();
+    let sizes: std::collections::BTreeSet<usize> = e.by_shapes.iter().map(|r| r.1).collect();
+    if sizes.is_empty() {
+        return Ok(md);
+    }
+    let cols: Vec<String> = sizes.iter().map(|k| format!("{k} shape{}", if *k == 1 { "" } else { "s" })).collect();
+    writeln!(md, "\n| by shapes in the scene ({which}) | {} |", cols.join(" | "))?;
+    writeln!(md, "|---|{}", "---|".repeat(cols.len()))?;
+    let mut categories: Vec<&str> = e.by_shapes.iter().map(|r| r.0.as_str()).collect();
+    categories.dedup();
+    let mut all = vec![(0usize, 0usize); sizes.len()];
+    for c in categories {
+        let mut row = format!("| {c} |");
+        for (j, k) in sizes.iter().enumerate() {
+            match e.by_shapes.iter().find(|r| r.0 == c && r.1 == *k) {
+                Some((_, _, ok, n)) => {
+                    write!(row, " {:.1} % ({n}) |", 100.0 * *ok as f64 / (*n).max(1) as f64)?;
+                    all[j].0 += ok;
+                    all[j].1 += n;
+                }
+                None => row.push_str(" – |"),
+            }
+        }
+        writeln!(md, "{row}")?;
+    }
+    let cells: Vec<String> =
+        all.iter().map(|(ok, n)| format!("{:.1} % ({n})", 100.0 * *ok as f64 / (*n).max(1) as f64)).collect();
+    writeln!(md, "| all | {} |", cells.join(" | "))?;
     Ok(md)
 }
 
@@ -81,4 +117,44 @@ pub fn write(t: &Trainer) -> anyhow::Result<PathBuf> {
     let path = out.join("report.md");
     std::fs::write(&path, md)?;
     Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(by_shapes: Vec<(String, usize, usize, usize)>) -> EvalResult {
+        EvalResult {
+            step: 1,
+            accuracy: 0.0,
+            generation: None,
+            editing: None,
+            ce: 0.0,
+            samples: 0,
+            sets: Vec::new(),
+            examples: Vec::new(),
+            categories: Vec::new(),
+            by_shapes,
+            answers: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_by_shapes_table_has_a_column_per_scene_size_and_a_total_row() {
+        let rows = vec![
+            ("colour".to_string(), 1, 4, 4),
+            ("colour".to_string(), 3, 1, 4),
+            ("position".to_string(), 1, 2, 2),
+            ("position".to_string(), 2, 1, 2),
+            ("position".to_string(), 3, 0, 2),
+        ];
+        let md = by_shapes_table(&result(rows), "x").expect("table");
+        let lines: Vec<&str> = md.lines().filter(|l| !l.is_empty()).collect();
+        assert_eq!(lines[0], "| by shapes in the scene (x) | 1 shape | 2 shapes | 3 shapes |");
+        assert_eq!(lines[1], "|---|---|---|---|");
+        assert_eq!(lines[2], "| colour | 100.0 % (4) | – | 25.0 % (4) |");
+        assert_eq!(lines[3], "| position | 100.0 % (2) | 50.0 % (2) | 0.0 % (2) |");
+        assert_eq!(lines[4], "| all | 100.0 % (6) | 50.0 % (2) | 16.7 % (6) |");
+        assert!(by_shapes_table(&result(Vec::new()), "x").expect("empty").is_empty());
+    }
 }
