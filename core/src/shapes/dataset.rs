@@ -86,11 +86,15 @@ pub struct DatasetConfig {
     pub turns: usize,
     /// Random light backgrounds (grey levels, texture) instead of plain white.
     pub textured: bool,
+    /// Where an understanding record's `<image>` goes: before its first question
+    /// (`<image>\n{q}`, LLaVA's usual order) or after it (`{q}\n<image>`; LLaVA-Instruct
+    /// has both). After it, the image tokens can read what is asked.
+    pub image_last: bool,
 }
 
 impl Default for DatasetConfig {
     fn default() -> Self {
-        DatasetConfig { seed: 0, image_size: 64, max_shapes: 3, turns: 1, textured: true }
+        DatasetConfig { seed: 0, image_size: 64, max_shapes: 3, turns: 1, textured: true, image_last: false }
     }
 }
 
@@ -173,8 +177,12 @@ pub fn understanding(cfg: &DatasetConfig, split: Split, index: usize) -> Sample 
     let mut category = String::new();
     for turn in 0..cfg.turns.max(1) {
         let qa = questions::ask(&mut rng, &scene, split);
-        let prefix = if turn == 0 { "<image>\n" } else { "" };
-        conversations.push(json!({"from": "human", "value": format!("{prefix}{}", qa.question)}));
+        let value = match turn {
+            0 if cfg.image_last => format!("{}\n<image>", qa.question),
+            0 => format!("<image>\n{}", qa.question),
+            _ => qa.question.clone(),
+        };
+        conversations.push(json!({"from": "human", "value": value}));
         conversations.push(json!({"from": "gpt", "value": qa.answer}));
         if turn == 0 {
             category = qa.category.to_string();
@@ -340,6 +348,23 @@ mod tests {
                 let t = text_only(&cfg, split, i);
                 assert!(t.images.is_empty() && t.record["conversations"].as_array().unwrap().len() == 2);
             }
+        }
+    }
+
+    #[test]
+    fn image_last_puts_the_image_after_the_first_question_only() {
+        let first = DatasetConfig { turns: 3, ..DatasetConfig::default() };
+        let last = DatasetConfig { image_last: true, ..first };
+        for i in 0..20 {
+            let (a, b) = (understanding(&first, Split::Train, i), understanding(&last, Split::Train, i));
+            let (ca, cb) =
+                (a.record["conversations"].as_array().unwrap(), b.record["conversations"].as_array().unwrap());
+            let q = ca[0]["value"].as_str().unwrap().strip_prefix("<image>\n").unwrap();
+            assert_eq!(cb[0]["value"].as_str().unwrap(), format!("{q}\n<image>"));
+            // Same scene, same questions and answers otherwise.
+            assert_eq!(a.images[0].rgb, b.images[0].rgb);
+            assert_eq!(ca[1..], cb[1..]);
+            assert!(cb[1..].iter().all(|m| !m["value"].as_str().unwrap().contains("<image>")));
         }
     }
 

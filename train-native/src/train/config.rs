@@ -287,11 +287,15 @@ pub struct DataConfig {
     /// conversation like LLaVA-Finetune's; every answer is a target. Held-out
     /// images get one question each.
     pub turns: usize,
+    /// Put an understanding record's image after its first question (`{q}\n<image>`)
+    /// instead of before it (shapes; held-out records too). Prompts for such a model
+    /// should put the image after the question as well.
+    pub image_after_question: bool,
 }
 
 impl Default for DataConfig {
     fn default() -> Self {
-        Self { source: "shapes".into(), size: 100_000, textured: true, turns: 1 }
+        Self { source: "shapes".into(), size: 100_000, textured: true, turns: 1, image_after_question: false }
     }
 }
 

@@ -135,7 +135,7 @@ pub(crate) type DataSets = (Vec<Box<dyn Dataset>>, Vec<Box<dyn Dataset>>);
 
 pub(crate) fn data_sets(cfg: &TrainConfig, image_size: usize) -> anyhow::Result<DataSets> {
     let boxed = |sets: Vec<shapes::ShapesSet>| sets.into_iter().map(|s| Box::new(s) as Box<dyn Dataset>);
-    let (seed, size, textured) = (cfg.seed, cfg.data.size, cfg.data.textured);
+    let (seed, size) = (cfg.seed, cfg.data.size);
     match cfg.data.source.as_str() {
         "colours" => Ok((
             vec![Box::new(synthetic::Colours { len: size, size: image_size, seed })],
@@ -144,11 +144,11 @@ pub(crate) fn data_sets(cfg: &TrainConfig, image_size: usize) -> anyhow::Result<
         "shapes" => {
             use genllava::shapes::Split;
             let turns = cfg.data.turns;
-            let train = boxed(shapes::ShapesSet::all(Split::Train, seed, image_size, size, textured, turns)).collect();
+            let train = boxed(shapes::ShapesSet::all(Split::Train, seed, image_size, size, &cfg.data, turns)).collect();
             // Held out: one question per image, scored by exact match.
             let held = [Split::Test, Split::Novel]
                 .into_iter()
-                .flat_map(|split| boxed(shapes::ShapesSet::all(split, seed, image_size, size, textured, 1)))
+                .flat_map(|split| boxed(shapes::ShapesSet::all(split, seed, image_size, size, &cfg.data, 1)))
                 .collect();
             Ok((train, held))
         }

@@ -5,6 +5,7 @@
 //! Every sample is rendered on demand from `(seed, split, index)`, so the sets
 //! are as large as asked for and cost no memory.
 
+use super::config::DataConfig;
 use super::data::{Dataset, Kind, Sample};
 use genllava::image::RgbImage;
 use genllava::shapes::dataset::{self, DatasetConfig, Split};
@@ -24,10 +25,18 @@ impl ShapesSet {
     /// understanding images; generated and edited images are on white, as the
     /// diffusion decoder was pre-trained), with `turns` questions per understanding
     /// image (the first one the same whatever `turns` is).
-    pub fn all(split: Split, seed: u64, image_size: usize, len: usize, textured: bool, turns: usize) -> Vec<ShapesSet> {
+    pub fn all(
+        split: Split,
+        seed: u64,
+        image_size: usize,
+        len: usize,
+        data: &DataConfig,
+        turns: usize,
+    ) -> Vec<ShapesSet> {
+        let textured = data.textured;
         let world = DatasetConfig { seed, image_size, textured, ..DatasetConfig::default() };
         let plain = DatasetConfig { textured: false, ..world };
-        let asked = DatasetConfig { turns: turns.max(1), ..world };
+        let asked = DatasetConfig { turns: turns.max(1), image_last: data.image_after_question, ..world };
         vec![
             ShapesSet { kind: Kind::Text, split, world, len },
             ShapesSet { kind: Kind::Generation, split, world: plain, len },
@@ -130,7 +139,7 @@ mod tests {
 
     #[test]
     fn samples_follow_the_figure_a1_shapes() {
-        for set in ShapesSet::all(Split::Train, 3, 32, 50, true, 1) {
+        for set in ShapesSet::all(Split::Train, 3, 32, 50, &DataConfig::default(), 1) {
             for i in 0..10 {
                 let s = set.get(i).expect("sample");
                 assert_eq!(s.kind, set.kind);
@@ -159,8 +168,8 @@ mod tests {
 
     #[test]
     fn more_turns_ask_more_about_the_same_image() {
-        let one = &ShapesSet::all(Split::Train, 3, 32, 50, true, 1)[3];
-        let four = &ShapesSet::all(Split::Train, 3, 32, 50, true, 4)[3];
+        let one = &ShapesSet::all(Split::Train, 3, 32, 50, &DataConfig::default(), 1)[3];
+        let four = &ShapesSet::all(Split::Train, 3, 32, 50, &DataConfig::default(), 4)[3];
         for i in 0..10 {
             let (a, b) = (one.get(i).expect("sample"), four.get(i).expect("sample"));
             assert_eq!((a.turns.len(), b.turns.len()), (2, 8));
