@@ -22,6 +22,16 @@ pub enum FeatureLayer {
     Many(Vec<i64>),
 }
 
+impl FeatureLayer {
+    /// The layers, one or several, in the order their states are concatenated.
+    pub fn layers(&self) -> Vec<i64> {
+        match self {
+            FeatureLayer::One(l) => vec![*l],
+            FeatureLayer::Many(v) => v.clone(),
+        }
+    }
+}
+
 impl Default for FeatureLayer {
     fn default() -> Self {
         FeatureLayer::One(-2)
@@ -82,10 +92,7 @@ impl LlavaConfig {
     }
 
     fn layers(&self) -> Vec<i64> {
-        match &self.vision_feature_layer {
-            FeatureLayer::One(l) => vec![*l],
-            FeatureLayer::Many(v) => v.clone(),
-        }
+        self.vision_feature_layer.layers()
     }
 
     /// Number of image features one image contributes.

@@ -50,6 +50,13 @@ pub struct SiglipVisionConfig {
 }
 
 impl SiglipVisionConfig {
+    /// The position among the tower's `num_hidden_layers + 1` hidden states of `layer`,
+    /// counted like a Python index (negative from the end), or an error naming the layer
+    /// when it is out of range; what the loaded tower's `hidden_state_index` answers.
+    pub fn hidden_state_index(&self, layer: i64) -> Result<usize> {
+        hidden_state_index(self.num_hidden_layers, layer)
+    }
+
     /// The defaults of transformers' `SiglipVisionConfig()`.
     pub fn siglip_default() -> Self {
         Self {
@@ -166,6 +173,20 @@ impl SiglipVisionConfig {
     pub fn head_dim(&self) -> usize {
         self.hidden_size / self.num_attention_heads
     }
+}
+
+/// The position of `layer` among the `layers + 1` hidden states of a tower of `layers`
+/// layers (the embeddings first), negative counting from the end.
+pub(crate) fn hidden_state_index(layers: usize, layer: i64) -> Result<usize> {
+    let n = layers as i64;
+    let index = if layer < 0 { n + 1 + layer } else { layer };
+    if !(0..=n).contains(&index) {
+        return Err(Error::input(
+            "layer",
+            format!("{layer} is out of range for {} hidden states", n + 1),
+        ));
+    }
+    Ok(index as usize)
 }
 
 #[cfg(test)]

@@ -154,15 +154,7 @@ impl SiglipVision {
     /// The position in [`Self::hidden_states`] of `layer`, counted as [`Self::features`]
     /// counts it (negative from the end), or an error naming the layer when it is out of range.
     pub fn hidden_state_index(&self, layer: i64) -> Result<usize> {
-        let n = self.encoder.layers.len() as i64;
-        let index = if layer < 0 { n + 1 + layer } else { layer };
-        if !(0..=n).contains(&index) {
-            return Err(Error::input(
-                "layer",
-                format!("{layer} is out of range for {} hidden states", n + 1),
-            ));
-        }
-        Ok(index as usize)
+        super::config::hidden_state_index(self.encoder.layers.len(), layer)
     }
 
     /// HF's `last_hidden_state`: for SigLIP the last layer's output after

@@ -384,16 +384,22 @@ fn vision_config(args: &VisionArgs) -> anyhow::Result<(Value, SiglipVisionConfig
 /// A list that adds shallower states (the patch embeddings, say) beside it leaves them as
 /// they come.
 fn deepest_layer(layers: &genllava::llava::FeatureLayer, cfg: &SiglipVisionConfig) -> anyhow::Result<i64> {
-    let n = cfg.num_hidden_layers as i64 + 1; // hidden states: the embeddings, then one per layer
-    let list = match layers {
-        genllava::llava::FeatureLayer::One(l) => vec![*l],
-        genllava::llava::FeatureLayer::Many(v) => v.clone(),
-    };
-    let index = |l: i64| if l < 0 { l + n } else { l };
-    if let Some(bad) = list.iter().find(|&&l| !(0..n).contains(&index(l))) {
-        anyhow::bail!("model.init.vision_feature_layer: {bad} is not one of the tower's {n} hidden states");
-    }
-    list.into_iter().max_by_key(|&l| index(l)).context("model.init.vision_feature_layer is an empty list")
+    let resolved = layers
+        .layers()
+        .into_iter()
+        .map(|layer| match cfg.hidden_state_index(layer) {
+            Ok(index) => Ok((index, layer)),
+            Err(_) => Err(anyhow::anyhow!(
+                "model.init.vision_feature_layer: {layer} is not one of the tower's {} hidden states",
+                cfg.num_hidden_layers + 1
+            )),
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    resolved
+        .into_iter()
+        .max_by_key(|&(index, _)| index)
+        .map(|(_, layer)| layer)
+        .context("model.init.vision_feature_layer is an empty list")
 }
 
 pub fn run(args: VisionArgs) -> anyhow::Result<()> {
