@@ -90,11 +90,28 @@ pub struct DatasetConfig {
     /// (`<image>\n{q}`, LLaVA's usual order) or after it (`{q}\n<image>`; LLaVA-Instruct
     /// has both). After it, the image tokens can read what is asked.
     pub image_last: bool,
+    /// Relative weights of the question categories of train understanding records,
+    /// in the order of [`questions::CATEGORIES`] (held-out records always draw them
+    /// uniformly, so scores stay comparable).
+    #[serde(default = "uniform")]
+    pub question_weights: questions::Weights,
+}
+
+fn uniform() -> questions::Weights {
+    questions::UNIFORM
 }
 
 impl Default for DatasetConfig {
     fn default() -> Self {
-        DatasetConfig { seed: 0, image_size: 64, max_shapes: 3, turns: 1, textured: true, image_last: false }
+        DatasetConfig {
+            seed: 0,
+            image_size: 64,
+            max_shapes: 3,
+            turns: 1,
+            textured: true,
+            image_last: false,
+            question_weights: questions::UNIFORM,
+        }
     }
 }
 
@@ -176,7 +193,8 @@ pub fn understanding(cfg: &DatasetConfig, split: Split, index: usize) -> Sample 
     let mut conversations = Vec::new();
     let mut category = String::new();
     for turn in 0..cfg.turns.max(1) {
-        let qa = questions::ask(&mut rng, &scene, split);
+        let weights = if split == Split::Train { &cfg.question_weights } else { &questions::UNIFORM };
+        let qa = questions::ask(&mut rng, &scene, split, weights);
         let value = match turn {
             0 if cfg.image_last => format!("{}\n<image>", qa.question),
             0 => format!("<image>\n{}", qa.question),
@@ -376,6 +394,49 @@ mod tests {
         seen.dedup();
         for c in ["caption", "colour", "count", "existence", "position", "relation", "shape", "size"] {
             assert!(seen.iter().any(|s| s == c), "{c} missing from {seen:?}");
+        }
+    }
+
+    #[test]
+    fn question_weights_shape_train_records_only() {
+        let count = |cfg: &DatasetConfig, split: Split, c: &str| {
+            (0..400).filter(|&i| understanding(cfg, split, i).category == c).count()
+        };
+        // Only positions: every answerable one is a position question; an ambiguous
+        // description falls back to a shape question, a one-shape scene never does.
+        let mut only = [0; 9];
+        only[questions::CATEGORIES.iter().position(|&c| c == "position").unwrap()] = 1;
+        let positions = DatasetConfig { question_weights: only, ..DatasetConfig::default() };
+        let p = count(&positions, Split::Train, "position");
+        assert!(p > 300 && p + count(&positions, Split::Train, "shape") == 400, "{p}");
+        // Heavier relations: more of them than uniform, none lost to other categories.
+        let mut heavy = questions::UNIFORM;
+        heavy[questions::CATEGORIES.iter().position(|&c| c == "relation").unwrap()] = 8;
+        let relations = DatasetConfig { question_weights: heavy, ..DatasetConfig::default() };
+        let uniform = DatasetConfig::default();
+        assert!(count(&relations, Split::Train, "relation") > 3 * count(&uniform, Split::Train, "relation"));
+        // Referring expressions: the answer is the caption phrase of the shape described.
+        let mut describe = questions::UNIFORM;
+        describe[8] = 8;
+        let cfg = DatasetConfig { question_weights: describe, ..DatasetConfig::default() };
+        let mut described = 0;
+        for i in 0..200 {
+            let s = understanding(&cfg, Split::Train, i);
+            if s.category != "describe" {
+                continue;
+            }
+            described += 1;
+            let conv = s.record["conversations"].as_array().unwrap();
+            let q = conv[0]["value"].as_str().unwrap();
+            assert!(q.starts_with("<image>\nTell me about the ") && q.ends_with('.'), "{q}");
+            let one = super::super::parse_caption(conv[1]["value"].as_str().unwrap()).unwrap();
+            assert_eq!(one.shapes.len(), 1);
+            assert!(s.images[0].scene.shapes.contains(&one.shapes[0]), "{q} {}", conv[1]["value"]);
+        }
+        assert!(described > 60, "{described}");
+        // Held-out records are asked evenly whatever the weights.
+        for i in 0..50 {
+            assert_eq!(understanding(&relations, Split::Test, i), understanding(&uniform, Split::Test, i));
         }
     }
 }

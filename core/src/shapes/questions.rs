@@ -38,13 +38,43 @@ fn without_cell(scene: &Scene, s: &Shape) -> Option<String> {
     (!d.contains(" the ")).then_some(d)
 }
 
-/// A random question about `scene`. Categories are drawn uniformly; one that does not fit
-/// the scene (e.g. a relation with one shape) falls back to another.
-pub fn ask(rng: &mut SplitMix64, scene: &Scene, split: Split) -> Qa {
+/// The question categories [`ask`] draws from, in the order of its weights. The last,
+/// "describe" ("Tell me about the red circle." → "a large red circle at the top left", a
+/// referring expression answered with the shape's caption phrase), is training data only:
+/// the held-out splits never ask it.
+pub const CATEGORIES: [&str; 9] =
+    ["colour", "shape", "position", "size", "count", "existence", "relation", "caption", "describe"];
+
+/// How often [`ask`] draws each of [`CATEGORIES`] (relative weights).
+pub type Weights = [u32; 9];
+
+/// The world's default and what the held-out splits always use: the first eight
+/// categories evenly, no "describe".
+pub const UNIFORM: Weights = [1, 1, 1, 1, 1, 1, 1, 1, 0];
+
+/// Draws a category index by `weights` (at least one must be positive).
+fn draw(rng: &mut SplitMix64, weights: &Weights) -> usize {
+    if *weights == UNIFORM {
+        return rng.below(8);
+    }
+    let total: u64 = weights.iter().map(|&w| u64::from(w)).sum();
+    let mut r = rng.below(total.max(1) as usize) as u64;
+    for (i, &w) in weights.iter().enumerate() {
+        if r < u64::from(w) {
+            return i;
+        }
+        r -= u64::from(w);
+    }
+    0
+}
+
+/// A random question about `scene`, its category drawn by `weights` (see [`CATEGORIES`]);
+/// one that does not fit the scene (e.g. a relation with one shape) falls back to another.
+pub fn ask(rng: &mut SplitMix64, scene: &Scene, split: Split, weights: &Weights) -> Qa {
     let Some(&s) = rng.pick(&scene.shapes) else {
         return qa("count", "How many shapes are there?".into(), "0");
     };
-    let pick = rng.below(8);
+    let pick = draw(rng, weights);
     match pick {
         0 => qa("colour", format!("What colour is the {}?", without_colour(scene, &s)), s.colour.name()),
         1 => {
@@ -104,6 +134,13 @@ pub fn ask(rng: &mut SplitMix64, scene: &Scene, split: Split) -> Qa {
             };
             qa("relation", format!("Is the {a} {rel} the {b}?"), yes_no(holds))
         }
+        8 => match without_cell(scene, &s) {
+            Some(d) => {
+                let phrase = format!("a {} {}", s.noun_phrase(), s.cell.phrase());
+                qa("describe", format!("Tell me about the {d}."), phrase)
+            }
+            None => qa("shape", format!("What shape is {}?", s.cell.phrase()), s.kind.name()),
+        },
         _ => {
             let q = ["Describe the image.", "What is in the image?"][rng.below(2)];
             qa("caption", q.into(), caption(scene))

@@ -291,11 +291,61 @@ pub struct DataConfig {
     /// instead of before it (shapes; held-out records too). Prompts for such a model
     /// should put the image after the question as well.
     pub image_after_question: bool,
+    /// How often each kind of question is asked about a training image (shapes;
+    /// relative weights, 1 each by default; held-out images are always asked evenly).
+    pub questions: QuestionWeights,
 }
 
 impl Default for DataConfig {
     fn default() -> Self {
-        Self { source: "shapes".into(), size: 100_000, textured: true, turns: 1, image_after_question: false }
+        Self {
+            source: "shapes".into(),
+            size: 100_000,
+            textured: true,
+            turns: 1,
+            image_after_question: false,
+            questions: QuestionWeights::default(),
+        }
+    }
+}
+
+/// Relative weights of the shapes world's question categories in training
+/// (`describe`, a referring expression answered with the shape's caption phrase, is
+/// training data only and off by default; held-out images are asked the other eight evenly).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuestionWeights {
+    pub colour: u32,
+    pub shape: u32,
+    pub position: u32,
+    pub size: u32,
+    pub count: u32,
+    pub existence: u32,
+    pub relation: u32,
+    pub caption: u32,
+    pub describe: u32,
+}
+
+impl Default for QuestionWeights {
+    fn default() -> Self {
+        Self { colour: 1, shape: 1, position: 1, size: 1, count: 1, existence: 1, relation: 1, caption: 1, describe: 0 }
+    }
+}
+
+impl QuestionWeights {
+    /// In the order of `genllava::shapes::questions::CATEGORIES`.
+    pub fn to_array(&self) -> genllava::shapes::questions::Weights {
+        [
+            self.colour,
+            self.shape,
+            self.position,
+            self.size,
+            self.count,
+            self.existence,
+            self.relation,
+            self.caption,
+            self.describe,
+        ]
     }
 }
 
@@ -337,6 +387,9 @@ impl TrainConfig {
         }
         if self.data.turns == 0 {
             bail!("data.turns must be at least 1");
+        }
+        if self.data.questions.to_array().iter().all(|&w| w == 0) {
+            bail!("data.questions: at least one question weight must be positive");
         }
         if !(0.0..1.0).contains(&self.warmup_ratio) {
             bail!("warmup_ratio must be in [0, 1)");
@@ -420,6 +473,21 @@ mod tests {
         let err = TrainConfig::load(None, &["loss.gen_to_llm=1.5".into()]).unwrap_err();
         assert!(format!("{err:#}").contains("loss.gen_to_llm"), "{err:#}");
         assert_eq!(TrainConfig::load(None, &["out_dir=/tmp/x".into()]).expect("cfg").out_dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn question_weights_follow_the_world_categories() {
+        use genllava::shapes::questions::{CATEGORIES, UNIFORM};
+        assert_eq!(TrainConfig::load(None, &[]).expect("cfg").data.questions.to_array(), UNIFORM);
+        let cfg = TrainConfig::load(None, &["data.questions.describe=2".into(), "data.questions.position=3".into()])
+            .expect("cfg");
+        let w = cfg.data.questions.to_array();
+        assert_eq!((w[CATEGORIES.iter().position(|&c| c == "describe").unwrap()], w[2]), (2, 3));
+        assert_eq!(CATEGORIES[2], "position");
+        let zero: Vec<String> = CATEGORIES.iter().map(|c| format!("data.questions.{c}=0")).collect();
+        let err = TrainConfig::load(None, &zero).unwrap_err();
+        assert!(format!("{err:#}").contains("data.questions"), "{err:#}");
+        assert!(TrainConfig::load(None, &["data.questions.shapes=1".into()]).is_err());
     }
 
     #[test]

@@ -36,7 +36,12 @@ impl ShapesSet {
         let textured = data.textured;
         let world = DatasetConfig { seed, image_size, textured, ..DatasetConfig::default() };
         let plain = DatasetConfig { textured: false, ..world };
-        let asked = DatasetConfig { turns: turns.max(1), image_last: data.image_after_question, ..world };
+        let asked = DatasetConfig {
+            turns: turns.max(1),
+            image_last: data.image_after_question,
+            question_weights: data.questions.to_array(),
+            ..world
+        };
         vec![
             ShapesSet { kind: Kind::Text, split, world, len },
             ShapesSet { kind: Kind::Generation, split, world: plain, len },
