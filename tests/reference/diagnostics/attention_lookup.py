@@ -14,7 +14,8 @@ mean over the prompts of attention(named shape's token) - attention(other shape'
 the attention mass on all image tokens. A head that looks the shape up scores near 1; one
 that reads the image without regard to the question, near 0. The model folder needs the
 tower's `processor_config.json` (mean 0.5, std 0.5, bicubic) and a word-level tokenizer with
-`<image>` as in the world's models.
+`<image>` as in the world's models. `--image-last` puts the image after the question
+(`{question}\n<image>`), for models trained with `data.image_after_question`.
 """
 import json
 import re
@@ -36,9 +37,11 @@ QUESTIONS = [
 ]
 
 
-def prompt_ids(tok, question, image_index, tokens):
-    """`[I2T]USER: <image>\\n{question} ASSISTANT:` with `<image>` repeated per image token."""
-    ids = tok.encode(f"[I2T]USER: <image>\n{question} ASSISTANT:").ids
+def prompt_ids(tok, question, image_index, tokens, image_last):
+    """`[I2T]USER: <image>\\n{question} ASSISTANT:` (or the image after the question) with
+    `<image>` repeated per image token."""
+    user = f"{question}\n<image>" if image_last else f"<image>\n{question}"
+    ids = tok.encode(f"[I2T]USER: {user} ASSISTANT:").ids
     at = ids.index(image_index)
     return ids[:at] + [image_index] * tokens + ids[at + 1:], at
 
@@ -49,7 +52,7 @@ def pixels(path, side):
     return torch.tensor(arr.transpose(2, 0, 1)[None])
 
 
-def main(world, folders):
+def main(world, folders, image_last):
     logging.set_verbosity_error()
     records = json.load(open(f"{world}/generation_test.json"))
     scenes = []
@@ -69,7 +72,7 @@ def main(world, folders):
             px = pixels(path, side)
             for (kind, cell), (_, other) in [(shapes[0], shapes[1]), (shapes[1], shapes[0])]:
                 for name, template in QUESTIONS:
-                    ids, at = prompt_ids(tok, template.format(kind), model.config.image_token_index, tokens)
+                    ids, at = prompt_ids(tok, template.format(kind), model.config.image_token_index, tokens, image_last)
                     with torch.no_grad():
                         out = model(input_ids=torch.tensor([ids]), pixel_values=px, output_attentions=True)
                     for layer, att in enumerate(out.attentions):
@@ -84,6 +87,7 @@ def main(world, folders):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 3:
+    args = [a for a in sys.argv[1:] if a != "--image-last"]
+    if len(args) < 2:
         sys.exit(__doc__)
-    main(sys.argv[1], sys.argv[2:])
+    main(args[0], args[1:], "--image-last" in sys.argv)
