@@ -192,8 +192,8 @@ pub fn understanding(cfg: &DatasetConfig, split: Split, index: usize) -> Sample 
     let file = format!("{id}.png");
     let mut conversations = Vec::new();
     let mut category = String::new();
+    let weights = if split == Split::Train { &cfg.question_weights } else { &questions::UNIFORM };
     for turn in 0..cfg.turns.max(1) {
-        let weights = if split == Split::Train { &cfg.question_weights } else { &questions::UNIFORM };
         let qa = questions::ask(&mut rng, &scene, split, weights);
         let value = match turn {
             0 if cfg.image_last => format!("{}\n<image>", qa.question),

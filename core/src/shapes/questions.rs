@@ -52,11 +52,9 @@ pub type Weights = [u32; 9];
 /// categories evenly, no "describe".
 pub const UNIFORM: Weights = [1, 1, 1, 1, 1, 1, 1, 1, 0];
 
-/// Draws a category index by `weights` (at least one must be positive).
+/// Draws a category index by `weights` (at least one must be positive): one `below(total)`
+/// mapped through the running sums, so [`UNIFORM`] draws exactly as `below(8)` does.
 fn draw(rng: &mut SplitMix64, weights: &Weights) -> usize {
-    if *weights == UNIFORM {
-        return rng.below(8);
-    }
     let total: u64 = weights.iter().map(|&w| u64::from(w)).sum();
     let mut r = rng.below(total.max(1) as usize) as u64;
     for (i, &w) in weights.iter().enumerate() {
