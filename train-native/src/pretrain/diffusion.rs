@@ -121,6 +121,25 @@ pub struct DiffusionData<'a> {
     pub seed: u64,
     /// Distinct training scenes to draw from (at most).
     pub pool: usize,
+    /// Whether one scene in [`HELD_OUT_EVERY`] shows a held-out colour-shape pair.
+    pub held_out_pairs: bool,
+}
+
+/// With [`DiffusionData::held_out_pairs`], pool scene `i` comes from the novel part of the
+/// world when `i % HELD_OUT_EVERY == HELD_OUT_EVERY - 1` (about as often as a world with
+/// every pair shows one of the three held-out ones: 30 % of scenes of one to three shapes).
+pub const HELD_OUT_EVERY: usize = 4;
+
+/// Novel-split record indices of the pool start here, far beyond any evaluation's.
+const POOL_NOVEL_BASE: usize = 1 << 40;
+
+/// Generation sample `i` of the UNet's training pool.
+fn pool_sample(world: &DatasetConfig, held_out_pairs: bool, i: usize) -> dataset::Sample {
+    if held_out_pairs && i % HELD_OUT_EVERY == HELD_OUT_EVERY - 1 {
+        dataset::generation(world, Split::Novel, POOL_NOVEL_BASE + i)
+    } else {
+        dataset::generation(world, Split::Train, i)
+    }
 }
 
 /// Train text encoder + UNet for `steps` steps of `b` captioned images; returns them
@@ -208,7 +227,7 @@ impl LatentPool {
         let start = std::time::Instant::now();
         for first in (0..n).step_by(64) {
             let samples: Vec<_> =
-                (first..n.min(first + 64)).map(|i| dataset::generation(&world, Split::Train, i)).collect();
+                (first..n.min(first + 64)).map(|i| pool_sample(&world, data.held_out_pairs, i)).collect();
             pool.captions.extend(samples.iter().map(caption_of));
             let rgb = samples.into_iter().map(|mut s| s.images.remove(0).rgb).collect();
             let dist = data.vae.encode(Images { rgb, side: data.image }.tensor(device))?;
@@ -235,5 +254,29 @@ impl LatentPool {
             v.extend(self.mean[i].iter().zip(&self.std[i]).zip(e).map(|((m, s), e)| (m + s * e) * scale as f32));
         }
         Tensor::from_data(TensorData::new(v, [picks.len(), c, h, w]), device)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use genllava::shapes::dataset::is_held_out;
+
+    #[test]
+    fn held_out_pairs_fill_one_pool_scene_in_four_and_never_the_test_split() {
+        let world = DatasetConfig { seed: 0, image_size: 32, textured: false, ..DatasetConfig::default() };
+        let scenes = |held: bool| -> Vec<_> {
+            (0..64).map(|i| pool_sample(&world, held, i).images.remove(0).scene).collect()
+        };
+        let (plain, mixed) = (scenes(false), scenes(true));
+        for (i, (p, m)) in plain.iter().zip(&mixed).enumerate() {
+            assert!(Split::Train.admits(p), "scene {i} without the flag is a train scene");
+            assert!(!Split::Test.admits(m), "scene {i} is a test-split scene");
+            let novel = m.shapes.iter().any(is_held_out);
+            assert_eq!(novel, i % HELD_OUT_EVERY == HELD_OUT_EVERY - 1, "scene {i}");
+            if !novel {
+                assert_eq!(p, m, "scene {i}: the train scenes are the same with and without the flag");
+            }
+        }
     }
 }

@@ -113,6 +113,7 @@ pub fn run_pretrain(args: PretrainArgs) -> anyhow::Result<()> {
         image: args.size,
         seed: args.seed,
         pool: args.pool,
+        held_out_pairs: args.held_out_pairs,
     };
     let t = Instant::now();
     let model = diffusion::train(

@@ -79,6 +79,12 @@ pub struct PretrainArgs {
     /// encoder width) and train it `--steps` more, instead of from fresh weights.
     #[arg(long)]
     pub unet_from: Option<PathBuf>,
+    /// Let the UNet also draw the held-out colour-shape pairs (one scene in four comes from
+    /// the novel part of the world, at indices no evaluation uses), as Stable Diffusion was
+    /// pre-trained on images of every pair; GenLLaVA's instruction data still never shows
+    /// them, and no scene of the test split is drawn either way.
+    #[arg(long)]
+    pub held_out_pairs: bool,
 }
 
 #[derive(clap::Args)]
