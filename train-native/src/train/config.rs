@@ -17,6 +17,10 @@ pub const SHAPES: &str = include_str!("../../configs/shapes.json");
 pub struct TrainConfig {
     /// Peak learning rate (2e-5 at full size).
     pub lr: f64,
+    /// The generation head's learning rate as a multiple of `lr` (same schedule; 1: one rate
+    /// for everything, as the paper). The head is the one part trained from scratch on image
+    /// rows only, a third of each batch.
+    pub head_lr_scale: f64,
     /// AdamW decoupled weight decay.
     pub weight_decay: f64,
     /// AdamW β₁.
@@ -78,6 +82,7 @@ impl Default for TrainConfig {
             eps: 1e-8,
             warmup_ratio: 0.03,
             clip_norm: 1.0,
+            head_lr_scale: 1.0,
             global_batch: 128,
             micro_batch: 16,
             parallel_micro_batches: 2,
@@ -385,6 +390,9 @@ impl TrainConfig {
         if self.steps == 0 {
             bail!("steps must be positive");
         }
+        if !(self.head_lr_scale > 0.0 && self.head_lr_scale.is_finite()) {
+            bail!("head_lr_scale must be positive and finite (1: the head learns at lr)");
+        }
         if self.data.turns == 0 {
             bail!("data.turns must be at least 1");
         }
@@ -472,6 +480,9 @@ mod tests {
         assert_eq!(TrainConfig::load(None, &["loss.gen_to_llm=0.25".into()]).expect("cfg").loss.gen_to_llm, 0.25);
         let err = TrainConfig::load(None, &["loss.gen_to_llm=1.5".into()]).unwrap_err();
         assert!(format!("{err:#}").contains("loss.gen_to_llm"), "{err:#}");
+        assert_eq!(TrainConfig::load(None, &["head_lr_scale=0.5".into()]).expect("cfg").head_lr_scale, 0.5);
+        let err = TrainConfig::load(None, &["head_lr_scale=0".into()]).unwrap_err();
+        assert!(format!("{err:#}").contains("head_lr_scale"), "{err:#}");
         assert_eq!(TrainConfig::load(None, &["out_dir=/tmp/x".into()]).expect("cfg").out_dir, PathBuf::from("/tmp/x"));
     }
 

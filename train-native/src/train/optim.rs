@@ -83,6 +83,26 @@ pub fn clip_global<M: Module>(module: &M, grads: GradientsParams, max_norm: f64)
     (grads, norm)
 }
 
+/// Move the gradients of `part`'s parameters out of `grads` into their own set, so that
+/// the optimizer can step that part at another learning rate (parameters without a
+/// gradient are left as they are by a step).
+pub fn take_grads<M: Module>(part: &M, grads: &mut GradientsParams) -> GradientsParams {
+    struct Take<'a> {
+        from: &'a mut GradientsParams,
+        into: GradientsParams,
+    }
+    impl ModuleVisitor for Take<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(g) = self.from.remove::<D>(param.id) {
+                self.into.register::<D>(param.id, g);
+            }
+        }
+    }
+    let mut v = Take { from: grads, into: GradientsParams::new() };
+    part.visit(&mut v);
+    v.into
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,5 +143,36 @@ mod tests {
         assert_eq!(reported, before);
         let after = grad_norm(&layer, &clipped);
         assert!((after - 1.0).abs() < 1e-4, "{after}");
+    }
+
+    /// Stepping a part at `k × lr` from its own gradients moves it as far as one AdamW
+    /// step at that rate would, and leaves the rest where one step at `lr` puts it.
+    #[test]
+    fn a_part_steps_at_its_own_rate() {
+        use burn::nn::{Linear, LinearConfig};
+        use burn::tensor::Device;
+        #[derive(Module, Debug)]
+        struct Two {
+            a: Linear,
+            b: Linear,
+        }
+        let device = Device::flex().autodiff();
+        let two = Two { a: LinearConfig::new(3, 3).init(&device), b: LinearConfig::new(3, 2).init(&device) };
+        let x = Tensor::<2>::ones([4, 3], &device);
+        let grads_of = |m: &Two| GradientsParams::from_grads(m.b.forward(m.a.forward(x.clone())).sum().backward(), m);
+        let cfg = TrainConfig { weight_decay: 0.0, ..TrainConfig::default() };
+        // Adam's first step moves every weight by lr (its sign, ε aside).
+        let moved = |before: &Linear, after: &Linear| {
+            let d = after.weight.val().sub(before.weight.val()).abs().into_data();
+            d.try_to_vec::<f32>().unwrap().into_iter().fold(0f32, f32::max)
+        };
+        let mut grads = grads_of(&two);
+        let b_grads = take_grads(&two.b, &mut grads);
+        assert!(grads.get::<2>(two.b.weight.id).is_none() && b_grads.get::<2>(two.b.weight.id).is_some());
+        let mut optim = adamw(&cfg);
+        let stepped = optim.step(1e-2, two.clone(), grads);
+        let stepped = optim.step(3e-2, stepped, b_grads);
+        assert!((moved(&two.a, &stepped.a) - 1e-2).abs() < 1e-4, "{}", moved(&two.a, &stepped.a));
+        assert!((moved(&two.b, &stepped.b) - 3e-2).abs() < 1e-4, "{}", moved(&two.b, &stepped.b));
     }
 }

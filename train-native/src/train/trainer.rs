@@ -238,7 +238,15 @@ impl Trainer {
             let (grads, norm) = optim::clip_global(&self.bundle.model, acc.grads(), self.cfg.clip_norm);
             grad_norm = norm;
             // The step takes the model by value; the clone only bumps reference counts.
-            self.bundle.model = self.optim.step(lr, self.bundle.model.clone(), grads);
+            match (&self.bundle.model.head, self.cfg.head_lr_scale) {
+                (Some(head), scale) if scale != 1.0 => {
+                    let mut grads = grads;
+                    let head_grads = optim::take_grads(head, &mut grads);
+                    let model = self.optim.step(lr, self.bundle.model.clone(), grads);
+                    self.bundle.model = self.optim.step(lr * scale, model, head_grads);
+                }
+                _ => self.bundle.model = self.optim.step(lr, self.bundle.model.clone(), grads),
+            }
         }
         self.state.step += 1;
         self.state.samples_seen += batch.len() as u64;
