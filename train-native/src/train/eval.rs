@@ -60,6 +60,11 @@ pub struct EvalResult {
     /// A question about one shape among several needs the model to find the shape the
     /// question describes; with one shape in the picture it does not.
     pub by_shapes: Vec<(String, usize, usize, usize)>,
+    /// Edits by kind of edit ("recolour", "move", …, when the data names it) and how many
+    /// shapes the source scene holds: (kind, shapes, correct, made). All but "add" need
+    /// the model to find the shape the instruction names, as a question about one does.
+    #[serde(default)]
+    pub edits_by_shapes: Vec<(String, usize, usize, usize)>,
     /// Every understanding and text question with its answer, when asked for
     /// (`evaluate(.., keep_answers = true)`; `train-native eval --answers`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -165,6 +170,7 @@ pub fn evaluate(
     let mut answers = Vec::new();
     let mut categories = std::collections::BTreeMap::<String, (usize, usize)>::new();
     let mut by_shapes = std::collections::BTreeMap::<(String, usize), (usize, usize)>::new();
+    let mut edits_by_shapes = std::collections::BTreeMap::<(String, usize), (usize, usize)>::new();
     for set in sets {
         let kind = set.kind();
         let n = match kind {
@@ -263,7 +269,13 @@ pub fn evaluate(
                         let (Some(source), Some(scene)) = (&s.image, &s.source_scene) else { continue };
                         let instruction = edit_instruction(user);
                         let img = p.edit(source, instruction, &options, &mut |_, _| {})?;
-                        score_edit(scene, instruction, &img.data, img.width, img.height)
+                        let ok = score_edit(scene, instruction, &img.data, img.width, img.height);
+                        if let Some(c) = &s.category {
+                            let entry = edits_by_shapes.entry((c.clone(), scene.shapes.len())).or_default();
+                            entry.0 += usize::from(ok);
+                            entry.1 += 1;
+                        }
+                        ok
                     }
                 }
             };
@@ -286,6 +298,7 @@ pub fn evaluate(
         examples,
         categories: categories.into_iter().map(|(c, (ok, n))| (c, ok, n)).collect(),
         by_shapes: by_shapes.into_iter().map(|((c, k), (ok, n))| (c, k, ok, n)).collect(),
+        edits_by_shapes: edits_by_shapes.into_iter().map(|((c, k), (ok, n))| (c, k, ok, n)).collect(),
         answers,
     })
 }

@@ -34,7 +34,8 @@ pub fn eval_tables(e: &EvalResult, which: &str) -> anyhow::Result<String> {
             writeln!(md, "| {c} | {ok} | {n} | {:.1} % |", 100.0 * *ok as f64 / (*n).max(1) as f64)?;
         }
     }
-    md += &by_shapes_table(e, which)?;
+    md += &by_shapes_table(&e.by_shapes, &format!("by shapes in the scene ({which})"))?;
+    md += &by_shapes_table(&e.edits_by_shapes, &format!("edits by shapes in the source ({which})"))?;
     writeln!(md, "\n| expected | answered |\n|---|---|")?;
     for (want, got) in &e.examples {
         writeln!(md, "| {want} | {got} |")?;
@@ -42,25 +43,26 @@ pub fn eval_tables(e: &EvalResult, which: &str) -> anyhow::Result<String> {
     Ok(md)
 }
 
-/// The understanding questions by category and number of shapes in the scene: one
-/// row per category, one column per scene size, each cell "score (asked)"; empty when
-/// the data knows no scenes.
-fn by_shapes_table(e: &EvalResult, which: &str) -> anyhow::Result<String> {
+/// Scores by category and number of shapes in the scene (`rows`: the understanding
+/// questions' or the edits' (category, shapes, correct, asked)): one row per category,
+/// one column per scene size, each cell "score (asked)", headed `title`; empty when the
+/// data knows no scenes.
+fn by_shapes_table(rows: &[(String, usize, usize, usize)], title: &str) -> anyhow::Result<String> {
     let mut md = String::new();
-    let sizes: std::collections::BTreeSet<usize> = e.by_shapes.iter().map(|r| r.1).collect();
+    let sizes: std::collections::BTreeSet<usize> = rows.iter().map(|r| r.1).collect();
     if sizes.is_empty() {
         return Ok(md);
     }
     let cols: Vec<String> = sizes.iter().map(|k| format!("{k} shape{}", if *k == 1 { "" } else { "s" })).collect();
-    writeln!(md, "\n| by shapes in the scene ({which}) | {} |", cols.join(" | "))?;
+    writeln!(md, "\n| {title} | {} |", cols.join(" | "))?;
     writeln!(md, "|---|{}", "---|".repeat(cols.len()))?;
-    let mut categories: Vec<&str> = e.by_shapes.iter().map(|r| r.0.as_str()).collect();
+    let mut categories: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
     categories.dedup();
     let mut all = vec![(0usize, 0usize); sizes.len()];
     for c in categories {
         let mut row = format!("| {c} |");
         for (j, k) in sizes.iter().enumerate() {
-            match e.by_shapes.iter().find(|r| r.0 == c && r.1 == *k) {
+            match rows.iter().find(|r| r.0 == c && r.1 == *k) {
                 Some((_, _, ok, n)) => {
                     write!(row, " {:.1} % ({n}) |", 100.0 * *ok as f64 / (*n).max(1) as f64)?;
                     all[j].0 += ok;
@@ -123,7 +125,7 @@ pub fn write(t: &Trainer) -> anyhow::Result<PathBuf> {
 mod tests {
     use super::*;
 
-    fn result(by_shapes: Vec<(String, usize, usize, usize)>) -> EvalResult {
+    fn result(by_shapes: Vec<(String, usize, usize, usize)>, edits: Vec<(String, usize, usize, usize)>) -> EvalResult {
         EvalResult {
             step: 1,
             accuracy: 0.0,
@@ -135,6 +137,7 @@ mod tests {
             examples: Vec::new(),
             categories: Vec::new(),
             by_shapes,
+            edits_by_shapes: edits,
             answers: Vec::new(),
         }
     }
@@ -148,13 +151,28 @@ mod tests {
             ("position".to_string(), 2, 1, 2),
             ("position".to_string(), 3, 0, 2),
         ];
-        let md = by_shapes_table(&result(rows), "x").expect("table");
+        let md = by_shapes_table(&rows, "by shapes in the scene (x)").expect("table");
         let lines: Vec<&str> = md.lines().filter(|l| !l.is_empty()).collect();
         assert_eq!(lines[0], "| by shapes in the scene (x) | 1 shape | 2 shapes | 3 shapes |");
         assert_eq!(lines[1], "|---|---|---|---|");
         assert_eq!(lines[2], "| colour | 100.0 % (4) | – | 25.0 % (4) |");
         assert_eq!(lines[3], "| position | 100.0 % (2) | 50.0 % (2) | 0.0 % (2) |");
         assert_eq!(lines[4], "| all | 100.0 % (6) | 50.0 % (2) | 16.7 % (6) |");
-        assert!(by_shapes_table(&result(Vec::new()), "x").expect("empty").is_empty());
+        assert!(by_shapes_table(&[], "x").expect("empty").is_empty());
+    }
+
+    #[test]
+    fn the_report_splits_edits_by_kind_and_source_scene() {
+        let questions = vec![("colour".to_string(), 2, 1, 2)];
+        let edits = vec![("move".to_string(), 1, 3, 4), ("recolour".to_string(), 2, 0, 4)];
+        let md = eval_tables(&result(questions, edits), "last").expect("tables");
+        let at = md.find("| edits by shapes in the source (last) | 1 shape | 2 shapes |").expect(&md);
+        let lines: Vec<&str> = md[at..].lines().collect();
+        assert_eq!(lines[2], "| move | 75.0 % (4) | – |");
+        assert_eq!(lines[3], "| recolour | – | 0.0 % (4) |");
+        assert_eq!(lines[4], "| all | 75.0 % (4) | 0.0 % (4) |");
+        assert!(md.contains("| by shapes in the scene (last) | 2 shapes |"), "{md}");
+        // No edits scored: no table.
+        assert!(!eval_tables(&result(Vec::new(), Vec::new()), "last").expect("tables").contains("edits by"));
     }
 }
