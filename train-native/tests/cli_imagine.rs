@@ -213,14 +213,19 @@ fn eval_scores_the_shipped_model_on_the_held_out_sets() {
     assert_eq!(by_shapes.iter().map(|c| c[3].as_u64().unwrap()).sum::<u64>(), asked);
     assert!(by_shapes.iter().all(|c| (1..=3).contains(&c[1].as_u64().unwrap())), "{by_shapes:?}");
     assert!(stdout.contains("| by shapes in the scene"), "{stdout}");
-    // The edits (one per editing set) by kind and shapes in the source, agreeing with the sets.
-    let edits = r["edits_by_shapes"].as_array().expect("edits_by_shapes");
-    assert_eq!(edits.iter().map(|c| c[3].as_u64().unwrap()).sum::<u64>(), 2, "{edits:?}");
-    let edited_right: u64 = sets.iter().filter(|s| s["kind"] == "editing").map(|s| s["correct"].as_u64().unwrap()).sum();
-    assert_eq!(edits.iter().map(|c| c[2].as_u64().unwrap()).sum::<u64>(), edited_right, "{edits:?}");
-    let kinds = ["recolour", "resize", "remove", "add", "move"];
-    assert!(edits.iter().all(|c| kinds.contains(&c[0].as_str().unwrap())), "{edits:?}");
-    assert!(stdout.contains("| edits by shapes in the source"), "{stdout}");
+    // The pictures (one per image set) by task and shapes in the scene, agreeing with the sets.
+    let pictures = r["pictures_by_shapes"].as_array().expect("pictures_by_shapes");
+    assert_eq!(pictures.iter().map(|c| c[3].as_u64().unwrap()).sum::<u64>(), 4, "{pictures:?}");
+    let drawn_right: u64 = sets
+        .iter()
+        .filter(|s| s["kind"] == "editing" || s["kind"] == "generation")
+        .map(|s| s["correct"].as_u64().unwrap())
+        .sum();
+    assert_eq!(pictures.iter().map(|c| c[2].as_u64().unwrap()).sum::<u64>(), drawn_right, "{pictures:?}");
+    let rows = ["generation", "edit: recolour", "edit: resize", "edit: remove", "edit: add", "edit: move"];
+    assert!(pictures.iter().all(|c| rows.contains(&c[0].as_str().unwrap())), "{pictures:?}");
+    assert_eq!(pictures.iter().filter(|c| c[0] == "generation").map(|c| c[3].as_u64().unwrap()).sum::<u64>(), 2);
+    assert!(stdout.contains("| pictures by shapes in the scene"), "{stdout}");
     // --answers: one line per question asked (understanding and text), agreeing with the counts.
     let lines: Vec<serde_json::Value> = std::fs::read_to_string(&answers)
         .expect("answers written")

@@ -15,7 +15,7 @@ use genllava::pipeline::{GenLlava, ImageOptions, UnderstandRequest, understand};
 use genllava::sampling::SamplingConfig;
 use genllava::scheduler::SchedulerKind;
 use genllava::sd::pipeline::StableDiffusion;
-use genllava::shapes::{score_answer, score_edit, score_generation};
+use genllava::shapes::{parse_caption, score_answer, score_edit, score_generation};
 use genllava::template::{self, ChatFormat};
 
 /// The score of one held-out set.
@@ -60,11 +60,12 @@ pub struct EvalResult {
     /// A question about one shape among several needs the model to find the shape the
     /// question describes; with one shape in the picture it does not.
     pub by_shapes: Vec<(String, usize, usize, usize)>,
-    /// Edits by kind of edit ("recolour", "move", …, when the data names it) and how many
-    /// shapes the source scene holds: (kind, shapes, correct, made). All but "add" need
-    /// the model to find the shape the instruction names, as a question about one does.
-    #[serde(default)]
-    pub edits_by_shapes: Vec<(String, usize, usize, usize)>,
+    /// Pictures by how many shapes their scene holds: "generation" by the shapes its
+    /// caption names, edits by kind of edit ("recolour", "move", …, when the data names it)
+    /// and the shapes of the source scene: (row, shapes, correct, made). Every edit but
+    /// "add" needs the model to find the shape the instruction names, as a question about
+    /// one does; every picture must draw each shape of its scene right.
+    pub pictures_by_shapes: Vec<(String, usize, usize, usize)>,
     /// Every understanding and text question with its answer, when asked for
     /// (`evaluate(.., keep_answers = true)`; `train-native eval --answers`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -170,7 +171,7 @@ pub fn evaluate(
     let mut answers = Vec::new();
     let mut categories = std::collections::BTreeMap::<String, (usize, usize)>::new();
     let mut by_shapes = std::collections::BTreeMap::<(String, usize), (usize, usize)>::new();
-    let mut edits_by_shapes = std::collections::BTreeMap::<(String, usize), (usize, usize)>::new();
+    let mut pictures_by_shapes = std::collections::BTreeMap::<(String, usize), (usize, usize)>::new();
     for set in sets {
         let kind = set.kind();
         let n = match kind {
@@ -264,14 +265,20 @@ pub fn evaluate(
                     if kind == Kind::Generation {
                         let caption = s.target_caption.as_deref().unwrap_or_default();
                         let img = p.generate(caption, &options, &mut |_, _| {})?;
-                        score_generation(&img.data, img.width, img.height, caption)
+                        let ok = score_generation(&img.data, img.width, img.height, caption);
+                        if let Ok(scene) = parse_caption(caption) {
+                            let entry = pictures_by_shapes.entry(("generation".into(), scene.shapes.len())).or_default();
+                            entry.0 += usize::from(ok);
+                            entry.1 += 1;
+                        }
+                        ok
                     } else {
                         let (Some(source), Some(scene)) = (&s.image, &s.source_scene) else { continue };
                         let instruction = edit_instruction(user);
                         let img = p.edit(source, instruction, &options, &mut |_, _| {})?;
                         let ok = score_edit(scene, instruction, &img.data, img.width, img.height);
                         if let Some(c) = &s.category {
-                            let entry = edits_by_shapes.entry((c.clone(), scene.shapes.len())).or_default();
+                            let entry = pictures_by_shapes.entry((format!("edit: {c}"), scene.shapes.len())).or_default();
                             entry.0 += usize::from(ok);
                             entry.1 += 1;
                         }
@@ -298,7 +305,7 @@ pub fn evaluate(
         examples,
         categories: categories.into_iter().map(|(c, (ok, n))| (c, ok, n)).collect(),
         by_shapes: by_shapes.into_iter().map(|((c, k), (ok, n))| (c, k, ok, n)).collect(),
-        edits_by_shapes: edits_by_shapes.into_iter().map(|((c, k), (ok, n))| (c, k, ok, n)).collect(),
+        pictures_by_shapes: pictures_by_shapes.into_iter().map(|((c, k), (ok, n))| (c, k, ok, n)).collect(),
         answers,
     })
 }

@@ -35,7 +35,7 @@ pub fn eval_tables(e: &EvalResult, which: &str) -> anyhow::Result<String> {
         }
     }
     md += &by_shapes_table(&e.by_shapes, &format!("by shapes in the scene ({which})"))?;
-    md += &by_shapes_table(&e.edits_by_shapes, &format!("edits by shapes in the source ({which})"))?;
+    md += &by_shapes_table(&e.pictures_by_shapes, &format!("pictures by shapes in the scene ({which})"))?;
     writeln!(md, "\n| expected | answered |\n|---|---|")?;
     for (want, got) in &e.examples {
         writeln!(md, "| {want} | {got} |")?;
@@ -137,7 +137,7 @@ mod tests {
             examples: Vec::new(),
             categories: Vec::new(),
             by_shapes,
-            edits_by_shapes: edits,
+            pictures_by_shapes: edits,
             answers: Vec::new(),
         }
     }
@@ -162,17 +162,22 @@ mod tests {
     }
 
     #[test]
-    fn the_report_splits_edits_by_kind_and_source_scene() {
+    fn the_report_splits_pictures_by_task_and_scene() {
         let questions = vec![("colour".to_string(), 2, 1, 2)];
-        let edits = vec![("move".to_string(), 1, 3, 4), ("recolour".to_string(), 2, 0, 4)];
-        let md = eval_tables(&result(questions, edits), "last").expect("tables");
-        let at = md.find("| edits by shapes in the source (last) | 1 shape | 2 shapes |").expect(&md);
+        let pictures = vec![
+            ("edit: move".to_string(), 1, 3, 4),
+            ("edit: recolour".to_string(), 2, 0, 4),
+            ("generation".to_string(), 2, 1, 2),
+        ];
+        let md = eval_tables(&result(questions, pictures), "last").expect("tables");
+        let at = md.find("| pictures by shapes in the scene (last) | 1 shape | 2 shapes |").expect(&md);
         let lines: Vec<&str> = md[at..].lines().collect();
-        assert_eq!(lines[2], "| move | 75.0 % (4) | – |");
-        assert_eq!(lines[3], "| recolour | – | 0.0 % (4) |");
-        assert_eq!(lines[4], "| all | 75.0 % (4) | 0.0 % (4) |");
+        assert_eq!(lines[2], "| edit: move | 75.0 % (4) | – |");
+        assert_eq!(lines[3], "| edit: recolour | – | 0.0 % (4) |");
+        assert_eq!(lines[4], "| generation | – | 50.0 % (2) |");
+        assert_eq!(lines[5], "| all | 75.0 % (4) | 16.7 % (6) |");
         assert!(md.contains("| by shapes in the scene (last) | 2 shapes |"), "{md}");
-        // No edits scored: no table.
-        assert!(!eval_tables(&result(Vec::new(), Vec::new()), "last").expect("tables").contains("edits by"));
+        // No pictures scored: no table.
+        assert!(!eval_tables(&result(Vec::new(), Vec::new()), "last").expect("tables").contains("pictures by"));
     }
 }
