@@ -61,13 +61,19 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let mut rng = SplitMix64::derive(args.seed, &[0xE7A1]);
     let start = Instant::now();
     let (mut exact, mut total) = (0usize, SceneMatch::default());
+    // Exact pictures and captions by how many shapes the caption names.
+    let mut by_shapes = std::collections::BTreeMap::<usize, (usize, usize)>::new();
     for (chunk_index, chunk) in captions.chunks(BATCH).enumerate() {
         let images = generate(&sd, chunk, args.steps, args.guidance, &mut rng, &device)?;
         for (j, (caption, rgb)) in chunk.iter().zip(&images.rgb).enumerate() {
             let want = parse_caption(caption)?;
             let got = parse_image(rgb, side, side).unwrap_or_default();
             let m = SceneMatch::of(&got, &want);
-            exact += usize::from(genllava::shapes::score_generation(rgb, side, side, caption));
+            let ok = genllava::shapes::score_generation(rgb, side, side, caption);
+            exact += usize::from(ok);
+            let entry = by_shapes.entry(want.shapes.len()).or_default();
+            entry.0 += usize::from(ok);
+            entry.1 += 1;
             total.wanted += m.wanted;
             total.placed += m.placed;
             total.kinds += m.kinds;
@@ -98,5 +104,10 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         total.extra,
         start.elapsed().as_secs_f64()
     );
+    let rows: Vec<String> = by_shapes
+        .iter()
+        .map(|(k, (ok, n))| format!("{k}: {:.1} % ({ok}/{n})", 100.0 * *ok as f64 / (*n).max(1) as f64))
+        .collect();
+    println!("exact by shapes in the caption: {}", rows.join(", "));
     Ok(())
 }
