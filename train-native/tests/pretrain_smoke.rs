@@ -141,6 +141,14 @@ fn pretrain_sd_writes_a_folder_core_loads() {
 
     let eval = run(bin().args(["eval-sd", "--n", "2", "--steps", "2", "--sd"]).arg(&dir));
     assert!(eval.contains("exact"), "{eval}");
+    // The same pictures by shapes in the caption: "k: p % (right/asked)", the asked summing to n.
+    let line = eval.lines().find(|l| l.starts_with("exact by shapes in the caption: ")).expect(&eval);
+    let asked: usize = line
+        .split('(')
+        .skip(1)
+        .map(|cell| cell.split(['/', ')']).nth(1).expect(line).parse::<usize>().expect(line))
+        .sum();
+    assert_eq!(asked, 2, "{line}");
 
     // Continued training: the UNet starts from the folder's and moves; the VAE and the
     // text encoder reused from it stay the same bytes.
