@@ -267,7 +267,8 @@ pub fn evaluate(
                         let img = p.generate(caption, &options, &mut |_, _| {})?;
                         let ok = score_generation(&img.data, img.width, img.height, caption);
                         if let Ok(scene) = parse_caption(caption) {
-                            let entry = pictures_by_shapes.entry(("generation".into(), scene.shapes.len())).or_default();
+                            let entry =
+                                pictures_by_shapes.entry(("generation".into(), scene.shapes.len())).or_default();
                             entry.0 += usize::from(ok);
                             entry.1 += 1;
                         }
@@ -278,7 +279,8 @@ pub fn evaluate(
                         let img = p.edit(source, instruction, &options, &mut |_, _| {})?;
                         let ok = score_edit(scene, instruction, &img.data, img.width, img.height);
                         if let Some(c) = &s.category {
-                            let entry = pictures_by_shapes.entry((format!("edit: {c}"), scene.shapes.len())).or_default();
+                            let entry =
+                                pictures_by_shapes.entry((format!("edit: {c}"), scene.shapes.len())).or_default();
                             entry.0 += usize::from(ok);
                             entry.1 += 1;
                         }
