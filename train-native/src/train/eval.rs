@@ -72,6 +72,13 @@ pub struct EvalResult {
     pub answers: Vec<Answered>,
 }
 
+/// Count one scored item under `key`: (right, asked).
+fn tally<K: Ord>(counts: &mut std::collections::BTreeMap<K, (usize, usize)>, key: K, ok: bool) {
+    let entry = counts.entry(key).or_default();
+    entry.0 += usize::from(ok);
+    entry.1 += 1;
+}
+
 /// One held-out question and the model's greedy answer.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Answered {
@@ -225,13 +232,9 @@ pub fn evaluate(
                     let ok = score_answer(&got, &expected);
                     let shapes = s.source_scene.as_ref().map(|scene| scene.shapes.len());
                     if let (Kind::Understanding, Some(c)) = (kind, &s.category) {
-                        let entry = categories.entry(c.clone()).or_default();
-                        entry.0 += usize::from(ok);
-                        entry.1 += 1;
+                        tally(&mut categories, c.clone(), ok);
                         if let Some(n) = shapes {
-                            let entry = by_shapes.entry((c.clone(), n)).or_default();
-                            entry.0 += usize::from(ok);
-                            entry.1 += 1;
+                            tally(&mut by_shapes, (c.clone(), n), ok);
                         }
                     }
                     let question = s.turns[last - 1].text.replace('\n', " ");
@@ -267,10 +270,7 @@ pub fn evaluate(
                         let img = p.generate(caption, &options, &mut |_, _| {})?;
                         let ok = score_generation(&img.data, img.width, img.height, caption);
                         if let Ok(scene) = parse_caption(caption) {
-                            let entry =
-                                pictures_by_shapes.entry(("generation".into(), scene.shapes.len())).or_default();
-                            entry.0 += usize::from(ok);
-                            entry.1 += 1;
+                            tally(&mut pictures_by_shapes, ("generation".into(), scene.shapes.len()), ok);
                         }
                         ok
                     } else {
@@ -279,10 +279,7 @@ pub fn evaluate(
                         let img = p.edit(source, instruction, &options, &mut |_, _| {})?;
                         let ok = score_edit(scene, instruction, &img.data, img.width, img.height);
                         if let Some(c) = &s.category {
-                            let entry =
-                                pictures_by_shapes.entry((format!("edit: {c}"), scene.shapes.len())).or_default();
-                            entry.0 += usize::from(ok);
-                            entry.1 += 1;
+                            tally(&mut pictures_by_shapes, (format!("edit: {c}"), scene.shapes.len()), ok);
                         }
                         ok
                     }

@@ -44,7 +44,7 @@ pub fn eval_tables(e: &EvalResult, which: &str) -> anyhow::Result<String> {
 }
 
 /// Scores by category and number of shapes in the scene (`rows`: the understanding
-/// questions' or the edits' (category, shapes, correct, asked)): one row per category,
+/// questions' or the pictures' (category, shapes, correct, asked)): one row per category,
 /// one column per scene size, each cell "score (asked)", headed `title`; empty when the
 /// data knows no scenes.
 fn by_shapes_table(rows: &[(String, usize, usize, usize)], title: &str) -> anyhow::Result<String> {
@@ -125,7 +125,10 @@ pub fn write(t: &Trainer) -> anyhow::Result<PathBuf> {
 mod tests {
     use super::*;
 
-    fn result(by_shapes: Vec<(String, usize, usize, usize)>, edits: Vec<(String, usize, usize, usize)>) -> EvalResult {
+    fn result(
+        by_shapes: Vec<(String, usize, usize, usize)>,
+        pictures: Vec<(String, usize, usize, usize)>,
+    ) -> EvalResult {
         EvalResult {
             step: 1,
             accuracy: 0.0,
@@ -137,7 +140,7 @@ mod tests {
             examples: Vec::new(),
             categories: Vec::new(),
             by_shapes,
-            pictures_by_shapes: edits,
+            pictures_by_shapes: pictures,
             answers: Vec::new(),
         }
     }
