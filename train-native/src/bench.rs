@@ -52,6 +52,17 @@ pub struct BenchArgs {
     /// (needs `--device wgpu`).
     #[arg(long, conflicts_with_all = ["torch", "json"])]
     pub kernels: bool,
+    /// Instead of the models, time the training step of a config (`--config`, `--set`;
+    /// default: the main job's) under several pass layouts (`micro_batch`,
+    /// `parallel_micro_batches`), side by side on the same samples.
+    #[arg(long, conflicts_with_all = ["torch", "json", "kernels"])]
+    pub train: bool,
+    /// `--train`: steps per layout (the first 5 are left out of the timing).
+    #[arg(long, default_value_t = 30, requires = "train")]
+    pub steps: usize,
+    /// `--train`: the training config and its overrides.
+    #[command(flatten)]
+    pub config: crate::train::ConfigArgs,
 }
 
 /// The cores this process may use.
@@ -339,6 +350,13 @@ fn row(case: &Case, key: String, what: String, seconds: f64, tokens: Option<usiz
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let device = args.device.device()?;
     let runs = args.runs.unwrap_or(if args.quick { 3 } else { 5 });
+    if !args.train && (args.config.config.is_some() || !args.config.overrides.is_empty()) {
+        anyhow::bail!("--config and --set choose the training config of `bench --train`; add --train");
+    }
+    if args.train {
+        print!("{}", crate::bench_train::run(args.device, &args.config, args.steps)?);
+        return Ok(());
+    }
     if args.kernels {
         print!("{}", crate::bench_kernels::run(&device, args.quick, runs, args.only.as_deref(), &args.latents)?);
         return Ok(());

@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_kernels;
+mod bench_train;
 mod chat;
 mod device;
 mod diffuse;

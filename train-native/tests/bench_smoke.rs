@@ -64,3 +64,36 @@ fn kernel_bench_needs_a_wgpu_device() {
     assert!(!out.status.success());
     assert!(stderr.contains("--device wgpu") && !stderr.contains("panicked"), "{stderr}");
 }
+
+/// `bench --train` on a tiny understanding config (8 samples per step): one row per
+/// layout that divides the batch, the config's own first at 1.00×; nothing about the
+/// timings is asserted. `--set` without `--train` is refused.
+#[test]
+fn train_step_layouts_table() {
+    let sets = [
+        "global_batch=8",
+        "micro_batch=4",
+        "parallel_micro_batches=2",
+        "data.source=colours",
+        "model.generation=false",
+        "model.init=null",
+        "model.vision=null",
+        "max_seq_len=2048",
+    ];
+    let mut args = vec!["--train", "--steps", "7"];
+    for s in sets {
+        args.extend(["--set", s]);
+    }
+    let out = bench(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "bench --train failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    let rows: Vec<&str> = stdout.lines().filter(|l| l.starts_with("| ") && !l.starts_with("| samples")).collect();
+    // The config's (4 per pass, 2 at once), then 8 × 4 at once and 4 × 8 at once (32 and 16 do not divide 8).
+    assert_eq!(rows.len(), 3, "table:\n{stdout}");
+    assert!(rows[0].starts_with("| 4 (the config's) | 2 | 2 |") && rows[0].ends_with("| 1.00× |"), "{}", rows[0]);
+    assert!(rows[1].starts_with("| 8 | 1 | 4 |") && rows[2].starts_with("| 4 | 2 | 8 |"), "table:\n{stdout}");
+
+    let refused = bench(&["--set", "steps=3"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("add --train"));
+}

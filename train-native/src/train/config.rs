@@ -35,7 +35,9 @@ pub struct TrainConfig {
     pub clip_norm: f64,
     /// Samples per optimizer step.
     pub global_batch: usize,
-    /// Samples per forward/backward pass; `global_batch / micro_batch` passes are accumulated.
+    /// Samples per forward/backward pass, on average: a step's samples are sorted by
+    /// length and cut into `global_batch / micro_batch` passes (accumulated) where the
+    /// passes' padded sizes balance, so a pass of short samples holds more of them.
     pub micro_batch: usize,
     /// How many micro-batches of a step run at once on each device, each on its own
     /// thread (their gradients are summed in order, so the result does not depend on it;

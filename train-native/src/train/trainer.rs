@@ -136,7 +136,10 @@ impl Trainer {
         // dropout of the generation losses) comes from a seed the checkpoint restores.
         self.state.rng = splitmix64(self.state.rng);
         self.device.seed(self.state.rng);
-        let batch = self.next_batch()?;
+        let mut batch = self.next_batch()?;
+        // Shortest first, so that the passes below pad little (a stable sort: ties keep
+        // their draw order, and the step stays a function of the data stream).
+        batch.sort_by_key(|(_, e)| e.ids.len());
         let total_targets: usize = batch.iter().map(|(_, e)| e.targets()).sum();
         let lr = optim::lr_at(self.state.step, self.cfg.steps, self.cfg.warmup_ratio, self.cfg.lr);
         let pad_id = self.bundle.tokenizer.token_id("<pad>").unwrap_or(0);
@@ -204,7 +207,13 @@ impl Trainer {
             // model's kernels use one core; a data-parallel run has one group member per
             // device and share); their gradients are summed in order, so the step is the
             // same whatever the thread count.
-            let chunks: Vec<&[(Sample, Encoded)]> = batch.chunks(self.cfg.micro_batch).collect();
+            let passes = batch.len().div_ceil(self.cfg.micro_batch);
+            let costs: Vec<(usize, bool)> = batch
+                .iter()
+                .map(|(s, e)| (e.ids.len(), self.frozen.is_some() && loss::is_image_row(s, e, &img)))
+                .collect();
+            let chunks: Vec<&[(Sample, Encoded)]> =
+                balanced_passes(&costs, passes).into_iter().map(|r| &batch[r]).collect();
             let parallel = self.cfg.parallel_micro_batches * devices.len();
             for (g, group) in chunks.chunks(parallel).enumerate() {
                 let results: Vec<anyhow::Result<_>> = if group.len() == 1 {
@@ -269,6 +278,63 @@ impl Trainer {
     }
 }
 
+/// Padded token slots one image target costs a pass besides its tokens: its trip
+/// through the frozen VAE encoder and UNet, forward and back (about an eighth of a
+/// main-job step goes to its dozen or so image targets).
+const IMAGE_TARGET_COST: usize = 32;
+
+/// Split a step's samples, sorted by token length (`costs`: length, whether the
+/// sample is an image target), into `passes` consecutive non-empty runs, one per
+/// forward/backward pass, so that the costliest pass — rows × its longest row, plus
+/// [`IMAGE_TARGET_COST`] per image target — is as cheap as it can be. Passes run side
+/// by side, so the costliest one sets the step's time; cutting a length-sorted batch
+/// keeps short samples from being padded to long ones.
+fn balanced_passes(costs: &[(usize, bool)], passes: usize) -> Vec<std::ops::Range<usize>> {
+    let n = costs.len();
+    let passes = passes.clamp(1, n.max(1));
+    if n == 0 {
+        return vec![0..0];
+    }
+    let images: Vec<usize> = std::iter::once(0)
+        .chain(costs.iter().scan(0, |acc, &(_, image)| {
+            *acc += usize::from(image);
+            Some(*acc)
+        }))
+        .collect();
+    let cost = |a: usize, b: usize| {
+        (b - a) * costs[a..b].iter().map(|&(len, _)| len).max().unwrap_or(0)
+            + IMAGE_TARGET_COST * (images[b] - images[a])
+    };
+    // best[p][i]: the least costliest pass over the first i samples cut into p runs;
+    // cut[p][i]: where the last of those runs starts.
+    let mut best = vec![vec![usize::MAX; n + 1]; passes + 1];
+    let mut cut = vec![vec![0; n + 1]; passes + 1];
+    best[0][0] = 0;
+    for p in 1..=passes {
+        for i in p..=n {
+            for k in (p - 1)..i {
+                if best[p - 1][k] == usize::MAX {
+                    continue;
+                }
+                let c = best[p - 1][k].max(cost(k, i));
+                if c < best[p][i] {
+                    best[p][i] = c;
+                    cut[p][i] = k;
+                }
+            }
+        }
+    }
+    let mut ranges = Vec::with_capacity(passes);
+    let mut end = n;
+    for p in (1..=passes).rev() {
+        let start = cut[p][end];
+        ranges.push(start..end);
+        end = start;
+    }
+    ranges.reverse();
+    ranges
+}
+
 /// A worker thread's copy of `model` on `device` for one micro-batch: its own autodiff
 /// leaves (same parameter ids, same weights; no copy on the main device) for every part
 /// the micro-batch uses, since Burn's autodiff graphs of threads that share leaves merge,
@@ -298,5 +364,38 @@ fn worker_model(
             language_model: llava.language_model.clone().fork(device),
         },
         head: model.head.as_ref().map(|h| if images_out { h.clone().fork(device) } else { h.clone() }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{IMAGE_TARGET_COST, balanced_passes};
+
+    /// The passes cover the batch in order, none empty, and the costliest is the least
+    /// any cut gives (checked against every two-way cut).
+    #[test]
+    fn passes_cover_the_batch_and_balance_the_padding() {
+        let lens = [19, 41, 41, 50, 50, 57, 58, 58, 59, 61, 67, 68, 74, 74, 76, 110];
+        let costs: Vec<(usize, bool)> = lens.iter().enumerate().map(|(i, &l)| (l, i < 3)).collect();
+        let cost = |r: &std::ops::Range<usize>| {
+            r.len() * costs[r.clone()].iter().map(|c| c.0).max().unwrap()
+                + IMAGE_TARGET_COST * costs[r.clone()].iter().filter(|c| c.1).count()
+        };
+        let two = balanced_passes(&costs, 2);
+        assert_eq!(two.len(), 2);
+        assert_eq!((two[0].start, two[0].end, two[1].end), (0, two[1].start, lens.len()));
+        let got = two.iter().map(cost).max().unwrap();
+        let least = (1..lens.len()).map(|k| cost(&(0..k)).max(cost(&(k..lens.len())))).min().unwrap();
+        assert_eq!(got, least);
+        // The long outlier gets a short pass: padding 16 rows to 110 would cost 1760.
+        assert!(got < 1200, "costliest pass {got}");
+        for passes in [1, 3, 5, 16, 40] {
+            let r = balanced_passes(&costs, passes);
+            assert_eq!(r.len(), passes.min(lens.len()));
+            assert_eq!(r.first().unwrap().start, 0);
+            assert_eq!(r.last().unwrap().end, lens.len());
+            assert!(r.windows(2).all(|w| w[0].end == w[1].start) && r.iter().all(|x| !x.is_empty()));
+        }
+        assert_eq!(balanced_passes(&[], 2), vec![0..0]);
     }
 }
