@@ -348,15 +348,16 @@ fn row(case: &Case, key: String, what: String, seconds: f64, tokens: Option<usiz
 
 /// `train-native bench …`.
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let device = args.device.device()?;
-    let runs = args.runs.unwrap_or(if args.quick { 3 } else { 5 });
     if !args.train && (args.config.config.is_some() || !args.config.overrides.is_empty()) {
         anyhow::bail!("--config and --set choose the training config of `bench --train`; add --train");
     }
     if args.train {
+        // The trainer makes its own device.
         print!("{}", crate::bench_train::run(args.device, &args.config, args.steps)?);
         return Ok(());
     }
+    let device = args.device.device()?;
+    let runs = args.runs.unwrap_or(if args.quick { 3 } else { 5 });
     if args.kernels {
         print!("{}", crate::bench_kernels::run(&device, args.quick, runs, args.only.as_deref(), &args.latents)?);
         return Ok(());

@@ -9,7 +9,6 @@
 
 use crate::device::DeviceArg;
 use crate::train::{self, ConfigArgs, TrainArgs};
-use anyhow::Context;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -21,19 +20,11 @@ const LAYOUTS: [(usize, usize); 4] = [(32, 1), (16, 2), (8, 4), (4, 8)];
 
 /// Median seconds per step of the run's `metrics.jsonl`, the warm-up steps left out.
 fn median_step_seconds(metrics: &Path) -> anyhow::Result<f64> {
-    let text = std::fs::read_to_string(metrics).with_context(|| metrics.display().to_string())?;
-    let mut secs = Vec::new();
-    for line in text.lines() {
-        let v: serde_json::Value = serde_json::from_str(line).with_context(|| metrics.display().to_string())?;
-        let (Some(step), Some(samples), Some(rate)) =
-            (v["step"].as_u64(), v["samples"].as_f64(), v["samples_per_s"].as_f64())
-        else {
-            continue;
-        };
-        if step as usize > WARMUP_STEPS && rate > 0.0 {
-            secs.push(samples / rate);
-        }
-    }
+    let mut secs: Vec<f64> = train::metrics::read_metrics(metrics)
+        .iter()
+        .filter(|m| m.step > WARMUP_STEPS && m.samples_per_s > 0.0)
+        .map(|m| m.samples as f64 / m.samples_per_s)
+        .collect();
     if secs.is_empty() {
         anyhow::bail!("{}: no timed steps after the {WARMUP_STEPS} warm-up steps", metrics.display());
     }

@@ -145,8 +145,10 @@ impl Trainer {
         let pad_id = self.bundle.tokenizer.token_id("<pad>").unwrap_or(0);
         let img: Vec<u32> =
             self.bundle.generation.as_ref().map(|g| g.config.task_tokens.img.clone()).unwrap_or_default();
-        let total_images =
-            batch.iter().filter(|(s, e)| self.frozen.is_some() && loss::is_image_row(s, e, &img)).count();
+        // Per sample: its length and whether it trains the generation path.
+        let costs: Vec<(usize, bool)> =
+            batch.iter().map(|(s, e)| (e.ids.len(), self.frozen.is_some() && loss::is_image_row(s, e, &img))).collect();
+        let total_images = costs.iter().filter(|&&(_, image)| image).count();
         let w = &self.cfg.loss;
         let (mut ce_sum, mut diffusion_sum, mut align_sum) = (0.0, 0.0, 0.0);
         let mut grad_norm = 0.0;
@@ -208,10 +210,6 @@ impl Trainer {
             // device and share); their gradients are summed in order, so the step is the
             // same whatever the thread count.
             let passes = batch.len().div_ceil(self.cfg.micro_batch);
-            let costs: Vec<(usize, bool)> = batch
-                .iter()
-                .map(|(s, e)| (e.ids.len(), self.frozen.is_some() && loss::is_image_row(s, e, &img)))
-                .collect();
             let chunks: Vec<&[(Sample, Encoded)]> =
                 balanced_passes(&costs, passes).into_iter().map(|r| &batch[r]).collect();
             let parallel = self.cfg.parallel_micro_batches * devices.len();
