@@ -63,6 +63,7 @@ pub fn run(device: DeviceArg, config: &ConfigArgs, steps: usize) -> anyhow::Resu
             print_config: false,
             device,
             devices: None,
+            understanding_only: false,
         };
         let ran = train::run(args).and_then(|()| median_step_seconds(&out.join("metrics.jsonl")));
         let _ = std::fs::remove_dir_all(&out);

@@ -75,6 +75,7 @@ fn main() {
             print_config: false,
             device: device::DeviceArg::Cpu,
             devices: None,
+            understanding_only: false,
         }),
         Some(Command::Eval(args)) => train::run_eval(args),
         Some(Command::Data(args)) => pretrain::data::run(args),

@@ -136,3 +136,32 @@ fn a_plain_llava_checkpoint_becomes_a_genllava_to_tune() {
     assert!(png.exists());
     let _ = std::fs::remove_dir_all(&out);
 }
+
+#[test]
+fn understanding_only_is_the_same_run_on_understanding_data_alone() {
+    // The embedded config's ablation: every task but understanding off, beside the main run.
+    let out = bin().args(["train", "--understanding-only", "--print-config"]).output().expect("spawn");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let cfg: serde_json::Value = serde_json::from_slice(&out.stdout).expect("config JSON");
+    let m = &cfg["mixture"];
+    assert_eq!(
+        (m["text"].as_f64(), m["generation"].as_f64(), m["editing"].as_f64()),
+        (Some(0.0), Some(0.0), Some(0.0))
+    );
+    assert!(m["understanding"].as_f64().unwrap_or(0.0) > 0.0, "{m}");
+    assert_eq!(cfg["out_dir"], "runs/train-understanding-only");
+    assert_eq!(cfg["steps"], 3000);
+
+    // A short run of it: the mixture's image shares of `args` are overruled, so no step
+    // trains on an image target, and its report scores the same held-out sets.
+    let u = temp("understanding-only");
+    let mut sets = args(&u);
+    sets.extend(["--understanding-only", "--set", "steps=2"].map(String::from));
+    run_ok(bin().args(&sets));
+    let m = metrics(&u);
+    assert_eq!(m.len(), 2);
+    assert!(m.iter().all(|s| s["images"].as_u64().unwrap_or(0) == 0), "{m:?}");
+    let report = std::fs::read_to_string(u.join("report.md")).expect("report");
+    assert!(report.contains("shapes understanding (novel"), "{report}");
+    let _ = std::fs::remove_dir_all(&u);
+}

@@ -95,6 +95,15 @@ pub struct DatasetConfig {
     /// uniformly, so scores stay comparable).
     #[serde(default = "uniform")]
     pub question_weights: questions::Weights,
+    /// Relative weights of scenes of 1, 2, … 9 shapes behind train understanding records
+    /// (entries past `max_shapes` ignored; held-out records and the other tasks always draw
+    /// the number of shapes uniformly).
+    #[serde(default = "even_scenes")]
+    pub scene_weights: [u32; 9],
+}
+
+fn even_scenes() -> [u32; 9] {
+    [1; 9]
 }
 
 fn uniform() -> questions::Weights {
@@ -111,6 +120,7 @@ impl Default for DatasetConfig {
             textured: true,
             image_last: false,
             question_weights: questions::UNIFORM,
+            scene_weights: even_scenes(),
         }
     }
 }
@@ -158,8 +168,14 @@ fn stem(split: Split, task: &str, index: usize) -> String {
 
 /// A random scene of `split` (rejection sampling; novel scenes get one held-out shape).
 pub fn random_scene(rng: &mut SplitMix64, split: Split, max_shapes: usize) -> Scene {
+    random_scene_weighted(rng, split, max_shapes, &even_scenes())
+}
+
+/// [`random_scene`] with the number of shapes drawn by `weights` (see
+/// [`Scene::random_weighted`]).
+pub fn random_scene_weighted(rng: &mut SplitMix64, split: Split, max_shapes: usize, weights: &[u32; 9]) -> Scene {
     loop {
-        let mut scene = Scene::random(rng, max_shapes);
+        let mut scene = Scene::random_weighted(rng, max_shapes, weights);
         if split == Split::Novel {
             let (colour, kind) = HELD_OUT_PAIRS[rng.below(HELD_OUT_PAIRS.len())];
             let i = rng.below(scene.shapes.len());
@@ -186,7 +202,8 @@ fn image(file: String, scene: &Scene, opts: &RenderOptions) -> ImageOut {
 /// Understanding sample `index`: an image and `cfg.turns` questions with short answers.
 pub fn understanding(cfg: &DatasetConfig, split: Split, index: usize) -> Sample {
     let mut rng = rng_for(cfg, split, Task::Understanding, index);
-    let scene = random_scene(&mut rng, split, cfg.max_shapes);
+    let sizes = if split == Split::Train { &cfg.scene_weights } else { &even_scenes() };
+    let scene = random_scene_weighted(&mut rng, split, cfg.max_shapes, sizes);
     let opts = render_options(cfg, &mut rng);
     let id = stem(split, "understanding", index);
     let file = format!("{id}.png");
@@ -437,6 +454,38 @@ mod tests {
         // Held-out records are asked evenly whatever the weights.
         for i in 0..50 {
             assert_eq!(understanding(&relations, Split::Test, i), understanding(&uniform, Split::Test, i));
+        }
+    }
+
+    #[test]
+    fn scene_weights_shape_train_understanding_only() {
+        let sizes = |cfg: &DatasetConfig, split: Split| {
+            let mut n = [0usize; 3];
+            for i in 0..600 {
+                n[understanding(cfg, split, i).images[0].scene.shapes.len() - 1] += 1;
+            }
+            n
+        };
+        let uniform = DatasetConfig::default();
+        // Equal weights draw the same scenes as before the weights existed.
+        let mut rng = SplitMix64::new(9);
+        let mut again = SplitMix64::new(9);
+        for _ in 0..100 {
+            assert_eq!(Scene::random(&mut rng, 3), Scene::random_weighted(&mut again, 3, &[1; 9]));
+        }
+        let mut w = [1; 9];
+        w[..3].copy_from_slice(&[0, 1, 3]);
+        let skewed = DatasetConfig { scene_weights: w, ..uniform };
+        let n = sizes(&skewed, Split::Train);
+        assert_eq!(n[0], 0, "{n:?}");
+        assert!(n[2] > 2 * n[1], "{n:?}");
+        // Even weights: three shapes more often hold a held-out pair, so train has fewer.
+        let even = sizes(&uniform, Split::Train);
+        assert!(even.iter().all(|&c| c > 100) && even[0] > even[2], "{even:?}");
+        // Held-out records and the other tasks keep the uniform draw.
+        for i in 0..50 {
+            assert_eq!(understanding(&skewed, Split::Test, i), understanding(&uniform, Split::Test, i));
+            assert_eq!(generation(&skewed, Split::Train, i), generation(&uniform, Split::Train, i));
         }
     }
 }

@@ -301,6 +301,12 @@ pub struct DataConfig {
     /// How often each kind of question is asked about a training image (shapes;
     /// relative weights, 1 each by default; held-out images are always asked evenly).
     pub questions: QuestionWeights,
+    /// How often a training understanding image shows one, two or three shapes
+    /// (shapes; relative weights, `[1, 1, 1]` by default; held-out images and the
+    /// generation and editing data always draw the number of shapes evenly). Questions
+    /// about a lone shape need no lookup of the shape they name; heavier weights on
+    /// two and three shapes ask for it more often.
+    pub scenes: [u32; 3],
 }
 
 impl Default for DataConfig {
@@ -312,6 +318,7 @@ impl Default for DataConfig {
             turns: 1,
             image_after_question: false,
             questions: QuestionWeights::default(),
+            scenes: [1, 1, 1],
         }
     }
 }
@@ -400,6 +407,9 @@ impl TrainConfig {
         }
         if self.data.questions.to_array().iter().all(|&w| w == 0) {
             bail!("data.questions: at least one question weight must be positive");
+        }
+        if self.data.scenes.iter().all(|&w| w == 0) {
+            bail!("data.scenes: at least one of the weights of one, two and three shapes must be positive");
         }
         if !(0.0..1.0).contains(&self.warmup_ratio) {
             bail!("warmup_ratio must be in [0, 1)");
@@ -501,6 +511,11 @@ mod tests {
         let err = TrainConfig::load(None, &zero).unwrap_err();
         assert!(format!("{err:#}").contains("data.questions"), "{err:#}");
         assert!(TrainConfig::load(None, &["data.questions.shapes=1".into()]).is_err());
+        let cfg = TrainConfig::load(None, &["data.scenes=[1,2,3]".into()]).expect("scenes");
+        assert_eq!(cfg.data.scenes, [1, 2, 3]);
+        let err = TrainConfig::load(None, &["data.scenes=[0,0,0]".into()]).unwrap_err();
+        assert!(format!("{err:#}").contains("data.scenes"), "{err:#}");
+        assert!(TrainConfig::load(None, &["data.scenes=[1,2]".into()]).is_err());
     }
 
     #[test]

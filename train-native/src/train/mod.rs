@@ -66,6 +66,26 @@ pub struct TrainArgs {
     /// time on each), their gradients summed on the first: the same step as on one device.
     #[arg(long)]
     pub devices: Option<String>,
+    /// The paper's ablation: the same run on understanding data alone (`mixture.text`,
+    /// `mixture.generation` and `mixture.editing` set to 0 after any `--set`; every other
+    /// setting, the seed and the held-out evaluation unchanged), written to `OUT_DIR-understanding-only` unless
+    /// `--set out_dir=…` says where. Compare its `report.md` with the full run's.
+    #[arg(long)]
+    pub understanding_only: bool,
+}
+
+/// The overrides of `--understanding-only`: the given `--set`s, then the other tasks'
+/// shares set to 0, and the run's folder beside the full run's unless one is given.
+fn understanding_only(config: &ConfigArgs) -> anyhow::Result<Vec<String>> {
+    let full = config.load()?;
+    let mut overrides = config.overrides.clone();
+    overrides.extend(["mixture.text=0", "mixture.generation=0", "mixture.editing=0"].map(String::from));
+    if !config.overrides.iter().any(|o| o.trim_start().starts_with("out_dir=")) {
+        let mut dir = full.out_dir.into_os_string();
+        dir.push("-understanding-only");
+        overrides.push(format!("out_dir={}", PathBuf::from(dir).display()));
+    }
+    Ok(overrides)
 }
 
 #[derive(clap::Args)]
@@ -178,7 +198,10 @@ pub(crate) fn tokenizer_corpus(sets: &[Box<dyn Dataset>]) -> anyhow::Result<Vec<
 }
 
 /// `train-native train …`.
-pub fn run(args: TrainArgs) -> anyhow::Result<()> {
+pub fn run(mut args: TrainArgs) -> anyhow::Result<()> {
+    if args.understanding_only {
+        args.config.overrides = understanding_only(&args.config)?;
+    }
     let given = args.config.load()?;
     let (device, replicas) = match &args.devices {
         None => (args.device.device()?, Vec::new()),

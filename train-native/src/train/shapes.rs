@@ -40,6 +40,11 @@ impl ShapesSet {
             turns: turns.max(1),
             image_last: data.image_after_question,
             question_weights: data.questions.to_array(),
+            scene_weights: {
+                let mut w = [0; 9];
+                w[..3].copy_from_slice(&data.scenes);
+                w
+            },
             ..world
         };
         vec![
