@@ -15,7 +15,9 @@ the attention mass on all image tokens. A head that looks the shape up scores ne
 that reads the image without regard to the question, near 0. The model folder needs the
 tower's `processor_config.json` (mean 0.5, std 0.5, bicubic) and a word-level tokenizer with
 `<image>` as in the world's models. `--image-last` puts the image after the question
-(`{question}\n<image>`), for models trained with `data.image_after_question`.
+(`{question}\n<image>`), for models trained with `data.image_after_question`. `--from-noun`
+measures the attention from the question's shape word ("circle") instead of the last prompt
+token: a lookup can happen there and reach the answer through that token's state.
 """
 import json
 import re
@@ -52,7 +54,7 @@ def pixels(path, side):
     return torch.tensor(arr.transpose(2, 0, 1)[None])
 
 
-def main(world, folders, image_last):
+def main(world, folders, image_last, from_noun):
     logging.set_verbosity_error()
     records = json.load(open(f"{world}/generation_test.json"))
     scenes = []
@@ -73,10 +75,16 @@ def main(world, folders, image_last):
             for (kind, cell), (_, other) in [(shapes[0], shapes[1]), (shapes[1], shapes[0])]:
                 for name, template in QUESTIONS:
                     ids, at = prompt_ids(tok, template.format(kind), model.config.image_token_index, tokens, image_last)
+                    query = -1
+                    if from_noun:
+                        noun = tok.token_to_id("\u2581" + kind) or tok.token_to_id(kind)
+                        if noun is None:
+                            sys.exit(f"{folder}: the tokenizer has no token `{kind}` (--from-noun needs word-level tokens)")
+                        query = max(i for i, t in enumerate(ids) if t == noun)
                     with torch.no_grad():
                         out = model(input_ids=torch.tensor([ids]), pixel_values=px, output_attentions=True)
                     for layer, att in enumerate(out.attentions):
-                        row = att[0, :, -1, at:at + tokens]
+                        row = att[0, :, query, at:at + tokens]
                         d = (row[:, CELLS.index(cell)] - row[:, CELLS.index(other)]).numpy()
                         diff.setdefault((name, layer), []).append(d)
                         mass.setdefault((name, layer), []).append(row.sum(-1).numpy())
@@ -87,7 +95,8 @@ def main(world, folders, image_last):
 
 
 if __name__ == "__main__":
-    args = [a for a in sys.argv[1:] if a != "--image-last"]
+    flags = {"--image-last", "--from-noun"}
+    args = [a for a in sys.argv[1:] if a not in flags]
     if len(args) < 2:
         sys.exit(__doc__)
-    main(args[0], args[1:], "--image-last" in sys.argv)
+    main(args[0], args[1:], "--image-last" in sys.argv, "--from-noun" in sys.argv)
