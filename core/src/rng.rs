@@ -54,6 +54,21 @@ impl SplitMix64 {
         self.unit() < p
     }
 
+    /// An index of `weights` drawn with relative weight `weights[i]`: one `below(total)`
+    /// mapped through the running sums, so equal weights of 1 draw exactly as
+    /// `below(weights.len())` does (all zero: one `below(1)` is used up and 0 returned).
+    pub fn weighted(&mut self, weights: &[u32]) -> usize {
+        let total: u64 = weights.iter().map(|&w| u64::from(w)).sum();
+        let mut r = self.below(total.max(1) as usize) as u64;
+        for (i, &w) in weights.iter().enumerate() {
+            if r < u64::from(w) {
+                return i;
+            }
+            r -= u64::from(w);
+        }
+        0
+    }
+
     /// A uniformly chosen element (None for an empty slice).
     pub fn pick<'a, T>(&mut self, items: &'a [T]) -> Option<&'a T> {
         items.get(self.below(items.len()))
@@ -65,5 +80,27 @@ impl SplitMix64 {
             let j = self.below(i + 1);
             items.swap(i, j);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SplitMix64;
+
+    #[test]
+    fn weighted_draws_follow_the_weights() {
+        // Weights of 1 draw as `below` does, value for value.
+        let (mut a, mut b) = (SplitMix64::new(3), SplitMix64::new(3));
+        for _ in 0..200 {
+            assert_eq!(a.weighted(&[1; 8]), b.below(8));
+        }
+        // A zero weight is never drawn; the rest in proportion.
+        let mut rng = SplitMix64::new(5);
+        let mut n = [0usize; 3];
+        for _ in 0..4000 {
+            n[rng.weighted(&[0, 1, 3])] += 1;
+        }
+        assert_eq!(n[0], 0);
+        assert!(n[2] > 2 * n[1] && n[2] < 4 * n[1], "{n:?}");
     }
 }

@@ -52,27 +52,14 @@ pub type Weights = [u32; 9];
 /// categories evenly, no "describe".
 pub const UNIFORM: Weights = [1, 1, 1, 1, 1, 1, 1, 1, 0];
 
-/// Draws a category index by `weights` (at least one must be positive): one `below(total)`
-/// mapped through the running sums, so [`UNIFORM`] draws exactly as `below(8)` does.
-fn draw(rng: &mut SplitMix64, weights: &Weights) -> usize {
-    let total: u64 = weights.iter().map(|&w| u64::from(w)).sum();
-    let mut r = rng.below(total.max(1) as usize) as u64;
-    for (i, &w) in weights.iter().enumerate() {
-        if r < u64::from(w) {
-            return i;
-        }
-        r -= u64::from(w);
-    }
-    0
-}
-
 /// A random question about `scene`, its category drawn by `weights` (see [`CATEGORIES`]);
 /// one that does not fit the scene (e.g. a relation with one shape) falls back to another.
 pub fn ask(rng: &mut SplitMix64, scene: &Scene, split: Split, weights: &Weights) -> Qa {
     let Some(&s) = rng.pick(&scene.shapes) else {
         return qa("count", "How many shapes are there?".into(), "0");
     };
-    let pick = draw(rng, weights);
+    // [`UNIFORM`] draws exactly as `below(8)` does (see `SplitMix64::weighted`).
+    let pick = rng.weighted(weights);
     match pick {
         0 => qa("colour", format!("What colour is the {}?", without_colour(scene, &s)), s.colour.name()),
         1 => {

@@ -244,26 +244,12 @@ impl Scene {
 
     /// A random scene whose number of shapes `n` in `1..=max_shapes` is drawn with relative
     /// weight `weights[n - 1]` (entries past `max_shapes` are ignored; all zero counts as all
-    /// one). One `below(total)` mapped through the running sums, so equal weights draw
-    /// exactly as [`Scene::random`] does.
+    /// one). Drawn by [`SplitMix64::weighted`], so equal weights draw exactly as
+    /// [`Scene::random`] does.
     pub fn random_weighted(rng: &mut SplitMix64, max_shapes: usize, weights: &[u32; 9]) -> Scene {
         let max = max_shapes.clamp(1, 9);
         let used = &weights[..max];
-        let total: u64 = used.iter().map(|&w| u64::from(w)).sum();
-        let n = if total == 0 {
-            1 + rng.below(max)
-        } else {
-            let mut r = rng.below(total as usize) as u64;
-            let mut n = max;
-            for (i, &w) in used.iter().enumerate() {
-                if r < u64::from(w) {
-                    n = i + 1;
-                    break;
-                }
-                r -= u64::from(w);
-            }
-            n
-        };
+        let n = 1 + if used.iter().all(|&w| w == 0) { rng.below(max) } else { rng.weighted(used) };
         let mut cells: Vec<Cell> = Cell::all().collect();
         rng.shuffle(&mut cells);
         Scene::new(cells.into_iter().take(n).map(|cell| Shape::random_in(rng, cell)))

@@ -80,7 +80,8 @@ fn understanding_only(config: &ConfigArgs) -> anyhow::Result<Vec<String>> {
     let full = config.load()?;
     let mut overrides = config.overrides.clone();
     overrides.extend(["mixture.text=0", "mixture.generation=0", "mixture.editing=0"].map(String::from));
-    if !config.overrides.iter().any(|o| o.trim_start().starts_with("out_dir=")) {
+    // The key as `config::apply_override` reads it (trimmed, before the first `=`).
+    if !config.overrides.iter().any(|o| o.split_once('=').is_some_and(|(key, _)| key.trim() == "out_dir")) {
         let mut dir = full.out_dir.into_os_string();
         dir.push("-understanding-only");
         overrides.push(format!("out_dir={}", PathBuf::from(dir).display()));
