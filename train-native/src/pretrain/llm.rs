@@ -11,7 +11,7 @@ use super::vae::scalar;
 use super::{Progress, lr_at};
 use crate::files::write_atomic;
 use crate::train::config::TrainConfig;
-use crate::train::data::Dataset;
+use crate::train::data::{Dataset, Kind};
 use crate::train::tokenize;
 use anyhow::Context;
 use burn::module::Module;
@@ -50,13 +50,69 @@ pub struct LlmArgs {
     /// Held-out conversations (test split) for the perplexity printed at the end.
     #[arg(long, default_value_t = 256)]
     pub eval: usize,
+    /// Put the picture's caption where the image placeholder was (instead of taking the
+    /// placeholder out), so that the questions about it can be answered from the text: the
+    /// reading-comprehension text a pretrained LLM has seen, which teaches it to look up the
+    /// phrase a question names and copy what the phrase says.
+    #[arg(long)]
+    pub scene_text: bool,
 }
 
-/// A conversation as language-model text: the chat template, no image placeholder.
-fn text_of(set: &dyn Dataset, i: usize) -> anyhow::Result<String> {
-    let sample = set.get(i)?;
-    let (text, _) = tokenize::render_with_spans(genllava::template::ChatFormat::Vicuna, &sample.turns);
-    Ok(text.replace("<image>\n", "").replace("<image>", ""))
+/// A conversation as language-model text (the chat template, the image placeholder
+/// taken out or, with `scene_text`, replaced by the caption of the scene it shows),
+/// the byte ranges of its assistant turns, and whether it is an understanding sample.
+fn conversation(
+    set: &dyn Dataset,
+    i: usize,
+    scene_text: bool,
+) -> anyhow::Result<(String, Vec<std::ops::Range<usize>>, bool)> {
+    let mut sample = set.get(i)?;
+    let picture = match (&sample.source_scene, scene_text) {
+        (Some(scene), true) => format!("{}\n", genllava::shapes::caption(scene)),
+        _ => String::new(),
+    };
+    for turn in &mut sample.turns {
+        turn.text = turn.text.replace("<image>\n", &picture).replace("<image>", picture.trim_end());
+    }
+    let (text, spans) = tokenize::render_with_spans(genllava::template::ChatFormat::Vicuna, &sample.turns);
+    Ok((text, spans, sample.kind == Kind::Understanding))
+}
+
+fn text_of(set: &dyn Dataset, i: usize, scene_text: bool) -> anyhow::Result<String> {
+    Ok(conversation(set, i, scene_text)?.0)
+}
+
+/// Answers (assistant turns) of `text` whose every token is the model's most likely
+/// next token given the conversation so far (teacher-forced), and the number of answers.
+fn answers_right(
+    model: &Llama,
+    cfg: &LlamaConfig,
+    tok: &TextTokenizer,
+    text: &str,
+    spans: &[std::ops::Range<usize>],
+    device: &Device,
+) -> anyhow::Result<(usize, usize)> {
+    let enc = tok.inner().encode(text, true).map_err(|e| anyhow::anyhow!("tokenizing: {e}"))?;
+    let ids: Vec<i64> = enc.get_ids().iter().map(|&id| i64::from(id)).collect();
+    if ids.len() < 2 {
+        return Ok((0, 0));
+    }
+    let input = Tensor::<2, Int>::from_data(TensorData::new(ids[..ids.len() - 1].to_vec(), [1, ids.len() - 1]), device);
+    let mut rope = Rope::for_config(cfg, device);
+    let best = model.logits(model.forward(model.embed_tokens(input), &mut rope)).argmax(2);
+    let best: Vec<i64> =
+        best.into_data().convert::<i64>().try_into_vec::<i64>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let mut right = 0;
+    for span in spans {
+        let mut all = true;
+        for (k, &(start, end)) in enc.get_offsets().iter().enumerate().skip(1) {
+            if end > start && span.contains(&start) {
+                all &= best[k - 1] == ids[k];
+            }
+        }
+        right += usize::from(all);
+    }
+    Ok((right, spans.len()))
 }
 
 /// Token rows `[n, len]` (`<s>` … `</s>`, right-padded) and the mask of positions
@@ -147,7 +203,7 @@ pub fn run(args: LlmArgs) -> anyhow::Result<()> {
         let texts = (0..args.batch)
             .map(|_| {
                 let set = &sets[rng.below(sets.len())];
-                text_of(set.as_ref(), rng.below(set.len()))
+                text_of(set.as_ref(), rng.below(set.len()), args.scene_text)
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let (sum, count) = nll(&model, &lcfg, batch(&tok, &texts, args.max_len, pad, eos, &ad)?);
@@ -166,7 +222,7 @@ pub fn run(args: LlmArgs) -> anyhow::Result<()> {
             .iter()
             .map(|&i| {
                 let set = test[i % test.len()];
-                text_of(set.as_ref(), (i / test.len()) % set.len().max(1))
+                text_of(set.as_ref(), (i / test.len()) % set.len().max(1), args.scene_text)
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let (sum, count) = nll(&model, &lcfg, batch(&tok, &texts, args.max_len, pad, eos, &device)?);
@@ -174,6 +230,17 @@ pub fn run(args: LlmArgs) -> anyhow::Result<()> {
         tokens += f64::from(count);
     }
     let ppl = (total / tokens.max(1.0)).exp();
+    // Held-out understanding answers, teacher-forced: with `--scene-text` the question can
+    // be answered from the caption before it, without it only guessed.
+    let (mut right, mut asked) = (0, 0);
+    for set in test.iter().filter(|s| s.kind() == Kind::Understanding) {
+        for i in 0..args.eval.min(set.len()) {
+            let (text, spans, _) = conversation(set.as_ref(), i, args.scene_text)?;
+            let (r, n) = answers_right(&model, &lcfg, &tok, &text, &spans, &device)?;
+            right += r;
+            asked += n;
+        }
+    }
 
     write_atomic(&args.out.join("config.json"), &serde_json::to_vec_pretty(&json)?)?;
     let mut tensors = genllava::export::named_tensors(&model, "model.");
@@ -185,7 +252,7 @@ pub fn run(args: LlmArgs) -> anyhow::Result<()> {
     write_atomic(&args.out.join("model.safetensors"), &genllava::export::safetensors_bytes(&tensors, false))?;
     write_atomic(&args.out.join("tokenizer.json"), tok.to_json()?.as_bytes())?;
     println!(
-        "wrote {} ({} steps of {} conversations at {:.0} ms; {:.0} s in all); held-out perplexity over {} conversations ({:.0} tokens): {:.3}",
+        "wrote {} ({} steps of {} conversations at {:.0} ms; {:.0} s in all); held-out perplexity over {} conversations ({:.0} tokens): {:.3}; held-out answers right (teacher-forced, every token): {}/{} ({:.1} %)",
         args.out.display(),
         args.steps,
         args.batch,
@@ -193,7 +260,10 @@ pub fn run(args: LlmArgs) -> anyhow::Result<()> {
         start.elapsed().as_secs_f64(),
         args.eval,
         tokens,
-        ppl
+        ppl,
+        right,
+        asked,
+        100.0 * right as f64 / asked.max(1) as f64
     );
     Ok(())
 }
@@ -217,5 +287,23 @@ mod tests {
         let target: Vec<i64> = target.into_data().convert::<i64>().try_to_vec::<i64>().expect("target");
         assert_eq!(target[2], i64::from(eos));
         assert_eq!(target[5], i64::from(pad));
+    }
+
+    #[test]
+    fn scene_text_puts_the_caption_where_the_image_was() {
+        use crate::train::shapes::ShapesSet;
+        use genllava::shapes::Split;
+        let sets = ShapesSet::all(Split::Train, 3, 32, 20, &Default::default(), 2);
+        let understanding = sets.iter().find(|s| s.kind() == crate::train::data::Kind::Understanding).expect("set");
+        for i in 0..5 {
+            let sample = understanding.get(i).expect("sample");
+            let caption = genllava::shapes::caption(sample.source_scene.as_ref().expect("scene"));
+            let (bare, seen) =
+                (text_of(understanding, i, false).expect("text"), text_of(understanding, i, true).expect("text"));
+            assert!(!bare.contains("<image>") && !seen.contains("<image>"));
+            assert!(!bare.contains(&caption) || sample.turns.iter().any(|t| t.text.contains(&caption)));
+            assert!(seen.contains(&format!("{caption}\n")), "{seen}");
+            assert_eq!(seen.replacen(&format!("{caption}\n"), "", 1), bare);
+        }
     }
 }
