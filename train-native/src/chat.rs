@@ -12,9 +12,11 @@ use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct ChatArgs {
-    /// Model folder (Hugging Face LLaVA layout: config.json, *.safetensors, tokenizer.json).
+    /// Model folder (Hugging Face LLaVA layout: config.json, *.safetensors, tokenizer.json);
+    /// default: the shipped GenLLaVA of the shapes world (`train-native/assets/genllava-shapes`,
+    /// whose prompts read `[I2T]USER: <image>\nWhat colour is the square? ASSISTANT:`).
     #[arg(long)]
-    pub model: PathBuf,
+    pub model: Option<PathBuf>,
     /// Image file (PNG or JPEG) placed where the prompt says `<image>`.
     #[arg(long)]
     pub image: Option<PathBuf>,
@@ -59,10 +61,14 @@ pub struct ChatArgs {
 /// `train-native chat …`.
 pub fn run(args: ChatArgs) -> anyhow::Result<()> {
     let device = args.device.device()?;
-    let src = files::open_model(&args.model, &device)?;
+    let model = args.model.clone().unwrap_or_else(crate::imagine::default_model);
+    if args.model.is_none() && !model.is_dir() {
+        anyhow::bail!("no --model given and no default model at {}", model.display());
+    }
+    let src = files::open_model(&model, &device)?;
     let ckpt = LlavaCheckpoint::load(src.as_ref(), &device)?;
     let tokenizer = TextTokenizer::from_bytes(&genllava::checkpoint::read_required(src.as_ref(), "tokenizer.json")?)
-        .with_context(|| format!("{}", args.model.join("tokenizer.json").display()))?;
+        .with_context(|| format!("{}", model.join("tokenizer.json").display()))?;
     let processor = genllava::llava::load_image_processor(src.as_ref())?;
     let image = match &args.image {
         Some(p) => Some(genllava::image::RgbImage::decode(&files::read(p)?).with_context(|| p.display().to_string())?),
