@@ -151,6 +151,7 @@ fn understanding_only_is_the_same_run_on_understanding_data_alone() {
     assert!(m["understanding"].as_f64().unwrap_or(0.0) > 0.0, "{m}");
     assert_eq!(cfg["out_dir"], "runs/train-understanding-only");
     assert_eq!(cfg["steps"], 4000);
+    assert_eq!(cfg["model"]["init_std"], 0.05, "the ablation starts from the main job's initialisation");
 
     // A short run of it: the mixture's image shares of `args` are overruled, so no step
     // trains on an image target, and its report scores the same held-out sets.
