@@ -232,9 +232,10 @@ fn shipped_model_perplexity_stays_within_bounds() {
     // (quant, scales, …): f16 scales move each block's scale by at most 2⁻¹¹ of it. The logits
     // bounds catch a wrong quantization (that errs by the logits' own size), not rounding: q8's
     // depends on the trained weights' outliers (1.6e-2 for the model shipped on 2026-12-06, whose
-    // perplexity moves by 0.01 %).
+    // perplexity moves by 0.01 %), and so does q4's (1.9e-1 for the model of fresh weights at
+    // 0.05 shipped on 2026-12-07, whose perplexity moves by 0.2 %; 1.5e-1 held before it).
     for (quant, scales, bound, logits_bound) in
-        [("q8", "f32", 0.02, 0.03), ("q4", "f32", 0.05, 0.15), ("q4", "f16", 0.05, 0.15)]
+        [("q8", "f32", 0.02, 0.03), ("q4", "f32", 0.05, 0.3), ("q4", "f16", 0.05, 0.3)]
     {
         let out = tmp(&format!("shapes-{quant}-{scales}"));
         let manifest = export_with(&model, quant, scales, &out, 256 << 10);
