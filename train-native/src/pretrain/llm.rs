@@ -59,13 +59,13 @@ pub struct LlmArgs {
 }
 
 /// A conversation as language-model text (the chat template, the image placeholder
-/// taken out or, with `scene_text`, replaced by the caption of the scene it shows),
-/// the byte ranges of its assistant turns, and whether it is an understanding sample.
+/// taken out or, with `scene_text`, replaced by the caption of the scene it shows) and
+/// the byte ranges of its assistant turns.
 fn conversation(
     set: &dyn Dataset,
     i: usize,
     scene_text: bool,
-) -> anyhow::Result<(String, Vec<std::ops::Range<usize>>, bool)> {
+) -> anyhow::Result<(String, Vec<std::ops::Range<usize>>)> {
     let mut sample = set.get(i)?;
     let picture = match (&sample.source_scene, scene_text) {
         (Some(scene), true) => format!("{}\n", genllava::shapes::caption(scene)),
@@ -74,8 +74,7 @@ fn conversation(
     for turn in &mut sample.turns {
         turn.text = turn.text.replace("<image>\n", &picture).replace("<image>", picture.trim_end());
     }
-    let (text, spans) = tokenize::render_with_spans(genllava::template::ChatFormat::Vicuna, &sample.turns);
-    Ok((text, spans, sample.kind == Kind::Understanding))
+    Ok(tokenize::render_with_spans(genllava::template::ChatFormat::Vicuna, &sample.turns))
 }
 
 fn text_of(set: &dyn Dataset, i: usize, scene_text: bool) -> anyhow::Result<String> {
@@ -235,7 +234,7 @@ pub fn run(args: LlmArgs) -> anyhow::Result<()> {
     let (mut right, mut asked) = (0, 0);
     for set in test.iter().filter(|s| s.kind() == Kind::Understanding) {
         for i in 0..args.eval.min(set.len()) {
-            let (text, spans, _) = conversation(set.as_ref(), i, args.scene_text)?;
+            let (text, spans) = conversation(set.as_ref(), i, args.scene_text)?;
             let (r, n) = answers_right(&model, &lcfg, &tok, &text, &spans, &device)?;
             right += r;
             asked += n;
