@@ -61,10 +61,7 @@ pub struct ChatArgs {
 /// `train-native chat …`.
 pub fn run(args: ChatArgs) -> anyhow::Result<()> {
     let device = args.device.device()?;
-    let model = args.model.clone().unwrap_or_else(crate::imagine::default_model);
-    if args.model.is_none() && !model.is_dir() {
-        anyhow::bail!("no --model given and no default model at {}", model.display());
-    }
+    let model = crate::imagine::model_dir(args.model.as_deref())?;
     let src = files::open_model(&model, &device)?;
     let ckpt = LlavaCheckpoint::load(src.as_ref(), &device)?;
     let tokenizer = TextTokenizer::from_bytes(&genllava::checkpoint::read_required(src.as_ref(), "tokenizer.json")?)

@@ -15,6 +15,19 @@ pub fn default_model() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/genllava-shapes")
 }
 
+/// The `--model` folder of `chat`, `generate` and `edit`: the one given, else the shipped
+/// default, which must be there.
+pub fn model_dir(given: Option<&Path>) -> anyhow::Result<PathBuf> {
+    match given {
+        Some(dir) => Ok(dir.to_path_buf()),
+        None => {
+            let dir = default_model();
+            anyhow::ensure!(dir.is_dir(), "no --model given and no default model at {}", dir.display());
+            Ok(dir)
+        }
+    }
+}
+
 /// Options shared by `generate` and `edit`.
 #[derive(clap::Args)]
 pub struct ImageArgs {
@@ -70,10 +83,7 @@ pub struct EditArgs {
 }
 
 fn load(args: &ImageArgs) -> anyhow::Result<(GenLlava, ImageOptions)> {
-    let dir = args.model.clone().unwrap_or_else(default_model);
-    if args.model.is_none() && !dir.is_dir() {
-        anyhow::bail!("no --model given and no default model at {}", dir.display());
-    }
+    let dir = model_dir(args.model.as_deref())?;
     let device = args.device.device()?;
     let model = GenLlava::load(files::open_model(&dir, &device)?.as_ref(), &device)?;
     let d = &model.config.diffusion;

@@ -293,7 +293,7 @@ mod tests {
         use crate::train::shapes::ShapesSet;
         use genllava::shapes::Split;
         let sets = ShapesSet::all(Split::Train, 3, 32, 20, &Default::default(), 2);
-        let understanding = sets.iter().find(|s| s.kind() == crate::train::data::Kind::Understanding).expect("set");
+        let understanding = sets.iter().find(|s| s.kind() == Kind::Understanding).expect("set");
         for i in 0..5 {
             let sample = understanding.get(i).expect("sample");
             let caption = genllava::shapes::caption(sample.source_scene.as_ref().expect("scene"));
