@@ -174,6 +174,37 @@ fn pretrain_sd_writes_a_folder_core_loads() {
     assert!(a.bytes() != b.bytes(), "{key}: two steps from the loaded UNet left it unchanged");
     let _ = std::fs::remove_dir_all(&more);
 
+    // `--tune-text`: the text encoder starts from the folder's and learns with the UNet (its
+    // config and tokenizer kept); without `--text-from` the flag is refused.
+    let tuned = scratch("sd-tuned");
+    let mut cmd = bin();
+    cmd.args(["pretrain-sd", "--preset", "tiny", "--steps", "2", "--batch", "4", "--tune-text", "--out"]).arg(&tuned);
+    for flag in ["--unet-from", "--vae-from", "--text-from"] {
+        cmd.arg(flag).arg(&dir);
+    }
+    let log = run(&mut cmd);
+    assert!(log.contains("UNet steps"), "{log}");
+    for file in ["text_encoder/config.json", "tokenizer/tokenizer.json", "vae/diffusion_pytorch_model.safetensors"] {
+        assert!(
+            std::fs::read(dir.join(file)).expect(file) == std::fs::read(tuned.join(file)).expect(file),
+            "{file} changed"
+        );
+    }
+    let before = weights(&dir.join("text_encoder/model.safetensors"));
+    let after = weights(&tuned.join("text_encoder/model.safetensors"));
+    let key = "text_model.embeddings.token_embedding.weight";
+    let (a, b) = (before.raw(key).expect(key), after.raw(key).expect(key));
+    assert_eq!(a.shape, b.shape);
+    assert!(a.bytes() != b.bytes(), "{key}: two steps with --tune-text left the text encoder unchanged");
+    let _ = std::fs::remove_dir_all(&tuned);
+    let out = bin()
+        .args(["pretrain-sd", "--preset", "tiny", "--steps", "2", "--tune-text", "--out"])
+        .arg(scratch("sd-tune-alone"))
+        .output()
+        .expect("pretrain-sd");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("--text-from"), "{err}");
+
     // A UNet of another preset is refused before anything trains, naming its config file.
     let out = bin()
         .args(["pretrain-sd", "--steps", "2", "--out"])

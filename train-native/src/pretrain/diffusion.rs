@@ -142,15 +142,24 @@ fn pool_sample(world: &DatasetConfig, held_out_pairs: bool, i: usize) -> dataset
     }
 }
 
+/// Where the text encoder of a UNet run starts, and whether it learns.
+pub enum TextStart {
+    /// Fresh weights, trained jointly with the UNet.
+    Fresh,
+    /// This encoder, kept as it is (Stable Diffusion keeps its pre-trained CLIP text encoder).
+    Frozen(ClipTextModel),
+    /// This encoder, trained on with the UNet at the same learning rate.
+    Tuned(ClipTextModel),
+}
+
 /// Train text encoder + UNet for `steps` steps of `b` captioned images; returns them
-/// on the inner (non-autodiff) backend of `device`. With `frozen_text`, that encoder
-/// (of config `text`) conditions the UNet and stays as it is, as Stable Diffusion keeps
-/// its pre-trained CLIP text encoder; only the UNet learns. With `init_unet`, the UNet
-/// starts from those weights (continued training) instead of fresh ones.
+/// on the inner (non-autodiff) backend of `device`. The text encoder (of config `text`)
+/// starts as `start_text` says; with `init_unet`, the UNet starts from those weights
+/// (continued training) instead of fresh ones.
 #[allow(clippy::too_many_arguments)]
 pub fn train(
     text: &ClipTextConfig,
-    frozen_text: Option<ClipTextModel>,
+    start_text: TextStart,
     unet: &UNet2DConditionConfig,
     init_unet: Option<UNet2DConditionModel>,
     data: &DiffusionData,
@@ -162,8 +171,14 @@ pub fn train(
     let ad = device.clone().autodiff();
     let init_unet = init_unet.map(|u| crate::train::model::stable_params(u, &ad));
     let mut model = TextUnet::init(text, unet, init_unet, &ad)?;
-    if let Some(t) = frozen_text {
-        model.text = t.fork(&ad).no_grad();
+    match start_text {
+        TextStart::Fresh => {}
+        TextStart::Frozen(t) => model.text = t.fork(&ad).no_grad(),
+        TextStart::Tuned(t) => {
+            model.text = t;
+            // One id per position over both parts (the optimizer keys its state by id).
+            model = crate::train::model::stable_params(model, &ad);
+        }
     }
     let mut optim = AdamWConfig::new().with_weight_decay(0.01).init();
     let alphas = SchedulerConfig {
@@ -265,9 +280,8 @@ mod tests {
     #[test]
     fn held_out_pairs_fill_one_pool_scene_in_four_and_never_the_test_split() {
         let world = DatasetConfig { seed: 0, image_size: 32, textured: false, ..DatasetConfig::default() };
-        let scenes = |held: bool| -> Vec<_> {
-            (0..64).map(|i| pool_sample(&world, held, i).images.remove(0).scene).collect()
-        };
+        let scenes =
+            |held: bool| -> Vec<_> { (0..64).map(|i| pool_sample(&world, held, i).images.remove(0).scene).collect() };
         let (plain, mixed) = (scenes(false), scenes(true));
         for (i, (p, m)) in plain.iter().zip(&mixed).enumerate() {
             assert!(Split::Train.admits(p), "scene {i} without the flag is a train scene");

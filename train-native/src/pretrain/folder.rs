@@ -1,7 +1,7 @@
 //! `pretrain-sd`: train the four parts in order and write them as a diffusers folder;
 //! and the loader that reads such a folder back through core's own loaders.
 
-use super::diffusion::{self, DiffusionData, TextUnet, UnetSize};
+use super::diffusion::{self, DiffusionData, TextStart, TextUnet, UnetSize};
 use super::text::{CaptionTokenizer, TextSize, text_config, text_config_json};
 use super::vae::{self, VaeSize};
 use super::{Preset, PretrainArgs};
@@ -46,17 +46,19 @@ pub fn run_pretrain(args: PretrainArgs) -> anyhow::Result<()> {
     let (text_size, vae_size, unet_size, tokenizer_captions) = sizes(args.preset);
     let start = Instant::now();
 
-    let (tok, text_json, frozen_text) = match &args.text_from {
+    let (tok, text_json, start_text) = match &args.text_from {
         Some(dir) => {
             let (tok, text, json) = load_text(dir, &device)?;
-            eprintln!("text encoder: frozen, from {} ({} words)", dir.display(), tok.vocab_size());
-            (tok, json, Some(text))
+            let how = if args.tune_text { "trained on" } else { "frozen" };
+            eprintln!("text encoder: {how}, from {} ({} words)", dir.display(), tok.vocab_size());
+            let start = if args.tune_text { TextStart::Tuned(text) } else { TextStart::Frozen(text) };
+            (tok, json, start)
         }
         None => {
             let tok = CaptionTokenizer::train(args.seed, tokenizer_captions, MAX_LEN)?;
             eprintln!("tokenizer: {} words", tok.vocab_size());
             let json = text_config_json(text_size, &tok);
-            (tok, json, None)
+            (tok, json, TextStart::Fresh)
         }
     };
     let text_cfg = text_config(&text_json)?;
@@ -116,17 +118,8 @@ pub fn run_pretrain(args: PretrainArgs) -> anyhow::Result<()> {
         held_out_pairs: args.held_out_pairs,
     };
     let t = Instant::now();
-    let model = diffusion::train(
-        &text_cfg,
-        frozen_text,
-        &unet_cfg,
-        init_unet,
-        &data,
-        args.steps,
-        args.batch,
-        args.lr,
-        &device,
-    )?;
+    let model =
+        diffusion::train(&text_cfg, start_text, &unet_cfg, init_unet, &data, args.steps, args.batch, args.lr, &device)?;
     let unet_ms = t.elapsed().as_secs_f64() * 1000.0 / args.steps.max(1) as f64;
 
     let parts = Parts { tok: &tok, text_json, vae_json, unet_json, vae: &vae_model, model: &model };

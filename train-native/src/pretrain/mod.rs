@@ -75,6 +75,10 @@ pub struct PretrainArgs {
     /// Diffusion keeps CLIP's, instead of training one jointly with the UNet.
     #[arg(long)]
     pub text_from: Option<PathBuf>,
+    /// With `--text-from`: train that text encoder on with the UNet (same learning rate)
+    /// instead of keeping it frozen.
+    #[arg(long, requires = "text_from")]
+    pub tune_text: bool,
     /// Start the UNet from the `unet/` of this diffusers folder (same preset and text
     /// encoder width) and train it `--steps` more, instead of from fresh weights.
     #[arg(long)]
