@@ -96,6 +96,33 @@ fn config(path: &Path) -> String {
     std::fs::read_to_string(path).expect("config")
 }
 
+/// `pretrain-sd` (tiny, two steps) continued from `dir` (its UNet, VAE and text encoder)
+/// into `out`, with the `extra` flags.
+fn continue_sd(dir: &Path, out: &Path, extra: &[&str]) {
+    let mut cmd = bin();
+    cmd.args(["pretrain-sd", "--preset", "tiny", "--steps", "2", "--batch", "4"]).args(extra).arg("--out").arg(out);
+    for flag in ["--unet-from", "--vae-from", "--text-from"] {
+        cmd.arg(flag).arg(dir);
+    }
+    let log = run(&mut cmd);
+    assert!(log.contains("UNet steps"), "{log}");
+}
+
+/// Each of `files` is the same bytes under `a` and `b`.
+fn same_files(a: &Path, b: &Path, files: &[&str]) {
+    for file in files {
+        assert!(std::fs::read(a.join(file)).expect(file) == std::fs::read(b.join(file)).expect(file), "{file} changed");
+    }
+}
+
+/// Tensor `key` of the safetensors `file` has the same shape under `a` and `b` but other values.
+fn moved(a: &Path, b: &Path, file: &str, key: &str, what: &str) {
+    let (before, after) = (weights(&a.join(file)), weights(&b.join(file)));
+    let (x, y) = (before.raw(key).expect(key), after.raw(key).expect(key));
+    assert_eq!(x.shape, y.shape);
+    assert!(x.bytes() != y.bytes(), "{key}: {what} left it unchanged");
+}
+
 #[test]
 fn pretrain_sd_writes_a_folder_core_loads() {
     let dir = scratch("sd");
@@ -153,49 +180,27 @@ fn pretrain_sd_writes_a_folder_core_loads() {
     // Continued training: the UNet starts from the folder's and moves; the VAE and the
     // text encoder reused from it stay the same bytes.
     let more = scratch("sd-more");
-    let mut cmd = bin();
-    cmd.args(["pretrain-sd", "--preset", "tiny", "--steps", "2", "--batch", "4", "--out"]).arg(&more);
-    for flag in ["--unet-from", "--vae-from", "--text-from"] {
-        cmd.arg(flag).arg(&dir);
-    }
-    let log = run(&mut cmd);
-    assert!(log.contains("UNet steps"), "{log}");
-    for file in ["vae/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors"] {
-        assert!(
-            std::fs::read(dir.join(file)).expect(file) == std::fs::read(more.join(file)).expect(file),
-            "{file} changed"
-        );
-    }
-    let before = weights(&dir.join("unet/diffusion_pytorch_model.safetensors"));
-    let after = weights(&more.join("unet/diffusion_pytorch_model.safetensors"));
-    let key = "conv_in.weight";
-    let (a, b) = (before.raw(key).expect(key), after.raw(key).expect(key));
-    assert_eq!(a.shape, b.shape);
-    assert!(a.bytes() != b.bytes(), "{key}: two steps from the loaded UNet left it unchanged");
+    continue_sd(&dir, &more, &[]);
+    same_files(&dir, &more, &["vae/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors"]);
+    moved(&dir, &more, "unet/diffusion_pytorch_model.safetensors", "conv_in.weight", "two steps from the loaded UNet");
     let _ = std::fs::remove_dir_all(&more);
 
     // `--tune-text`: the text encoder starts from the folder's and learns with the UNet (its
     // config and tokenizer kept); without `--text-from` the flag is refused.
     let tuned = scratch("sd-tuned");
-    let mut cmd = bin();
-    cmd.args(["pretrain-sd", "--preset", "tiny", "--steps", "2", "--batch", "4", "--tune-text", "--out"]).arg(&tuned);
-    for flag in ["--unet-from", "--vae-from", "--text-from"] {
-        cmd.arg(flag).arg(&dir);
-    }
-    let log = run(&mut cmd);
-    assert!(log.contains("UNet steps"), "{log}");
-    for file in ["text_encoder/config.json", "tokenizer/tokenizer.json", "vae/diffusion_pytorch_model.safetensors"] {
-        assert!(
-            std::fs::read(dir.join(file)).expect(file) == std::fs::read(tuned.join(file)).expect(file),
-            "{file} changed"
-        );
-    }
-    let before = weights(&dir.join("text_encoder/model.safetensors"));
-    let after = weights(&tuned.join("text_encoder/model.safetensors"));
-    let key = "text_model.embeddings.token_embedding.weight";
-    let (a, b) = (before.raw(key).expect(key), after.raw(key).expect(key));
-    assert_eq!(a.shape, b.shape);
-    assert!(a.bytes() != b.bytes(), "{key}: two steps with --tune-text left the text encoder unchanged");
+    continue_sd(&dir, &tuned, &["--tune-text"]);
+    same_files(
+        &dir,
+        &tuned,
+        &["text_encoder/config.json", "tokenizer/tokenizer.json", "vae/diffusion_pytorch_model.safetensors"],
+    );
+    moved(
+        &dir,
+        &tuned,
+        "text_encoder/model.safetensors",
+        "text_model.embeddings.token_embedding.weight",
+        "two steps with --tune-text",
+    );
     let _ = std::fs::remove_dir_all(&tuned);
     let out = bin()
         .args(["pretrain-sd", "--preset", "tiny", "--steps", "2", "--tune-text", "--out"])

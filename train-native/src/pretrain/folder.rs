@@ -49,9 +49,12 @@ pub fn run_pretrain(args: PretrainArgs) -> anyhow::Result<()> {
     let (tok, text_json, start_text) = match &args.text_from {
         Some(dir) => {
             let (tok, text, json) = load_text(dir, &device)?;
-            let how = if args.tune_text { "trained on" } else { "frozen" };
+            let (how, start) = if args.tune_text {
+                ("trained on", TextStart::Tuned(text))
+            } else {
+                ("frozen", TextStart::Frozen(text))
+            };
             eprintln!("text encoder: {how}, from {} ({} words)", dir.display(), tok.vocab_size());
-            let start = if args.tune_text { TextStart::Tuned(text) } else { TextStart::Frozen(text) };
             (tok, json, start)
         }
         None => {
