@@ -122,6 +122,56 @@ fn img2img_matches_diffusers() {
     assert_close("img2img latents", latents, &r["i2i_latents"], LATENT_TOL);
 }
 
+/// An InstructPix2Pix UNet asked for text-to-image or img2img reads a zero
+/// image: whatever weights its image half has, it draws what the plain UNet
+/// draws (diffusers has no such pipeline; this is the image-unconditional branch).
+#[test]
+fn image_conditioned_unet_draws_with_a_zero_image() {
+    let r = refs();
+    let plain = pipeline();
+    let device = cpu();
+    let mut wide = plain.clone();
+    let [o, c, k, _] = plain.unet.conv_in.weight.dims();
+    let image_weight = Tensor::<4>::random([o, c, k, k], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+    wide.unet = wide.unet.with_image_input(image_weight).unwrap();
+    wide.unet_config.in_channels = 2 * c;
+    assert!(wide.image_conditioned() && !plain.image_conditioned());
+    let run = |sd: &StableDiffusion| {
+        let txt = sd
+            .txt2img(
+                tensor(&r, "cond", &device),
+                tensor(&r, "uncond", &device),
+                tensor(&r, "noise", &device),
+                Sampling::new(4, SchedulerKind::Ddim, 5.0),
+                |_, _| {},
+            )
+            .unwrap();
+        let i2i = sd
+            .img2img(
+                tensor(&r, "cond", &device),
+                tensor(&r, "uncond", &device),
+                tensor(&r, "i2i_init", &device),
+                tensor(&r, "i2i_noise", &device),
+                0.5,
+                Sampling::new(4, SchedulerKind::Ddim, 5.0),
+                |_, _| {},
+            )
+            .unwrap();
+        (txt, i2i)
+    };
+    let (txt, i2i) = run(&wide);
+    let (want_txt, want_i2i) = run(&plain);
+    for (what, got, want) in [("txt2img", txt, want_txt), ("img2img", i2i, want_i2i)] {
+        assert_eq!(got.dims(), want.dims(), "{what}: shape");
+        let diff: f32 = got.sub(want).abs().max().into_scalar();
+        assert!(diff < LATENT_TOL, "{what} with a zero image: max difference {diff}");
+    }
+    // A wrong-width image weight is refused.
+    let bad = Tensor::<4>::zeros([o + 1, c, k, k], &device);
+    let err = plain.unet.clone().with_image_input(bad).unwrap_err().to_string();
+    assert!(err.contains("image_weight"), "{err}");
+}
+
 #[test]
 fn loads_fp16_variant_and_sharded_weights() {
     let r = refs();

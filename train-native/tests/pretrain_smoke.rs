@@ -202,6 +202,38 @@ fn pretrain_sd_writes_a_folder_core_loads() {
         "two steps with --tune-text",
     );
     let _ = std::fs::remove_dir_all(&tuned);
+
+    // `--pix2pix`: the plain UNet becomes an InstructPix2Pix one (twice the latent channels
+    // in); the first two steps from zero source weights move them, the rest of the folder is
+    // kept, the result continues as it is, and `eval-sd --edits` scores its edits (a plain
+    // UNet is refused there, naming what it lacks).
+    let p2p = scratch("sd-p2p");
+    continue_sd(&dir, &p2p, &["--pix2pix"]);
+    same_files(&dir, &p2p, &["text_encoder/model.safetensors", "vae/diffusion_pytorch_model.safetensors"]);
+    let pcfg = UNet2DConditionConfig::from_json(&config(&p2p.join("unet/config.json"))).expect("unet config");
+    assert_eq!((pcfg.in_channels, pcfg.out_channels), (2 * ucfg.in_channels, ucfg.out_channels));
+    let conv_in = weights(&p2p.join("unet/diffusion_pytorch_model.safetensors"));
+    let w = conv_in.raw("conv_in.weight").expect("conv_in");
+    assert_eq!(w.shape[1], 2 * ucfg.in_channels);
+    let source_half: Vec<f32> = w
+        .to_f32()
+        .chunks(9)
+        .enumerate()
+        .filter(|(i, _)| i % w.shape[1] >= ucfg.in_channels)
+        .flat_map(|(_, k)| k.to_vec())
+        .collect();
+    assert!(source_half.iter().any(|&x| x != 0.0), "the source weights did not train");
+    let again = scratch("sd-p2p-again");
+    continue_sd(&p2p, &again, &["--pix2pix"]);
+    let _ = std::fs::remove_dir_all(&again);
+    let eval = run(bin().args(["eval-sd", "--edits", "--n", "3", "--steps", "2", "--sd"]).arg(&p2p));
+    let line = eval.lines().find(|l| l.starts_with("exact by kind and by shapes in the source: ")).expect(&eval);
+    assert!(eval.contains("3 Test edits") && line.contains("shapes:"), "{eval}");
+    let out = bin().args(["eval-sd", "--edits", "--n", "1", "--sd"]).arg(&dir).output().expect("eval-sd");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("InstructPix2Pix"), "{err}");
+    let _ = std::fs::remove_dir_all(&p2p);
+
     let out = bin()
         .args(["pretrain-sd", "--preset", "tiny", "--steps", "2", "--tune-text", "--out"])
         .arg(scratch("sd-tune-alone"))

@@ -101,7 +101,13 @@ impl Denoising<'_> {
             .ok_or_else(|| Error::input("step", format!("all {} steps are done", self.timesteps.len())))?;
         let unet = &self.sd.unet;
         let context = &self.context;
-        let mut predict = |x: Tensor<4>, t: f64| unet.forward_at(x, t as f32, context.clone());
+        // An InstructPix2Pix UNet drawing without a source image gets the image
+        // half as zeros: the image-unconditional branch it was trained with.
+        let blank = self.pix2pix.is_none() && self.sd.image_conditioned();
+        let mut predict = |x: Tensor<4>, t: f64| {
+            let x = if blank { Tensor::cat(vec![x.clone(), x.zeros_like()], 1) } else { x };
+            unet.forward_at(x, t as f32, context.clone())
+        };
         let latents = self.latents.clone();
         self.latents = match &self.pix2pix {
             None => guided_step(self.scheduler.as_mut(), t, latents, self.guidance, &mut predict)?,
@@ -192,6 +198,18 @@ impl StableDiffusion {
         self.vae_config.latent_channels
     }
 
+    /// Channels of the noise text-to-image and img2img start from: the UNet's
+    /// input, less the image half of an image-conditioned one.
+    fn sampled_channels(&self) -> usize {
+        if self.image_conditioned() { self.latent_channels() } else { self.unet_config.in_channels }
+    }
+
+    /// Whether the UNet also reads a source image (InstructPix2Pix: twice the
+    /// latent channels in). Text-to-image and img2img then give it a zero image.
+    pub fn image_conditioned(&self) -> bool {
+        self.unet_config.in_channels == 2 * self.latent_channels()
+    }
+
     /// How many times smaller than the image the latents are (8 for SD).
     pub fn vae_scale(&self) -> usize {
         1 << (self.vae_config.block_out_channels.len() - 1)
@@ -262,7 +280,7 @@ impl StableDiffusion {
         noise: Tensor<4>,
         mut sampling: Sampling,
     ) -> Result<Denoising<'_>> {
-        self.check_inputs(&cond, &uncond, &noise, self.unet_config.in_channels)?;
+        self.check_inputs(&cond, &uncond, &noise, self.sampled_channels())?;
         let scheduler = self.scheduler(&mut sampling)?;
         let latents = initial_latents(scheduler.as_ref(), noise);
         let timesteps = scheduler.timesteps().to_vec();
@@ -297,7 +315,7 @@ impl StableDiffusion {
         strength: f64,
         mut sampling: Sampling,
     ) -> Result<Denoising<'_>> {
-        self.check_inputs(&cond, &uncond, &noise, self.unet_config.in_channels)?;
+        self.check_inputs(&cond, &uncond, &noise, self.sampled_channels())?;
         if image_latents.dims() != noise.dims() {
             return Err(Error::input(
                 "image_latents",

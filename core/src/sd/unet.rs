@@ -456,6 +456,25 @@ impl UNet2DConditionModel {
         Ok(crate::kernels::conv2d(&self.conv_out, crate::kernels::group_norm_silu(&self.conv_norm_out, x, true)))
     }
 
+    /// This UNet made an InstructPix2Pix one: `conv_in` also reads a source
+    /// image's latents, through `image_weight` (`[c_out, c_img, k, k]`; zeros, as
+    /// InstructPix2Pix initialises it, keep every prediction as it was). The
+    /// config's `in_channels` becomes [`Self::in_channels`] after this.
+    pub fn with_image_input(mut self, image_weight: Tensor<4>) -> Result<Self> {
+        let w = self.conv_in.weight.val();
+        let [o, _, k, k2] = w.dims();
+        let [oi, ci, ki, ki2] = image_weight.dims();
+        if (oi, ki, ki2) != (o, k, k2) || ci == 0 {
+            return Err(Error::input(
+                "image_weight",
+                format!("shape {:?}, expected [{o}, image channels, {k}, {k2}]", image_weight.dims()),
+            ));
+        }
+        self.conv_in.weight = burn::module::Param::from_tensor(Tensor::cat(vec![w, image_weight], 1));
+        self.in_channels += ci;
+        Ok(self)
+    }
+
     /// [`forward`](Self::forward) with one scalar timestep for the whole batch.
     pub fn forward_at(&self, sample: Tensor<4>, timestep: f32, encoder_hidden_states: Tensor<3>) -> Result<Tensor<4>> {
         let t = Tensor::from_data(TensorData::new(vec![timestep], [1]), &sample.device());

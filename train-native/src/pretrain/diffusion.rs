@@ -123,7 +123,15 @@ pub struct DiffusionData<'a> {
     pub pool: usize,
     /// Whether one scene in [`HELD_OUT_EVERY`] shows a held-out colour-shape pair.
     pub held_out_pairs: bool,
+    /// InstructPix2Pix: every other pool entry is an editing triple (the edited image
+    /// under its caption, the source image's latents beside the noisy ones); the
+    /// others get a zero source.
+    pub edits: bool,
 }
+
+/// Share of editing triples whose source image is dropped to zeros during training
+/// (InstructPix2Pix's image-conditioning dropout, for its image guidance).
+pub const IMAGE_DROPOUT: f32 = 0.05;
 
 /// With [`DiffusionData::held_out_pairs`], pool scene `i` comes from the novel part of the
 /// world when `i % HELD_OUT_EVERY == HELD_OUT_EVERY - 1` (about as often as a world with
@@ -135,10 +143,36 @@ const POOL_NOVEL_BASE: usize = 1 << 40;
 
 /// Generation sample `i` of the UNet's training pool.
 fn pool_sample(world: &DatasetConfig, held_out_pairs: bool, i: usize) -> dataset::Sample {
+    pool_draw(world, held_out_pairs, i, dataset::generation)
+}
+
+/// Sample `i` of `task` for the pool: from the novel part of the world one time in
+/// [`HELD_OUT_EVERY`] with `held_out_pairs`, else from train.
+fn pool_draw(
+    world: &DatasetConfig,
+    held_out_pairs: bool,
+    i: usize,
+    task: fn(&DatasetConfig, Split, usize) -> dataset::Sample,
+) -> dataset::Sample {
     if held_out_pairs && i % HELD_OUT_EVERY == HELD_OUT_EVERY - 1 {
-        dataset::generation(world, Split::Novel, POOL_NOVEL_BASE + i)
+        task(world, Split::Novel, POOL_NOVEL_BASE + i)
     } else {
-        dataset::generation(world, Split::Train, i)
+        task(world, Split::Train, i)
+    }
+}
+
+/// Pool entry `i`: (caption, image drawn, source image). With `edits`, odd entries are
+/// editing triples (caption of the edited scene), even ones captioned images.
+fn pool_entry(world: &DatasetConfig, data: &DiffusionData, i: usize) -> (String, Vec<u8>, Option<Vec<u8>>) {
+    if data.edits && i % 2 == 1 {
+        let mut s = pool_draw(world, data.held_out_pairs, i / 2, dataset::editing);
+        let target = s.images.remove(1);
+        let source = s.images.remove(0);
+        (genllava::shapes::caption(&target.scene), target.rgb, Some(source.rgb))
+    } else {
+        let i = if data.edits { i / 2 } else { i };
+        let mut s = pool_sample(world, data.held_out_pairs, i);
+        (caption_of(&s), s.images.remove(0).rgb, None)
     }
 }
 
@@ -198,6 +232,7 @@ pub fn train(
             .map(|&i| if rng.chance(CAPTION_DROPOUT) { String::new() } else { pool.captions[i].clone() })
             .collect();
         let x0 = pool.sample(&picks, data.scaling_factor, &mut rng, &ad);
+        let source = data.edits.then(|| pool.sources(&picks, &mut rng, &ad));
 
         let ts: Vec<usize> = (0..b).map(|_| rng.below(alphas.len())).collect();
         let coef = |f: fn(f64) -> f64| {
@@ -210,6 +245,10 @@ pub fn train(
         let t = Tensor::<1>::from_data(TensorData::new(ts.iter().map(|&t| t as f32).collect::<Vec<_>>(), [b]), &ad);
 
         let context = model.text.forward(ids_tensor(data.tok, &captions, &ad)?)?;
+        let xt = match source {
+            Some(src) => Tensor::cat(vec![xt, src], 1),
+            None => xt,
+        };
         let pred = model.unet.forward(xt, t, context)?;
         let loss = pred.sub(eps).powi_scalar(2).mean();
         let grads = GradientsParams::from_grads(loss.backward(), &model);
@@ -231,6 +270,9 @@ struct LatentPool {
     /// Per sample: posterior mean and standard deviation, `latent · side²` each.
     mean: Vec<Vec<f32>>,
     std: Vec<Vec<f32>>,
+    /// Per sample: the source image's posterior mean (unscaled, as InstructPix2Pix
+    /// feeds it), for editing triples.
+    source: Vec<Option<Vec<f32>>>,
     shape: [usize; 3],
 }
 
@@ -238,25 +280,56 @@ impl LatentPool {
     fn encode(data: &DiffusionData, n: usize, device: &Device) -> anyhow::Result<Self> {
         let world =
             DatasetConfig { seed: data.seed, image_size: data.image, textured: false, ..DatasetConfig::default() };
-        let mut pool = Self { captions: Vec::new(), mean: Vec::new(), std: Vec::new(), shape: [0; 3] };
+        let mut pool =
+            Self { captions: Vec::new(), mean: Vec::new(), std: Vec::new(), source: Vec::new(), shape: [0; 3] };
         let start = std::time::Instant::now();
+        let rows = |t: Tensor<4>| -> Vec<Vec<f32>> {
+            let [b, c, h, w] = t.dims();
+            let v = t.into_data().try_into_vec_as::<f32>().unwrap_or_default();
+            v.chunks(c * h * w).take(b).map(<[f32]>::to_vec).collect()
+        };
         for first in (0..n).step_by(64) {
-            let samples: Vec<_> =
-                (first..n.min(first + 64)).map(|i| pool_sample(&world, data.held_out_pairs, i)).collect();
-            pool.captions.extend(samples.iter().map(caption_of));
-            let rgb = samples.into_iter().map(|mut s| s.images.remove(0).rgb).collect();
+            let entries: Vec<_> = (first..n.min(first + 64)).map(|i| pool_entry(&world, data, i)).collect();
+            let mut rgb = Vec::with_capacity(entries.len());
+            // Pool indices of the editing triples of this chunk, and their sources.
+            let (mut at, mut sources) = (Vec::new(), Vec::new());
+            for (caption, image, source) in entries {
+                if let Some(src) = source {
+                    at.push(pool.captions.len());
+                    sources.push(src);
+                }
+                pool.captions.push(caption);
+                pool.source.push(None);
+                rgb.push(image);
+            }
             let dist = data.vae.encode(Images { rgb, side: data.image }.tensor(device))?;
-            let [b, c, h, w] = dist.mean.dims();
+            let [_, c, h, w] = dist.mean.dims();
             pool.shape = [c, h, w];
-            let rows = |t: Tensor<4>| -> Vec<Vec<f32>> {
-                let v = t.into_data().try_into_vec_as::<f32>().unwrap_or_default();
-                v.chunks(c * h * w).take(b).map(<[f32]>::to_vec).collect()
-            };
             pool.mean.extend(rows(dist.mean.clone()));
             pool.std.extend(rows(dist.std()));
+            if !sources.is_empty() {
+                let means = rows(data.vae.encode(Images { rgb: sources, side: data.image }.tensor(device))?.mean);
+                for (i, mean) in at.into_iter().zip(means) {
+                    pool.source[i] = Some(mean);
+                }
+            }
         }
         eprintln!("unet: encoded {n} training images in {:.1} s", start.elapsed().as_secs_f64());
         Ok(pool)
+    }
+
+    /// Source latents `[picks, c, h, w]` of the picks (unscaled posterior means): zeros
+    /// for captioned images and, one time in [`IMAGE_DROPOUT`]⁻¹, for editing triples.
+    fn sources(&self, picks: &[usize], rng: &mut SplitMix64, device: &Device) -> Tensor<4> {
+        let [c, h, w] = self.shape;
+        let mut v = Vec::with_capacity(picks.len() * c * h * w);
+        for &i in picks {
+            match &self.source[i] {
+                Some(mean) if !rng.chance(IMAGE_DROPOUT) => v.extend_from_slice(mean),
+                _ => v.extend(std::iter::repeat_n(0.0, c * h * w)),
+            }
+        }
+        Tensor::from_data(TensorData::new(v, [picks.len(), c, h, w]), device)
     }
 
     /// Scaled latents `[picks, c, h, w]`: `scale · (mean + std · ε)`.

@@ -7,7 +7,7 @@ use super::diffusion::ids_tensor;
 use super::folder::{LoadedSd, load};
 use super::{EvalArgs, EvalSplit, Images, normal};
 use burn::tensor::{Device, Tensor};
-use genllava::diffusion::{denoise, initial_latents};
+use genllava::diffusion::{denoise, denoise_pix2pix, initial_latents};
 use genllava::scheduler::SchedulerKind;
 use genllava::shapes::dataset::{self, DatasetConfig, Split};
 use genllava::shapes::{SceneMatch, SplitMix64, parse_caption, parse_image};
@@ -44,6 +44,102 @@ pub fn generate(
     Ok(Images::from_tensor(images))
 }
 
+/// Edits of `sources` toward `captions` with an InstructPix2Pix UNet (text guidance
+/// `guidance`, image guidance `image_guidance`), as [`generate`] draws.
+pub fn edit(
+    sd: &LoadedSd,
+    captions: &[String],
+    sources: &Images,
+    (steps, guidance, image_guidance): (usize, f32, f32),
+    rng: &mut SplitMix64,
+    device: &Device,
+) -> anyhow::Result<Images> {
+    let b = captions.len();
+    let c = &sd.vae_config;
+    anyhow::ensure!(
+        sd.unet.in_channels == 2 * c.latent_channels,
+        "edits need an InstructPix2Pix UNet ({} input channels); this one has {}",
+        2 * c.latent_channels,
+        sd.unet.in_channels
+    );
+    let cond = sd.text.forward(ids_tensor(&sd.tok, captions, device)?)?;
+    let guided = guidance > 1.0 && image_guidance >= 1.0;
+    let context = if guided {
+        let uncond = sd.text.forward(ids_tensor(&sd.tok, &vec![String::new(); b], device)?)?;
+        Tensor::cat(vec![cond, uncond.clone(), uncond], 0)
+    } else {
+        cond
+    };
+    let side = c.sample_size >> (c.block_out_channels.len() - 1);
+    let mut scheduler = SchedulerKind::Ddim.build(&sd.scheduler, steps, None)?;
+    let noise = normal(rng, [b, c.latent_channels, side, side], device);
+    let latents = initial_latents(scheduler.as_ref(), noise);
+    let image_latents = sd.vae.encode(sources.tensor(device))?.mode();
+    let predict = |x: Tensor<4>, t: f64| sd.unet.forward_at(x, t as f32, context.clone());
+    let latents =
+        denoise_pix2pix(scheduler.as_mut(), latents, image_latents, guidance, image_guidance, predict, |_, _| {})?;
+    let images = sd.vae.decode(latents.div_scalar(c.scaling_factor))?;
+    Ok(Images::from_tensor(images))
+}
+
+/// `eval-sd --edits`: exact edits of held-out editing triples, by kind of edit and
+/// by shapes in the source scene.
+fn run_edits(
+    args: &EvalArgs,
+    sd: &LoadedSd,
+    world: &DatasetConfig,
+    split: Split,
+    device: &Device,
+) -> anyhow::Result<()> {
+    let samples: Vec<_> = (0..args.n).map(|i| dataset::editing(world, split, i)).collect();
+    let side = sd.vae_config.sample_size;
+    let mut rng = SplitMix64::derive(args.seed, &[0xED17]);
+    let start = Instant::now();
+    let mut exact = 0usize;
+    let mut by = std::collections::BTreeMap::<String, (usize, usize)>::new();
+    for (chunk_index, chunk) in samples.chunks(BATCH).enumerate() {
+        let captions: Vec<String> = chunk.iter().map(|s| genllava::shapes::caption(&s.images[1].scene)).collect();
+        let sources = Images { rgb: chunk.iter().map(|s| s.images[0].rgb.clone()).collect(), side };
+        let images = edit(sd, &captions, &sources, (args.steps, args.guidance, args.image_guidance), &mut rng, device)?;
+        for (j, (s, rgb)) in chunk.iter().zip(&images.rgb).enumerate() {
+            let instruction = s.record["edit_prompt"].as_str().unwrap_or_default();
+            let ok = genllava::shapes::score_edit(&s.images[0].scene, instruction, rgb, side, side);
+            exact += usize::from(ok);
+            for key in [s.category.clone(), format!("{} shapes", s.images[0].scene.shapes.len())] {
+                let e = by.entry(key).or_default();
+                e.0 += usize::from(ok);
+                e.1 += 1;
+            }
+            if let Some(dir) = &args.images {
+                let img = dataset::ImageOut {
+                    file: String::new(),
+                    scene: s.images[1].scene.clone(),
+                    rgb: rgb.clone(),
+                    size: side,
+                };
+                std::fs::write(dir.join(format!("{:04}.png", chunk_index * BATCH + j)), super::data::png(&img)?)?;
+            }
+        }
+    }
+    let n = samples.len().max(1);
+    println!(
+        "{} {:?} edits, {} DDIM steps, guidance {} / image {}: exact {:.1} % ({exact}/{n}); {:.1} s",
+        n,
+        args.split,
+        args.steps,
+        args.guidance,
+        args.image_guidance,
+        100.0 * exact as f64 / n as f64,
+        start.elapsed().as_secs_f64()
+    );
+    let rows: Vec<String> = by
+        .iter()
+        .map(|(k, (ok, n))| format!("{k}: {:.1} % ({ok}/{n})", 100.0 * *ok as f64 / (*n).max(1) as f64))
+        .collect();
+    println!("exact by kind and by shapes in the source: {}", rows.join(", "));
+    Ok(())
+}
+
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let device = Device::flex();
     let sd = load(&args.sd, &device)?;
@@ -53,11 +149,14 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         EvalSplit::Test => Split::Test,
         EvalSplit::Novel => Split::Novel,
     };
-    let captions: Vec<String> =
-        (0..args.n).map(|i| super::text::caption_of(&dataset::generation(&world, split, i))).collect();
     if let Some(dir) = &args.images {
         std::fs::create_dir_all(dir)?;
     }
+    if args.edits {
+        return run_edits(&args, &sd, &world, split, &device);
+    }
+    let captions: Vec<String> =
+        (0..args.n).map(|i| super::text::caption_of(&dataset::generation(&world, split, i))).collect();
     let mut rng = SplitMix64::derive(args.seed, &[0xE7A1]);
     let start = Instant::now();
     let (mut exact, mut total) = (0usize, SceneMatch::default());

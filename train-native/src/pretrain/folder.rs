@@ -67,8 +67,11 @@ pub fn run_pretrain(args: PretrainArgs) -> anyhow::Result<()> {
     let text_cfg = text_config(&text_json)?;
 
     let latent_side = args.size >> (vae_size.channels.len() - 1);
-    let unet_json =
+    let mut unet_json =
         diffusion::unet_config_json(&unet_size, vae_size.latent_channels, latent_side, text_cfg.hidden_size);
+    if args.pix2pix {
+        unet_json["in_channels"] = json!(2 * vae_size.latent_channels);
+    }
     let unet_cfg = UNet2DConditionConfig::from_json(&unet_json.to_string())?;
     // Checked before the VAE trains: a mismatched UNet fails at once.
     let init_unet = match &args.unet_from {
@@ -119,6 +122,7 @@ pub fn run_pretrain(args: PretrainArgs) -> anyhow::Result<()> {
         seed: args.seed,
         pool: args.pool,
         held_out_pairs: args.held_out_pairs,
+        edits: args.pix2pix,
     };
     let t = Instant::now();
     let model =
@@ -253,11 +257,21 @@ fn load_vae(dir: &Path, device: &Device) -> anyhow::Result<(AutoencoderKL, Autoe
 }
 
 /// The UNet of a diffusers folder, which must have the configuration `want` (the preset's,
-/// for the run's latents and text encoder).
+/// for the run's latents and text encoder). An InstructPix2Pix `want` (twice the latent
+/// channels in) also takes the plain UNet of the same preset: its `conv_in` gets zero
+/// weights for the source image, as InstructPix2Pix starts from Stable Diffusion.
 fn load_unet(dir: &Path, want: &UNet2DConditionConfig, device: &Device) -> anyhow::Result<UNet2DConditionModel> {
     let root = DirSource::open(dir)?;
     let sub = SubSource::new(&root, "unet");
     let cfg = UNet2DConditionConfig::from_json(&text_of(&sub, "config.json")?)?;
+    let plain = UNet2DConditionConfig { in_channels: want.out_channels, ..want.clone() };
+    if want.in_channels == 2 * want.out_channels && format!("{cfg:?}") == format!("{plain:?}") {
+        let unet =
+            checked(load_weights(&sub, "diffusion_pytorch_model")?, |vb| UNet2DConditionModel::load(&cfg, vb), device)?;
+        let [o, c, k, k2] = unet.conv_in.weight.dims();
+        eprintln!("unet: {c} more input channels for the source image (zero weights)");
+        return Ok(unet.with_image_input(burn::tensor::Tensor::zeros([o, c, k, k2], device))?);
+    }
     anyhow::ensure!(
         format!("{cfg:?}") == format!("{want:?}"),
         "{}: this UNet ({:?} channels, {} latent channels, {:?} px latents, context {}) is not the one \

@@ -89,6 +89,14 @@ pub struct PretrainArgs {
     /// them, and no scene of the test split is drawn either way.
     #[arg(long)]
     pub held_out_pairs: bool,
+    /// Train an InstructPix2Pix UNet: the source image's latents enter beside the noisy
+    /// ones (twice the latent channels in). Half of each batch are editing triples (the
+    /// edited image under its full caption, 5 % of sources dropped to zeros for image
+    /// guidance), half captioned images with a zero source, so the one UNet both draws
+    /// and edits. With `--unet-from`, a plain UNet starts it with zero weights for the
+    /// source, as InstructPix2Pix starts from Stable Diffusion.
+    #[arg(long)]
+    pub pix2pix: bool,
 }
 
 #[derive(clap::Args)]
@@ -114,6 +122,14 @@ pub struct EvalArgs {
     /// Also write the generated images (PNG) to this folder.
     #[arg(long)]
     pub images: Option<PathBuf>,
+    /// Score edits instead (an InstructPix2Pix UNet, `pretrain-sd --pix2pix`): each held-out
+    /// editing triple's source image with the caption of its edited scene; exact when the
+    /// asked change is there and the rest kept.
+    #[arg(long)]
+    pub edits: bool,
+    /// InstructPix2Pix image guidance of `--edits`.
+    #[arg(long, default_value_t = 1.5)]
+    pub image_guidance: f32,
 }
 
 /// Held-out splits for `eval-sd`.

@@ -242,19 +242,39 @@ fn alignment(batch: &MicroBatch, rows: &[usize], u: &Tensor<3>, f: &Frozen) -> a
 fn denoising(batch: &MicroBatch, rows: &[usize], u: Tensor<3>, f: &Frozen, seed: u64) -> anyhow::Result<Tensor<1>> {
     let g = rows.len();
     let inner = f.null.device();
+    // The decoder's pixel size.
+    let fit = |img: &genllava::image::RgbImage| -> anyhow::Result<genllava::image::RgbImage> {
+        Ok(if img.width == f.pixels && img.height == f.pixels {
+            img.clone()
+        } else {
+            img.resize(f.pixels, f.pixels, genllava::image::Resample::Bicubic)?
+        })
+    };
     let images = rows
         .iter()
-        .map(|&i| {
-            let img = batch.samples[i].target_image.as_ref().context("image sample without target image")?;
-            Ok(if img.width == f.pixels && img.height == f.pixels {
-                img.clone()
-            } else {
-                img.resize(f.pixels, f.pixels, genllava::image::Resample::Bicubic)?
-            })
-        })
+        .map(|&i| fit(batch.samples[i].target_image.as_ref().context("image sample without target image")?))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let x0 = f.sd.encode_image(rgb_to_tensor(&images, &inner)?)?.mode().mul_scalar(f.sd.vae_config.scaling_factor);
     let [_, c, h, w] = x0.dims();
+    // An InstructPix2Pix decoder also reads the source: an edit's input image
+    // (unscaled latents, as its pipeline feeds them), zeros for a generation.
+    let source = if f.sd.image_conditioned() {
+        let sources = rows.iter().filter_map(|&i| batch.samples[i].image.as_ref()).map(fit);
+        let sources = sources.collect::<anyhow::Result<Vec<_>>>()?;
+        let latents =
+            if sources.is_empty() { None } else { Some(f.sd.encode_image(rgb_to_tensor(&sources, &inner)?)?.mode()) };
+        let mut next = 0;
+        let parts = rows.iter().map(|&i| match (&batch.samples[i].image, &latents) {
+            (Some(_), Some(l)) => {
+                next += 1;
+                l.clone().slice(next - 1..next)
+            }
+            _ => Tensor::zeros([1, c, h, w], &inner),
+        });
+        Some(Tensor::cat(parts.collect(), 0))
+    } else {
+        None
+    };
     let mut rng = SplitMix64::new(seed);
     let ts: Vec<usize> = (0..g).map(|_| rng.below(f.alphas.len())).collect();
     let keep: Vec<f32> = (0..g).map(|_| if rng.chance(CONDITION_DROPOUT as f32) { 0.0 } else { 1.0 }).collect();
@@ -268,6 +288,10 @@ fn denoising(batch: &MicroBatch, rows: &[usize], u: Tensor<3>, f: &Frozen, seed:
     let keep = Tensor::<3>::from_data(TensorData::new(keep, [g, 1, 1]), &inner);
     let null = f.null.clone().repeat_dim(0, g);
     let cond = u.mul(keep.clone()).add(null.mul(keep.neg().add_scalar(1.0)));
+    let xt = match source {
+        Some(src) => Tensor::cat(vec![xt, src], 1),
+        None => xt,
+    };
     let pred = f.sd.unet.forward(xt, t, cond)?;
     Ok(pred.sub(eps).powi_scalar(2).sum().div_scalar((c * h * w) as f64))
 }

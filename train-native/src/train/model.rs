@@ -206,7 +206,7 @@ pub fn fresh(
             let head_config = head_config(cfg, config.text_config.hidden_size, l, out_dim)?;
             let head = GenHead::load(&head_config, &vb.pp("gen_head"))?;
             let gen_json = serde_json::json!({"task_tokens": task_tokens, "system": null,
-                "diffusion": {"steps": 25, "guidance": 4.0, "scheduler": "ddim", "edit": {"img2img": {"strength": 0.75}}}});
+                "diffusion": {"steps": 25, "guidance": 4.0, "scheduler": "ddim", "edit": edit_mode(&sd_dir)?}});
             let config = GenLlavaConfig::from_json("genllava.json", gen_json.to_string().as_bytes())?;
             (Some(head), Some(GenParts { config, head_config, sd_dir }))
         }
@@ -266,7 +266,7 @@ pub fn add_generation(bundle: &mut Bundle, cfg: &TrainConfig, device: &Device) -
     device.seed(cfg.seed);
     let head = GenHead::load(&head_config, &VarBuilder::init(cfg.model.init_std, device).pp("gen_head"))?;
     let gen_json = serde_json::json!({"task_tokens": task_tokens,
-        "diffusion": {"steps": 50, "guidance": 7.5, "scheduler": "ddim", "edit": {"img2img": {"strength": 0.75}}}});
+        "diffusion": {"steps": 50, "guidance": 7.5, "scheduler": "ddim", "edit": edit_mode(&sd_dir)?}});
     let config = GenLlavaConfig::from_json("genllava.json", gen_json.to_string().as_bytes())?;
     bundle.model.head = Some(head);
     bundle.generation = Some(GenParts { config, head_config, sd_dir });
@@ -302,6 +302,21 @@ fn grow_vocab(lm: &mut genllava::llama::Llama, vocab: usize, device: &Device) {
 
 /// The text context the UNet in `sd_dir` cross-attends to: (positions of its text
 /// encoder, `cross_attention_dim`).
+/// How edits reach the decoder in `sd_dir`: an InstructPix2Pix UNet (twice its
+/// output channels in) takes the source image beside the noise (image guidance 1.5,
+/// diffusers' default); a plain one starts img2img from it at strength 0.75.
+fn edit_mode(sd_dir: &Path) -> anyhow::Result<serde_json::Value> {
+    let path = sd_dir.join("unet/config.json");
+    let unet: serde_json::Value =
+        serde_json::from_slice(&files::read(&path)?).with_context(|| path.display().to_string())?;
+    let channels = |k: &str| unet[k].as_u64().with_context(|| format!("{}: no {k}", path.display()));
+    Ok(if channels("in_channels")? == 2 * channels("out_channels")? {
+        serde_json::json!({"pix2pix": {"image_guidance": 1.5}})
+    } else {
+        serde_json::json!({"img2img": {"strength": 0.75}})
+    })
+}
+
 fn sd_context(sd_dir: &Path) -> anyhow::Result<(usize, usize)> {
     let read = |name: &str| -> anyhow::Result<serde_json::Value> {
         let path = sd_dir.join(name);
