@@ -75,9 +75,12 @@ pub struct EditArgs {
     /// The instruction ("make the circle blue").
     #[arg(long)]
     pub prompt: String,
-    /// img2img strength for 4-channel UNets (default: the model's).
-    #[arg(long)]
+    /// img2img strength, for a model that edits by img2img (default: the model's).
+    #[arg(long, conflicts_with = "image_guidance")]
     pub strength: Option<f32>,
+    /// InstructPix2Pix image guidance, for a model that edits that way (default: the model's).
+    #[arg(long)]
+    pub image_guidance: Option<f32>,
     #[command(flatten)]
     pub common: ImageArgs,
 }
@@ -146,9 +149,19 @@ pub fn run_generate(args: GenerateArgs) -> anyhow::Result<()> {
 pub fn run_edit(args: EditArgs) -> anyhow::Result<()> {
     let (model, mut options) = load(&args.common)?;
     let source = RgbImage::decode(&files::read(&args.image)?).with_context(|| args.image.display().to_string())?;
-    if let Some(strength) = args.strength {
-        options.edit = Some(genllava::genllava::EditMode::Img2Img { strength });
-    }
+    use genllava::genllava::EditMode;
+    options.edit = match (model.config.diffusion.edit, args.strength, args.image_guidance) {
+        (EditMode::Img2Img { .. }, Some(strength), None) => Some(EditMode::Img2Img { strength }),
+        (EditMode::Pix2Pix { .. }, None, Some(image_guidance)) => Some(EditMode::Pix2Pix { image_guidance }),
+        (mode, None, None) => Some(mode),
+        (mode, ..) => anyhow::bail!(
+            "this model edits by {} (its genllava.json): --strength is for img2img models, --image-guidance for InstructPix2Pix ones",
+            match mode {
+                EditMode::Img2Img { .. } => "img2img",
+                EditMode::Pix2Pix { .. } => "InstructPix2Pix",
+            }
+        ),
+    };
     let image = model.edit(&source, &args.prompt, &options, &mut progress)?;
     save(&image, &args.common.out)?;
     if args.common.check {
