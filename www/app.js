@@ -172,7 +172,13 @@ function modelKind(info) {
     const d = info.diffusion;
     $('steps').placeholder = d.steps;
     $('guidance').placeholder = d.guidance;
-    $('strength').placeholder = d.edit?.img2img?.strength ?? '';
+    // The edit field is the setting of the model's way of editing: img2img's strength or
+    // InstructPix2Pix's image guidance.
+    const p2p = d.edit?.pix2pix;
+    state.editOption = p2p ? 'imageGuidance' : 'strength';
+    $('strength-label').textContent = p2p ? 'Image guidance' : 'Edit strength';
+    Object.assign($('strength'), p2p ? { min: 0, max: 100, step: 0.1 } : { min: 0.05, max: 1, step: 0.05 });
+    $('strength').placeholder = p2p ? p2p.image_guidance : d.edit?.img2img?.strength ?? '';
   }
 }
 
@@ -323,9 +329,10 @@ function send() {
 
 function imageOptions(mode) {
   const o = { seed: num('seed', 0) };
-  for (const id of ['steps', 'guidance', ...(mode === 'edit' ? ['strength'] : [])]) {
+  for (const id of ['steps', 'guidance']) {
     if ($(id).value !== '') o[id] = num(id);
   }
+  if (mode === 'edit' && $('strength').value !== '') o[state.editOption ?? 'strength'] = num('strength');
   return o;
 }
 

@@ -13,7 +13,7 @@
 //   {type: 'check-image', id, image: ArrayBuffer}         format and size, from the header
 //   {type: 'generate', id, prompt, options}               draw (GenLLaVA models): options
 //                                                          {steps, guidance, seed, scheduler}
-//   {type: 'edit', id, image: ArrayBuffer, instruction, options}   edit (adds options.strength)
+//   {type: 'edit', id, image: ArrayBuffer, instruction, options}   edit (adds options.strength or options.imageGuidance)
 //   {type: 'shapes-check', id, image: ArrayBuffer, caption, source?: ArrayBuffer}
 //        the shapes-world evaluator on an image (with source: caption is an edit's instruction)
 //   {type: 'abort'}                                        stops a chat, a drawing or an edit

@@ -293,7 +293,7 @@ impl Engine {
     }
 
     /// Edit `image` (PNG/JPEG bytes) as `instruction` says, with a GenLLaVA
-    /// model; as [`Self::generate`], and `options.strength` (img2img, `(0, 1]`).
+    /// model; as [`Self::generate`], and `options.strength` (img2img models, `(0, 1]`) or `options.imageGuidance` (InstructPix2Pix models).
     pub fn edit(&self, image: Uint8Array, instruction: String, options: JsValue, on_step: Function) -> Promise {
         self.draw(Task::Edit { image: image.to_vec(), instruction }, options, on_step)
     }

@@ -101,8 +101,10 @@ pub struct ImageRequest {
     pub guidance: Option<f32>,
     /// Seed of the initial noise.
     pub seed: u64,
-    /// img2img strength of an edit, `(0, 1]`.
+    /// img2img strength of an edit, `(0, 1]` (a model that edits by img2img).
     pub strength: Option<f32>,
+    /// InstructPix2Pix image guidance of an edit, `0..=100` (a model that edits that way).
+    pub image_guidance: Option<f32>,
     /// `ddim`, `pndm` or `euler`.
     pub scheduler: Option<SchedulerKind>,
 }
@@ -137,6 +139,12 @@ impl ImageRequest {
             }
             o.strength = Some(v as f32);
         }
+        if let Some(v) = get("imageGuidance")? {
+            if !(v.is_finite() && (0.0..=100.0).contains(&v)) {
+                return Err(format!("option `imageGuidance` must be between 0 and 100, got {v}"));
+            }
+            o.image_guidance = Some(v as f32);
+        }
         o.scheduler = match scheduler.as_deref() {
             None => None,
             Some(name @ ("ddim" | "pndm" | "euler")) => {
@@ -158,7 +166,17 @@ impl ImageRequest {
             guidance: self.guidance.unwrap_or(defaults.guidance),
             scheduler,
             seed: self.seed,
-            edit: self.strength.map(|strength| EditMode::Img2Img { strength }),
+            edit: Some(match (defaults.edit, self.strength, self.image_guidance) {
+                (EditMode::Img2Img { .. }, Some(strength), None) => EditMode::Img2Img { strength },
+                (EditMode::Pix2Pix { .. }, None, Some(image_guidance)) => EditMode::Pix2Pix { image_guidance },
+                (mode, None, None) => mode,
+                (EditMode::Img2Img { .. }, ..) => {
+                    return Err("option `imageGuidance` is for InstructPix2Pix models; this one edits by img2img (`strength`)".into());
+                }
+                (EditMode::Pix2Pix { .. }, ..) => {
+                    return Err("option `strength` is for img2img models; this one edits by InstructPix2Pix (`imageGuidance`)".into());
+                }
+            }),
         })
     }
 }
@@ -212,20 +230,29 @@ mod tests {
     fn image_options_fill_from_the_model() {
         let defaults = DiffusionDefaults { steps: 25, guidance: 4.0, scheduler: "ddim".into(), ..Default::default() };
         let o = image(&[], None).unwrap().resolve(&defaults).unwrap();
-        assert_eq!((o.steps, o.guidance, o.seed, o.scheduler, o.edit), (25, 4.0, 0, SchedulerKind::Ddim, None));
+        let model_edit = Some(EditMode::Img2Img { strength: 0.75 });
+        assert_eq!((o.steps, o.guidance, o.seed, o.scheduler, o.edit), (25, 4.0, 0, SchedulerKind::Ddim, model_edit));
         let o = image(&[("steps", 3.0), ("guidance", 1.0), ("seed", 7.0), ("strength", 0.5)], Some("euler"))
             .unwrap()
             .resolve(&defaults)
             .unwrap();
         assert_eq!((o.steps, o.guidance, o.seed, o.scheduler), (3, 1.0, 7, SchedulerKind::Euler));
         assert_eq!(o.edit, Some(EditMode::Img2Img { strength: 0.5 }));
+        // Each edit setting only for the model that edits that way.
+        let p2p = DiffusionDefaults { edit: EditMode::Pix2Pix { image_guidance: 1.5 }, ..defaults.clone() };
+        let o = image(&[("imageGuidance", 2.0)], None).unwrap().resolve(&p2p).unwrap();
+        assert_eq!(o.edit, Some(EditMode::Pix2Pix { image_guidance: 2.0 }));
+        let e = image(&[("strength", 0.5)], None).unwrap().resolve(&p2p).unwrap_err();
+        assert!(e.contains("strength") && e.contains("InstructPix2Pix"), "{e}");
+        let e = image(&[("imageGuidance", 2.0)], None).unwrap().resolve(&defaults).unwrap_err();
+        assert!(e.contains("imageGuidance") && e.contains("img2img"), "{e}");
     }
 
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     fn image_options_reject_bad_values() {
         for bad in
-            [("steps", 0.0), ("steps", 2.5), ("steps", 5000.0), ("guidance", -1.0), ("strength", 0.0), ("seed", -1.0)]
+            [("steps", 0.0), ("steps", 2.5), ("steps", 5000.0), ("guidance", -1.0), ("strength", 0.0), ("imageGuidance", -1.0), ("seed", -1.0)]
         {
             let e = image(&[bad], None).unwrap_err();
             assert!(e.contains(bad.0), "{e}");

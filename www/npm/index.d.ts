@@ -41,8 +41,10 @@ export interface ImageOptions {
   /** Seed of the initial noise. */
   seed?: number;
   scheduler?: 'ddim' | 'pndm' | 'euler';
-  /** Edits only: img2img strength in (0, 1]. */
+  /** Edits only, for a model that edits by img2img: strength in (0, 1]. */
   strength?: number;
+  /** Edits only, for a model that edits by InstructPix2Pix: image guidance in [0, 100]. */
+  imageGuidance?: number;
 }
 
 /** The preview of one denoising step: the VAE decode of the current latents. */
