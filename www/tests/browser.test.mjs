@@ -16,6 +16,10 @@ const FIXTURE = join(ROOT, 'tests/fixtures/llava-tiny');
 // Native references of drawing and editing (tests/fixtures/web-ref/make.sh writes them).
 const WEB_REF = join(ROOT, 'tests/fixtures/web-ref');
 const cases = JSON.parse(readFileSync(join(WEB_REF, 'cases.json'), 'utf8'));
+// How the shipped model edits (its genllava.json): img2img runs the last `strength` of the
+// steps from the noised source, InstructPix2Pix all of them beside the source.
+const shippedEdit = JSON.parse(readFileSync(join(ROOT, 'train-native/assets/genllava-shapes/genllava.json'), 'utf8')).diffusion.edit;
+const editSteps = (steps) => (shippedEdit.img2img ? Math.floor(steps * shippedEdit.img2img.strength) : steps);
 // The largest mean absolute difference (0–255 over R, G, B) allowed between the browser's picture
 // and the native CLI's for the same prompt, seed, steps and guidance. The same f32 arithmetic
 // in another order (WebGPU shaders, the wasm CPU backend vs native) moves a value by ~1e-6
@@ -734,6 +738,12 @@ export { answer, edited, engine, info, web };
   await step('the default model is the shipped GenLLaVA; it answers a question about a test scene right', async () => {
     await until(gen, '#model-status[data-loaded="genllava-shapes"]');
     assert.equal(await gen.getAttribute('#model-status', 'data-kind'), 'genllava');
+    // The side bar's edit field is the setting of the model's way of editing, with its default.
+    const [label, placeholder] = shippedEdit.pix2pix
+      ? ['Image guidance', String(shippedEdit.pix2pix.image_guidance)]
+      : ['Edit strength', String(shippedEdit.img2img.strength)];
+    assert.equal(await gen.textContent('#strength-label'), label);
+    assert.equal(await gen.getAttribute('#strength', 'placeholder'), placeholder);
     await gen.setInputFiles('#image-file', join(WEB_REF, 'scene.png'));
     await gen.locator('#preview:not([hidden])').waitFor();
     await gen.fill('#max-tokens', '8');
@@ -777,8 +787,8 @@ export { answer, edited, engine, info, web };
     await gen.selectOption('#mode', 'ask');
     assert.equal(got.state, 'done');
     assert.equal(got.kind, 'edit');
-    // img2img at the model's strength 0.75 runs the last 6 of 8 steps.
-    assert.equal(got.steps, Math.floor(c.steps * 0.75));
+    // img2img at the model's strength 0.75 would run the last 6 of 8 steps; InstructPix2Pix runs all 8.
+    assert.equal(got.steps, editSteps(c.steps));
     assert.equal(got.previews, got.stepsDone);
     assert.equal(got.stepsDone, got.steps);
     const diff = await compareWith(got.msg.locator('img'), join(WEB_REF, c.out));

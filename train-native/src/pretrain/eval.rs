@@ -38,7 +38,12 @@ pub fn generate(
     let mut scheduler = SchedulerKind::Ddim.build(&sd.scheduler, steps, None)?;
     let noise = normal(rng, [b, c.latent_channels, side, side], device);
     let latents = initial_latents(scheduler.as_ref(), noise);
-    let predict = |x: Tensor<4>, t: f64| sd.unet.forward_at(x, t as f32, context.clone());
+    // An InstructPix2Pix UNet draws from a caption alone with a zero source image.
+    let blank = sd.unet.in_channels == 2 * c.latent_channels;
+    let predict = |x: Tensor<4>, t: f64| {
+        let x = if blank { Tensor::cat(vec![x.clone(), x.zeros_like()], 1) } else { x };
+        sd.unet.forward_at(x, t as f32, context.clone())
+    };
     let latents = denoise(scheduler.as_mut(), latents, guidance, predict, |_, _| {})?;
     let images = sd.vae.decode(latents.div_scalar(c.scaling_factor))?;
     Ok(Images::from_tensor(images))
@@ -98,7 +103,8 @@ fn run_edits(
     let mut exact = 0usize;
     let mut by = std::collections::BTreeMap::<String, (usize, usize)>::new();
     for (chunk_index, chunk) in samples.chunks(BATCH).enumerate() {
-        let captions: Vec<String> = chunk.iter().map(|s| genllava::shapes::caption(&s.images[1].scene)).collect();
+        let captions: Vec<String> =
+            chunk.iter().map(|s| s.record["edit_prompt"].as_str().unwrap_or_default().to_string()).collect();
         let sources = Images { rgb: chunk.iter().map(|s| s.images[0].rgb.clone()).collect(), side };
         let images = edit(sd, &captions, &sources, (args.steps, args.guidance, args.image_guidance), &mut rng, device)?;
         for (j, (s, rgb)) in chunk.iter().zip(&images.rgb).enumerate() {
