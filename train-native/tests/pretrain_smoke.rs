@@ -204,25 +204,12 @@ fn pretrain_sd_writes_a_folder_core_loads() {
     let _ = std::fs::remove_dir_all(&tuned);
 
     // `--pix2pix`: the plain UNet becomes an InstructPix2Pix one (twice the latent channels
-    // in); the first two steps from zero source weights move them; the instructions' words
-    // join the vocabulary (new rows of the text encoder, the old ones kept as they were, the
-    // encoder being frozen here); the VAE is kept; the result continues as it is, and
-    // `eval-sd --edits` scores its edits (a plain UNet is refused there, naming what it lacks).
+    // in); the first two steps from zero source weights move them, the rest of the folder is
+    // kept, the result continues as it is, and `eval-sd --edits` scores its edits (a plain
+    // UNet is refused there, naming what it lacks).
     let p2p = scratch("sd-p2p");
     continue_sd(&dir, &p2p, &["--pix2pix"]);
-    same_files(&dir, &p2p, &["vae/diffusion_pytorch_model.safetensors"]);
-    let grown = ClipTextConfig::from_json(&config(&p2p.join("text_encoder/config.json"))).expect("text config");
-    let tok = tokenizers::Tokenizer::from_file(p2p.join("tokenizer/tokenizer.json")).expect("tokenizer");
-    assert_eq!(tok.get_vocab_size(true), grown.vocab_size);
-    for word in ["make", "remove", "add", "move", "to"] {
-        assert!(tok.token_to_id(word).is_some_and(|id| id as usize >= tcfg.vocab_size), "{word}: not a new word");
-    }
-    let key = "text_model.embeddings.token_embedding.weight";
-    let (old, new) =
-        (weights(&dir.join("text_encoder/model.safetensors")), weights(&p2p.join("text_encoder/model.safetensors")));
-    let (old, new) = (old.raw(key).expect(key), new.raw(key).expect(key));
-    assert_eq!(new.shape, vec![grown.vocab_size, tcfg.hidden_size]);
-    assert_eq!(new.to_f32()[..old.to_f32().len()], old.to_f32()[..], "the old rows are kept");
+    same_files(&dir, &p2p, &["text_encoder/model.safetensors", "vae/diffusion_pytorch_model.safetensors"]);
     let pcfg = UNet2DConditionConfig::from_json(&config(&p2p.join("unet/config.json"))).expect("unet config");
     assert_eq!((pcfg.in_channels, pcfg.out_channels), (2 * ucfg.in_channels, ucfg.out_channels));
     let conv_in = weights(&p2p.join("unet/diffusion_pytorch_model.safetensors"));
@@ -242,8 +229,6 @@ fn pretrain_sd_writes_a_folder_core_loads() {
     let eval = run(bin().args(["eval-sd", "--edits", "--n", "3", "--steps", "2", "--sd"]).arg(&p2p));
     let line = eval.lines().find(|l| l.starts_with("exact by kind and by shapes in the source: ")).expect(&eval);
     assert!(eval.contains("3 Test edits") && line.contains("shapes:"), "{eval}");
-    let eval = run(bin().args(["eval-sd", "--n", "2", "--steps", "2", "--sd"]).arg(&p2p));
-    assert!(eval.contains("2 Test captions"), "it draws from captions alone too: {eval}");
     let out = bin().args(["eval-sd", "--edits", "--n", "1", "--sd"]).arg(&dir).output().expect("eval-sd");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("InstructPix2Pix"), "{err}");

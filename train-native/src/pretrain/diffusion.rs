@@ -124,7 +124,7 @@ pub struct DiffusionData<'a> {
     /// Whether one scene in [`HELD_OUT_EVERY`] shows a held-out colour-shape pair.
     pub held_out_pairs: bool,
     /// InstructPix2Pix: every other pool entry is an editing triple (the edited image
-    /// under its instruction, the source image's latents beside the noisy ones); the
+    /// under its caption, the source image's latents beside the noisy ones); the
     /// others get a zero source.
     pub edits: bool,
 }
@@ -161,15 +161,14 @@ fn pool_draw(
     }
 }
 
-/// Pool entry `i`: (text, image drawn, source image). With `edits`, odd entries are
-/// editing triples (the instruction, the edited image, the source), even ones captioned images.
+/// Pool entry `i`: (caption, image drawn, source image). With `edits`, odd entries are
+/// editing triples (caption of the edited scene), even ones captioned images.
 fn pool_entry(world: &DatasetConfig, data: &DiffusionData, i: usize) -> (String, Vec<u8>, Option<Vec<u8>>) {
     if data.edits && i % 2 == 1 {
         let mut s = pool_draw(world, data.held_out_pairs, i / 2, dataset::editing);
-        let instruction = s.record["edit_prompt"].as_str().unwrap_or_default().to_string();
         let target = s.images.remove(1);
         let source = s.images.remove(0);
-        (instruction, target.rgb, Some(source.rgb))
+        (genllava::shapes::caption(&target.scene), target.rgb, Some(source.rgb))
     } else {
         let i = if data.edits { i / 2 } else { i };
         let mut s = pool_sample(world, data.held_out_pairs, i);

@@ -38,12 +38,7 @@ pub fn generate(
     let mut scheduler = SchedulerKind::Ddim.build(&sd.scheduler, steps, None)?;
     let noise = normal(rng, [b, c.latent_channels, side, side], device);
     let latents = initial_latents(scheduler.as_ref(), noise);
-    // An InstructPix2Pix UNet draws from a caption alone with a zero source image.
-    let blank = sd.unet.in_channels == 2 * c.latent_channels;
-    let predict = |x: Tensor<4>, t: f64| {
-        let x = if blank { Tensor::cat(vec![x.clone(), x.zeros_like()], 1) } else { x };
-        sd.unet.forward_at(x, t as f32, context.clone())
-    };
+    let predict = |x: Tensor<4>, t: f64| sd.unet.forward_at(x, t as f32, context.clone());
     let latents = denoise(scheduler.as_mut(), latents, guidance, predict, |_, _| {})?;
     let images = sd.vae.decode(latents.div_scalar(c.scaling_factor))?;
     Ok(Images::from_tensor(images))
@@ -100,17 +95,22 @@ fn run_edits(
     let side = sd.vae_config.sample_size;
     let mut rng = SplitMix64::derive(args.seed, &[0xED17]);
     let start = Instant::now();
-    let mut exact = 0usize;
+    let (mut exact, mut misses) = (0usize, 0usize);
     let mut by = std::collections::BTreeMap::<String, (usize, usize)>::new();
     for (chunk_index, chunk) in samples.chunks(BATCH).enumerate() {
-        let captions: Vec<String> =
-            chunk.iter().map(|s| s.record["edit_prompt"].as_str().unwrap_or_default().to_string()).collect();
+        let captions: Vec<String> = chunk.iter().map(|s| genllava::shapes::caption(&s.images[1].scene)).collect();
         let sources = Images { rgb: chunk.iter().map(|s| s.images[0].rgb.clone()).collect(), side };
         let images = edit(sd, &captions, &sources, (args.steps, args.guidance, args.image_guidance), &mut rng, device)?;
         for (j, (s, rgb)) in chunk.iter().zip(&images.rgb).enumerate() {
             let instruction = s.record["edit_prompt"].as_str().unwrap_or_default();
             let ok = genllava::shapes::score_edit(&s.images[0].scene, instruction, rgb, side, side);
             exact += usize::from(ok);
+            if !ok && misses < 5 {
+                misses += 1;
+                let got = parse_image(rgb, side, side).map(|g| genllava::shapes::caption(&g)).unwrap_or_default();
+                let want = genllava::shapes::caption(&s.images[1].scene);
+                eprintln!("miss: \"{instruction}\" wants \"{want}\", drew \"{got}\"");
+            }
             for key in [s.category.clone(), format!("{} shapes", s.images[0].scene.shapes.len())] {
                 let e = by.entry(key).or_default();
                 e.0 += usize::from(ok);

@@ -64,24 +64,6 @@ pub fn run_pretrain(args: PretrainArgs) -> anyhow::Result<()> {
             (tok, json, TextStart::Fresh)
         }
     };
-    // InstructPix2Pix conditions on the edit instruction: its words join the vocabulary,
-    // with fresh embedding rows in a loaded encoder.
-    let (tok, text_json, start_text) = if args.pix2pix {
-        let words = super::text::instruction_words(&tok, args.seed, 4096);
-        let (tok, added) = tok.with_words(&words)?;
-        let mut json = text_json;
-        json["vocab_size"] = json!(tok.vocab_size());
-        let grow = |t: ClipTextModel| grow_vocab(t, tok.vocab_size(), &device);
-        let start = match start_text {
-            TextStart::Fresh => TextStart::Fresh,
-            TextStart::Frozen(t) => TextStart::Frozen(grow(t)),
-            TextStart::Tuned(t) => TextStart::Tuned(grow(t)),
-        };
-        eprintln!("tokenizer: {added} instruction words added ({} words)", tok.vocab_size());
-        (tok, json, start)
-    } else {
-        (tok, text_json, start_text)
-    };
     let text_cfg = text_config(&text_json)?;
 
     let latent_side = args.size >> (vae_size.channels.len() - 1);
@@ -158,19 +140,6 @@ pub fn run_pretrain(args: PretrainArgs) -> anyhow::Result<()> {
         100.0 * recon
     );
     Ok(())
-}
-
-/// `text` with token-embedding rows up to `vocab` (new rows drawn as fresh weights are).
-fn grow_vocab(mut text: ClipTextModel, vocab: usize, device: &Device) -> ClipTextModel {
-    let w = text.embeddings.token_embedding.weight.val();
-    let [n, d] = w.dims();
-    if vocab > n {
-        let rows =
-            burn::tensor::Tensor::<2>::random([vocab - n, d], burn::tensor::Distribution::Normal(0.0, 0.03), device);
-        text.embeddings.token_embedding.weight =
-            burn::module::Param::from_tensor(burn::tensor::Tensor::cat(vec![w, rows], 0));
-    }
-    text
 }
 
 /// What [`write`] stores.

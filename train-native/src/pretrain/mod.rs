@@ -91,11 +91,10 @@ pub struct PretrainArgs {
     pub held_out_pairs: bool,
     /// Train an InstructPix2Pix UNet: the source image's latents enter beside the noisy
     /// ones (twice the latent channels in). Half of each batch are editing triples (the
-    /// edited image under its instruction, 5 % of sources dropped to zeros for image
+    /// edited image under its full caption, 5 % of sources dropped to zeros for image
     /// guidance), half captioned images with a zero source, so the one UNet both draws
-    /// and edits; the instructions' words join the vocabulary (fresh embedding rows). With
-    /// `--unet-from`, a plain UNet starts it with zero weights for the source, as
-    /// InstructPix2Pix starts from Stable Diffusion.
+    /// and edits. With `--unet-from`, a plain UNet starts it with zero weights for the
+    /// source, as InstructPix2Pix starts from Stable Diffusion.
     #[arg(long)]
     pub pix2pix: bool,
 }
@@ -124,8 +123,8 @@ pub struct EvalArgs {
     #[arg(long)]
     pub images: Option<PathBuf>,
     /// Score edits instead (an InstructPix2Pix UNet, `pretrain-sd --pix2pix`): each held-out
-    /// editing triple's source image with its instruction; exact when the asked change is
-    /// there and the rest kept.
+    /// editing triple's source image with the caption of its edited scene; exact when the
+    /// asked change is there and the rest kept.
     #[arg(long)]
     pub edits: bool,
     /// InstructPix2Pix image guidance of `--edits`.

@@ -63,24 +63,6 @@ impl CaptionTokenizer {
         Ok(Self { bos, eos, max_len, inner, rows })
     }
 
-    /// This tokenizer with `words` appended to its vocabulary (new ids after the last;
-    /// words it has are skipped). Returns it and how many words were new.
-    pub fn with_words(&self, words: &[String]) -> anyhow::Result<(Self, usize)> {
-        let mut json: Value = serde_json::from_str(&self.json()?)?;
-        let vocab = json["model"]["vocab"].as_object_mut().context("tokenizer.json: no model.vocab")?;
-        let mut next = vocab.values().filter_map(Value::as_u64).max().map_or(0, |m| m + 1);
-        let mut added = 0;
-        for w in words {
-            if !vocab.contains_key(w) {
-                vocab.insert(w.clone(), json!(next));
-                next += 1;
-                added += 1;
-            }
-        }
-        let inner = Tokenizer::from_bytes(json.to_string().as_bytes()).map_err(anyhow::Error::msg)?;
-        Ok((Self::from_tokenizer(inner, self.max_len)?, added))
-    }
-
     /// Vocabulary size, specials included.
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
@@ -108,23 +90,6 @@ impl CaptionTokenizer {
             "model_max_length": self.max_len,
         })
     }
-}
-
-/// The words of `n` train editing instructions of the world (`seed`) that `tok` lacks,
-/// in order of first use: what InstructPix2Pix conditioning adds to a caption vocabulary.
-pub fn instruction_words(tok: &CaptionTokenizer, seed: u64, n: usize) -> Vec<String> {
-    let cfg = DatasetConfig { seed, image_size: 32, textured: false, ..DatasetConfig::default() };
-    let mut out: Vec<String> = Vec::new();
-    for i in 0..n {
-        let s = dataset::editing(&cfg, Split::Train, i);
-        let text = s.record["edit_prompt"].as_str().unwrap_or_default().to_lowercase();
-        for w in text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
-            if tok.inner.token_to_id(w).is_none() && !out.iter().any(|o| o == w) {
-                out.push(w.to_string());
-            }
-        }
-    }
-    out
 }
 
 /// The caption (the gpt turn) of a generation record.

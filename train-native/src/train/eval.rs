@@ -114,7 +114,7 @@ fn pooled(sets: &[SetScore], kinds: &[Kind]) -> Option<f64> {
 }
 
 /// The instruction inside the editing template's user text.
-pub fn edit_instruction(user: &str) -> &str {
+fn edit_instruction(user: &str) -> &str {
     let marker = "Edit the image according to the description. ";
     user.rsplit_once(marker).map_or(user, |(_, i)| i)
 }

@@ -222,20 +222,15 @@ pub fn scale_gradient<const D: usize>(x: Tensor<D>, share: f64) -> Tensor<D> {
     }
 }
 
-/// Summed per-sample MSE between `U` and the text states the decoder draws the target
-/// from: the target's caption, or for an edit on an InstructPix2Pix decoder (which
-/// reads the source itself) the instruction.
+/// Summed per-sample MSE between `U` and the caption states of the targets.
 fn alignment(batch: &MicroBatch, rows: &[usize], u: &Tensor<3>, f: &Frozen) -> anyhow::Result<Tensor<1>> {
     let [_, l, d] = u.dims();
     let captions = rows
         .iter()
         .map(|&i| {
-            let s = batch.samples[i];
-            let text = match (&s.image, s.turns.first()) {
-                (Some(_), Some(user)) if f.sd.image_conditioned() => super::eval::edit_instruction(&user.text),
-                _ => s.target_caption.as_deref().context("an image sample has no target caption")?,
-            };
-            f.caption_states(text, l)
+            let caption =
+                batch.samples[i].target_caption.as_deref().context("an image sample has no target caption")?;
+            f.caption_states(caption, l)
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     Ok(u.clone().sub(Tensor::cat(captions, 0)).powi_scalar(2).sum().div_scalar((l * d) as f64))
