@@ -319,7 +319,7 @@ impl LatentPool {
     }
 
     /// Source latents `[picks, c, h, w]` of the picks (unscaled posterior means): zeros
-    /// for captioned images and, one time in [`IMAGE_DROPOUT`]⁻¹, for editing triples.
+    /// for captioned images, and for editing triples with probability [`IMAGE_DROPOUT`].
     fn sources(&self, picks: &[usize], rng: &mut SplitMix64, device: &Device) -> Tensor<4> {
         let [c, h, w] = self.shape;
         let mut v = Vec::with_capacity(picks.len() * c * h * w);
