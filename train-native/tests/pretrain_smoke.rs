@@ -229,6 +229,8 @@ fn pretrain_sd_writes_a_folder_core_loads() {
     let eval = run(bin().args(["eval-sd", "--edits", "--n", "3", "--steps", "2", "--sd"]).arg(&p2p));
     let line = eval.lines().find(|l| l.starts_with("exact by kind and by shapes in the source: ")).expect(&eval);
     assert!(eval.contains("3 Test edits") && line.contains("shapes:"), "{eval}");
+    let eval = run(bin().args(["eval-sd", "--n", "2", "--steps", "2", "--sd"]).arg(&p2p));
+    assert!(eval.contains("2 Test captions"), "it draws from captions alone too: {eval}");
     let out = bin().args(["eval-sd", "--edits", "--n", "1", "--sd"]).arg(&dir).output().expect("eval-sd");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("InstructPix2Pix"), "{err}");

@@ -16,6 +16,41 @@ use std::time::Instant;
 /// Captions generated per batch.
 const BATCH: usize = 16;
 
+/// What drawing and editing share: the captions' text states, the empty caption's
+/// (`None` without guidance), a DDIM scheduler of `steps` and the initial latents.
+struct Start {
+    cond: Tensor<3>,
+    uncond: Option<Tensor<3>>,
+    scheduler: Box<dyn genllava::scheduler::Scheduler>,
+    latents: Tensor<4>,
+}
+
+fn start(
+    sd: &LoadedSd,
+    captions: &[String],
+    steps: usize,
+    guided: bool,
+    rng: &mut SplitMix64,
+    device: &Device,
+) -> anyhow::Result<Start> {
+    let b = captions.len();
+    let cond = sd.text.forward(ids_tensor(&sd.tok, captions, device)?)?;
+    let uncond = match guided {
+        true => Some(sd.text.forward(ids_tensor(&sd.tok, &vec![String::new(); b], device)?)?),
+        false => None,
+    };
+    let c = &sd.vae_config;
+    let side = c.sample_size >> (c.block_out_channels.len() - 1);
+    let scheduler = SchedulerKind::Ddim.build(&sd.scheduler, steps, None)?;
+    let latents = initial_latents(scheduler.as_ref(), normal(rng, [b, c.latent_channels, side, side], device));
+    Ok(Start { cond, uncond, scheduler, latents })
+}
+
+/// Final latents (scaled as the UNet sees them) → images.
+fn decode(sd: &LoadedSd, latents: Tensor<4>) -> anyhow::Result<Images> {
+    Ok(Images::from_tensor(sd.vae.decode(latents.div_scalar(sd.vae_config.scaling_factor))?))
+}
+
 /// Images for `captions` (`[b]` RGB byte rows of `side`²·3).
 pub fn generate(
     sd: &LoadedSd,
@@ -25,23 +60,18 @@ pub fn generate(
     rng: &mut SplitMix64,
     device: &Device,
 ) -> anyhow::Result<Images> {
-    let b = captions.len();
-    let cond = sd.text.forward(ids_tensor(&sd.tok, captions, device)?)?;
-    let context = if guidance > 1.0 {
-        let uncond = sd.text.forward(ids_tensor(&sd.tok, &vec![String::new(); b], device)?)?;
-        Tensor::cat(vec![uncond, cond], 0)
-    } else {
-        cond
+    let Start { cond, uncond, mut scheduler, latents } = start(sd, captions, steps, guidance > 1.0, rng, device)?;
+    let context = match uncond {
+        Some(uncond) => Tensor::cat(vec![uncond, cond], 0),
+        None => cond,
     };
-    let c = &sd.vae_config;
-    let side = c.sample_size >> (c.block_out_channels.len() - 1);
-    let mut scheduler = SchedulerKind::Ddim.build(&sd.scheduler, steps, None)?;
-    let noise = normal(rng, [b, c.latent_channels, side, side], device);
-    let latents = initial_latents(scheduler.as_ref(), noise);
-    let predict = |x: Tensor<4>, t: f64| sd.unet.forward_at(x, t as f32, context.clone());
-    let latents = denoise(scheduler.as_mut(), latents, guidance, predict, |_, _| {})?;
-    let images = sd.vae.decode(latents.div_scalar(c.scaling_factor))?;
-    Ok(Images::from_tensor(images))
+    // An InstructPix2Pix UNet draws from a caption alone with a zero source image.
+    let blank = sd.unet.in_channels == 2 * sd.vae_config.latent_channels;
+    let predict = |x: Tensor<4>, t: f64| {
+        let x = if blank { Tensor::cat(vec![x.clone(), x.zeros_like()], 1) } else { x };
+        sd.unet.forward_at(x, t as f32, context.clone())
+    };
+    decode(sd, denoise(scheduler.as_mut(), latents, guidance, predict, |_, _| {})?)
 }
 
 /// Edits of `sources` toward `captions` with an InstructPix2Pix UNet (text guidance
@@ -54,7 +84,6 @@ pub fn edit(
     rng: &mut SplitMix64,
     device: &Device,
 ) -> anyhow::Result<Images> {
-    let b = captions.len();
     let c = &sd.vae_config;
     anyhow::ensure!(
         sd.unet.in_channels == 2 * c.latent_channels,
@@ -62,24 +91,17 @@ pub fn edit(
         2 * c.latent_channels,
         sd.unet.in_channels
     );
-    let cond = sd.text.forward(ids_tensor(&sd.tok, captions, device)?)?;
     let guided = guidance > 1.0 && image_guidance >= 1.0;
-    let context = if guided {
-        let uncond = sd.text.forward(ids_tensor(&sd.tok, &vec![String::new(); b], device)?)?;
-        Tensor::cat(vec![cond, uncond.clone(), uncond], 0)
-    } else {
-        cond
+    let Start { cond, uncond, mut scheduler, latents } = start(sd, captions, steps, guided, rng, device)?;
+    let context = match uncond {
+        Some(uncond) => Tensor::cat(vec![cond, uncond.clone(), uncond], 0),
+        None => cond,
     };
-    let side = c.sample_size >> (c.block_out_channels.len() - 1);
-    let mut scheduler = SchedulerKind::Ddim.build(&sd.scheduler, steps, None)?;
-    let noise = normal(rng, [b, c.latent_channels, side, side], device);
-    let latents = initial_latents(scheduler.as_ref(), noise);
     let image_latents = sd.vae.encode(sources.tensor(device))?.mode();
     let predict = |x: Tensor<4>, t: f64| sd.unet.forward_at(x, t as f32, context.clone());
     let latents =
         denoise_pix2pix(scheduler.as_mut(), latents, image_latents, guidance, image_guidance, predict, |_, _| {})?;
-    let images = sd.vae.decode(latents.div_scalar(c.scaling_factor))?;
-    Ok(Images::from_tensor(images))
+    decode(sd, latents)
 }
 
 /// `eval-sd --edits`: exact edits of held-out editing triples, by kind of edit and
