@@ -26,6 +26,29 @@ pub enum EditMode {
     Pix2Pix { image_guidance: f32 },
 }
 
+impl EditMode {
+    /// This mode with its own setting replaced where given: img2img's `strength`,
+    /// InstructPix2Pix's `image_guidance`. The other mode's setting is an error that
+    /// names it and this mode's, as the caller spells them (`names`: strength, image guidance).
+    pub fn with_setting(self, strength: Option<f32>, image_guidance: Option<f32>, names: (&str, &str)) -> Result<Self> {
+        let (mode, own, other, other_mode) = match self {
+            EditMode::Img2Img { .. } => ("img2img", names.0, names.1, "InstructPix2Pix"),
+            EditMode::Pix2Pix { .. } => ("InstructPix2Pix", names.1, names.0, "img2img"),
+        };
+        Ok(match (self, strength, image_guidance) {
+            (EditMode::Img2Img { .. }, Some(strength), None) => EditMode::Img2Img { strength },
+            (EditMode::Pix2Pix { .. }, None, Some(image_guidance)) => EditMode::Pix2Pix { image_guidance },
+            (mode, None, None) => mode,
+            _ => {
+                return Err(Error::input(
+                    "edit",
+                    format!("{other} is for {other_mode} models; this one edits by {mode} ({own})"),
+                ));
+            }
+        })
+    }
+}
+
 /// Defaults of the diffusion decoder.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DiffusionDefaults {

@@ -103,23 +103,25 @@ fn txt2img_latents_and_pixels_match_diffusers() {
     }
 }
 
+/// img2img of the reference case at strength 0.5: `steps` DDIM steps, guidance 5.
+fn img2img_case(sd: &StableDiffusion, r: &BTreeMap<String, RawTensor>, steps: usize) -> Tensor<4> {
+    let device = cpu();
+    sd.img2img(
+        tensor(r, "cond", &device),
+        tensor(r, "uncond", &device),
+        tensor(r, "i2i_init", &device),
+        tensor(r, "i2i_noise", &device),
+        0.5,
+        Sampling::new(steps, SchedulerKind::Ddim, 5.0),
+        |_, _| {},
+    )
+    .unwrap()
+}
+
 #[test]
 fn img2img_matches_diffusers() {
     let r = refs();
-    let sd = pipeline();
-    let device = cpu();
-    let latents = sd
-        .img2img(
-            tensor(&r, "cond", &device),
-            tensor(&r, "uncond", &device),
-            tensor(&r, "i2i_init", &device),
-            tensor(&r, "i2i_noise", &device),
-            0.5,
-            Sampling::new(6, SchedulerKind::Ddim, 5.0),
-            |_, _| {},
-        )
-        .unwrap();
-    assert_close("img2img latents", latents, &r["i2i_latents"], LATENT_TOL);
+    assert_close("img2img latents", img2img_case(&pipeline(), &r, 6), &r["i2i_latents"], LATENT_TOL);
 }
 
 /// An InstructPix2Pix UNet asked for text-to-image or img2img reads a zero
@@ -146,18 +148,7 @@ fn image_conditioned_unet_draws_with_a_zero_image() {
                 |_, _| {},
             )
             .unwrap();
-        let i2i = sd
-            .img2img(
-                tensor(&r, "cond", &device),
-                tensor(&r, "uncond", &device),
-                tensor(&r, "i2i_init", &device),
-                tensor(&r, "i2i_noise", &device),
-                0.5,
-                Sampling::new(4, SchedulerKind::Ddim, 5.0),
-                |_, _| {},
-            )
-            .unwrap();
-        (txt, i2i)
+        (txt, img2img_case(sd, &r, 4))
     };
     let (txt, i2i) = run(&wide);
     let (want_txt, want_i2i) = run(&plain);

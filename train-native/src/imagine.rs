@@ -149,19 +149,8 @@ pub fn run_generate(args: GenerateArgs) -> anyhow::Result<()> {
 pub fn run_edit(args: EditArgs) -> anyhow::Result<()> {
     let (model, mut options) = load(&args.common)?;
     let source = RgbImage::decode(&files::read(&args.image)?).with_context(|| args.image.display().to_string())?;
-    use genllava::genllava::EditMode;
-    options.edit = match (model.config.diffusion.edit, args.strength, args.image_guidance) {
-        (EditMode::Img2Img { .. }, Some(strength), None) => Some(EditMode::Img2Img { strength }),
-        (EditMode::Pix2Pix { .. }, None, Some(image_guidance)) => Some(EditMode::Pix2Pix { image_guidance }),
-        (mode, None, None) => Some(mode),
-        (mode, ..) => anyhow::bail!(
-            "this model edits by {} (its genllava.json): --strength is for img2img models, --image-guidance for InstructPix2Pix ones",
-            match mode {
-                EditMode::Img2Img { .. } => "img2img",
-                EditMode::Pix2Pix { .. } => "InstructPix2Pix",
-            }
-        ),
-    };
+    let mode = model.config.diffusion.edit;
+    options.edit = Some(mode.with_setting(args.strength, args.image_guidance, ("--strength", "--image-guidance"))?);
     let image = model.edit(&source, &args.prompt, &options, &mut progress)?;
     save(&image, &args.common.out)?;
     if args.common.check {

@@ -204,26 +204,17 @@ fn a_pix2pix_decoder_trains_and_edits_from_the_source() {
             .arg(&source),
     );
     let edited = p.join("edit.png");
-    run_ok(
-        bin()
-            .args(["edit", "--model"])
-            .arg(&model)
-            .arg("--image")
-            .arg(&source)
-            .args(["--prompt", "make the circle blue", "--steps", "2", "--image-guidance", "1.2", "--out"])
-            .arg(&edited),
-    );
+    // `edit` of the drawn picture with `setting`.
+    let edit = |setting: [&str; 2]| {
+        let mut cmd = bin();
+        cmd.args(["edit", "--model"]).arg(&model).arg("--image").arg(&source);
+        cmd.args(["--prompt", "make the circle blue", "--steps", "2"]).args(setting).arg("--out").arg(&edited);
+        cmd
+    };
+    run_ok(&mut edit(["--image-guidance", "1.2"]));
     assert_eq!(image::open(&edited).expect("edited png").to_rgb8().dimensions(), (32, 32));
     // img2img's strength does not apply to it: refused, naming how it edits.
-    let out = bin()
-        .args(["edit", "--model"])
-        .arg(&model)
-        .arg("--image")
-        .arg(&source)
-        .args(["--prompt", "make the circle blue", "--strength", "0.5", "--out"])
-        .arg(&edited)
-        .output()
-        .expect("edit");
+    let out = edit(["--strength", "0.5"]).output().expect("edit");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("InstructPix2Pix") && err.contains("--image-guidance"), "{err}");
     let _ = std::fs::remove_dir_all(&p);

@@ -166,17 +166,12 @@ impl ImageRequest {
             guidance: self.guidance.unwrap_or(defaults.guidance),
             scheduler,
             seed: self.seed,
-            edit: Some(match (defaults.edit, self.strength, self.image_guidance) {
-                (EditMode::Img2Img { .. }, Some(strength), None) => EditMode::Img2Img { strength },
-                (EditMode::Pix2Pix { .. }, None, Some(image_guidance)) => EditMode::Pix2Pix { image_guidance },
-                (mode, None, None) => mode,
-                (EditMode::Img2Img { .. }, ..) => {
-                    return Err("option `imageGuidance` is for InstructPix2Pix models; this one edits by img2img (`strength`)".into());
-                }
-                (EditMode::Pix2Pix { .. }, ..) => {
-                    return Err("option `strength` is for img2img models; this one edits by InstructPix2Pix (`imageGuidance`)".into());
-                }
-            }),
+            edit: Some(
+                defaults
+                    .edit
+                    .with_setting(self.strength, self.image_guidance, ("option `strength`", "option `imageGuidance`"))
+                    .map_err(|e| e.to_string())?,
+            ),
         })
     }
 }
