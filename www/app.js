@@ -387,6 +387,13 @@ async function showPicture(d, done, text, wanted) {
   el.append(row);
   caption.textContent = `${done.aborted ? 'stopped at' : 'done:'} step ${done.steps_done}/${done.steps} · ` +
     `${done.width}×${done.height} · ${(done.total_ms / 1000).toFixed(2)} s`;
+  if (done.description !== null && done.description !== undefined) {
+    const said = document.createElement('div');
+    said.className = 'caption description';
+    said.textContent = `the model describes the edit: "${done.description}"`;
+    el.dataset.description = done.description;
+    caption.after(said);
+  }
   Object.assign(el.dataset, {
     state: done.aborted ? 'aborted' : 'done', previews: d.previews, steps: done.steps, stepsDone: done.steps_done,
     pictureMs: done.total_ms.toFixed(0), firstStepMs: done.first_step_ms?.toFixed(0) ?? '', name,

@@ -31,7 +31,8 @@
 //                                          | {type: 'done', id, kind: 'check-image', width, height}
 //                                          | {type: 'done', id, kind: 'generate'|'edit', png: ArrayBuffer,
 //                                             rgba: ArrayBuffer, width, height, steps, steps_done,
-//                                             previews, total_ms, first_step_ms, aborted}
+//                                             previews, total_ms, first_step_ms, aborted, description}
+//        description: what a model that describes its edits said it would draw (else null)
 //                                          | {type: 'done', id, kind: 'shapes-check', scene, error,
 //                                             wanted, match, exact, caption_error}
 //   {type: 'error', id, message}
@@ -163,6 +164,7 @@ async function drawing(id, start) {
   return {
     png: out.png.buffer, rgba: out.rgba.buffer, width: out.width, height: out.height, steps: out.steps,
     steps_done: out.steps_done, previews, aborted: out.aborted, first_step_ms: first, total_ms: performance.now() - t0,
+    description: out.description ?? null,
   };
 }
 

@@ -85,6 +85,11 @@ pub struct GenLlavaConfig {
     /// The diffusion decoder's defaults.
     #[serde(default)]
     pub diffusion: DiffusionDefaults,
+    /// An edit's answer describes the edited image in words before drawing it,
+    /// `<description>[SOI][IMG…][EOI]` (MGIE's expressive instruction): the `[IMG]`
+    /// states then read the scene to draw from the model's own text.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub describe_edits: bool,
 }
 
 fn default_system() -> Option<String> {

@@ -151,7 +151,12 @@ pub fn run_edit(args: EditArgs) -> anyhow::Result<()> {
     let source = RgbImage::decode(&files::read(&args.image)?).with_context(|| args.image.display().to_string())?;
     let mode = model.config.diffusion.edit;
     options.edit = Some(mode.with_setting(args.strength, args.image_guidance, ("--strength", "--image-guidance"))?);
-    let image = model.edit(&source, &args.prompt, &options, &mut progress)?;
+    let prompt = model.edit_prompt(&args.prompt);
+    let answer = model.edit_answer(&prompt, &source)?;
+    if model.config.describe_edits {
+        println!("description: {}", model.answer_text(&answer)?);
+    }
+    let image = model.finish_drawing(model.start_edit_answer(&prompt, &answer, &source, &options)?, &mut progress)?;
     save(&image, &args.common.out)?;
     if args.common.check {
         check(&image, shapes::edit_target_of_image(&source.data, source.width, source.height, &args.prompt));

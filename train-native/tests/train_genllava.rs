@@ -182,7 +182,8 @@ fn a_pix2pix_decoder_trains_and_edits_from_the_source() {
     run_ok(&mut cmd);
     let p = temp("p2p");
     let mut sets = args(&p);
-    sets.extend(["--set", "steps=2", "--set", "eval_every=0"].map(String::from));
+    // Its edits describe the edited scene before drawing it.
+    sets.extend(["--set", "steps=2", "--set", "eval_every=0", "--set", "data.describe_edits=true"].map(String::from));
     sets.extend(["--set".to_string(), format!("model.sd={}", sd.display())]);
     run_ok(bin().args(&sets));
     let m = metrics(&p);
@@ -191,6 +192,7 @@ fn a_pix2pix_decoder_trains_and_edits_from_the_source() {
     let config: serde_json::Value =
         serde_json::from_slice(&std::fs::read(model.join("genllava.json")).expect("genllava.json")).expect("json");
     assert_eq!(config["diffusion"]["edit"], serde_json::json!({"pix2pix": {"image_guidance": 1.5}}));
+    assert_eq!(config["describe_edits"], true);
     let unet: serde_json::Value =
         serde_json::from_slice(&std::fs::read(model.join("sd/unet/config.json")).expect("unet")).expect("json");
     assert_eq!(unet["in_channels"], 16);
@@ -211,7 +213,8 @@ fn a_pix2pix_decoder_trains_and_edits_from_the_source() {
         cmd.args(["--prompt", "make the circle blue", "--steps", "2"]).args(setting).arg("--out").arg(&edited);
         cmd
     };
-    run_ok(&mut edit(["--image-guidance", "1.2"]));
+    let said = run_ok(&mut edit(["--image-guidance", "1.2"]));
+    assert!(said.contains("description: "), "{said}");
     assert_eq!(image::open(&edited).expect("edited png").to_rgb8().dimensions(), (32, 32));
     // img2img's strength does not apply to it: refused, naming how it edits.
     let out = edit(["--strength", "0.5"]).output().expect("edit");

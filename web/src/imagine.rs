@@ -13,7 +13,9 @@ use crate::model::Model;
 use crate::options::ImageRequest;
 use burn::tensor::Tensor;
 use genllava::image::RgbImage;
-use genllava::pipeline::GenLlava;
+use genllava::llama::{Generator, logits_vec};
+use genllava::pipeline::{GenLlava, Prompt, prepare};
+use genllava::sampling::SamplingConfig;
 use genllava::sd::pixels::{encode_png, rgb_bytes, rgb_from_data};
 use js_sys::{Function, Uint8Array};
 use std::cell::Cell;
@@ -66,9 +68,18 @@ impl Drawing {
                 Some(RgbImage::decode(bytes).map_err(err)?)
             }
         };
+        // A model that describes its edits says in words what it will draw.
+        let mut description = None;
         let mut run = match (task, &source) {
             (Task::Generate { prompt }, _) => g.start_generate(prompt, &options),
-            (Task::Edit { instruction, .. }, Some(image)) => g.start_edit(image, instruction, &options),
+            (Task::Edit { instruction, .. }, Some(image)) => {
+                let prompt = g.edit_prompt(instruction);
+                let answer = edit_answer(g, &prompt, image).await?;
+                if g.config.describe_edits {
+                    description = Some(g.answer_text(&answer).map_err(err)?);
+                }
+                g.start_edit_answer(&prompt, &answer, image, &options)
+            }
             (Task::Edit { .. }, None) => return Err(JsError::new("an edit needs an image")),
             (Task::Reply { prompt, ids, .. }, image) => g.start_reply_drawing(prompt, ids, image.as_ref(), &options),
         }
@@ -106,7 +117,40 @@ impl Drawing {
             ("steps", JsValue::from(total as u32)),
             ("steps_done", JsValue::from(steps_done as u32)),
             ("aborted", JsValue::from(aborted)),
+            ("description", description.map_or(JsValue::NULL, |d| JsValue::from_str(&d))),
         ])
+    }
+}
+
+/// The answer to an edit's `prompt` up to `[SOI]`, as `GenLlava::edit_answer`
+/// gives it (greedy words first for a model that describes its edits), with every
+/// step's logits read back without blocking.
+async fn edit_answer(g: &GenLlava, prompt: &str, image: &RgbImage) -> Result<Vec<u32>, JsError> {
+    let soi = g.config.task_tokens.soi;
+    if !g.config.describe_edits {
+        return Ok(vec![soi]);
+    }
+    let Prompt { embeds, text_ids } =
+        prepare(&g.llava, &g.tokenizer, g.processor.as_ref(), prompt, Some(image), g.config.pad_to_square, &g.device)
+            .map_err(err)?;
+    let lm = &g.llava.model.language_model;
+    let mut cache = g.llava.model.new_cache(&g.llava.config, &g.device);
+    let eos = g.llava.config.text_config.eos_token_ids();
+    let sampling = SamplingConfig { max_new_tokens: GenLlava::DESCRIPTION_TOKENS, ..SamplingConfig::default() };
+    let mut generator = Generator::new(&text_ids, &eos, &sampling);
+    let mut logits = generator.prefill(lm, &mut cache, embeds).map_err(err)?;
+    let mut ids = Vec::new();
+    loop {
+        let data = logits
+            .into_data_async()
+            .await
+            .map_err(|e| JsError::new(&format!("reading the logits back failed: {e:?}")))?;
+        let id = generator.choose(&logits_vec(data).map_err(err)?).id;
+        ids.push(id);
+        if generator.done() || id == soi {
+            return Ok(g.close_description(ids));
+        }
+        logits = generator.step(lm, &mut cache, id).map_err(err)?;
     }
 }
 

@@ -1,6 +1,6 @@
 //! The chat and image options the page sends, checked before anything runs.
 
-use genllava::genllava::{DiffusionDefaults, EditMode};
+use genllava::genllava::DiffusionDefaults;
 use genllava::pipeline::ImageOptions;
 use genllava::sampling::SamplingConfig;
 use genllava::scheduler::SchedulerKind;
@@ -179,6 +179,7 @@ impl ImageRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use genllava::genllava::EditMode;
 
     fn parse(fields: &[(&str, f64)]) -> Result<ChatOptions, String> {
         ChatOptions::from_fields(|k| Ok(fields.iter().find(|(n, _)| *n == k).map(|(_, v)| *v)))

@@ -130,7 +130,11 @@ export class GenllavaClient extends EventTarget {
     return imageResult(await this.#request({ type: 'generate', prompt, options }, [], null, onStep));
   }
 
-  /** Edit `image` (PNG/JPEG bytes, copied) as `instruction` says; as `generate`, plus `options.strength` (img2img models) or `options.imageGuidance` (InstructPix2Pix models). */
+  /**
+   * Edit `image` (PNG/JPEG bytes, copied) as `instruction` says; as `generate`, plus
+   * `options.strength` (img2img models) or `options.imageGuidance` (InstructPix2Pix models). The
+   * result's `description` is what a model that describes its edits said it would draw (else null).
+   */
   async edit({ image, instruction, options = {}, onStep = null }) {
     const img = image.slice(0);
     return imageResult(await this.#request({ type: 'edit', image: img, instruction, options }, [img], null, onStep));

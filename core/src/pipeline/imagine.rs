@@ -183,9 +183,78 @@ impl GenLlava {
 
     /// [`Self::edit`] up to its first denoising step (see [`Self::start_generate`]).
     pub fn start_edit(&self, image: &RgbImage, instruction: &str, options: &ImageOptions) -> Result<Denoising<'_>> {
-        let prompt = self.prompt(T2I, &[Turn::user(template::editing(instruction))]);
-        let mut ids = self.prompt_ids(&prompt)?;
-        ids.extend(self.image_answer());
+        let prompt = self.edit_prompt(instruction);
+        let answer = self.edit_answer(&prompt, image)?;
+        self.start_edit_answer(&prompt, &answer, image, options)
+    }
+
+    /// The prompt of an edit (Figure A1 e), led by `[T2I]`.
+    pub fn edit_prompt(&self, instruction: &str) -> String {
+        self.prompt(T2I, &[Turn::user(template::editing(instruction))])
+    }
+
+    /// Most tokens an edit's description may take before `[SOI]` is forced.
+    pub const DESCRIPTION_TOKENS: usize = 64;
+
+    /// The answer to an edit's `prompt` up to and including `[SOI]`: `[SOI]` alone,
+    /// or, for a model that describes its edits ([`GenLlavaConfig::describe_edits`]),
+    /// its greedy description of the edited image first (see [`Self::close_description`]).
+    pub fn edit_answer(&self, prompt: &str, image: &RgbImage) -> Result<Vec<u32>> {
+        let soi = self.config.task_tokens.soi;
+        if !self.config.describe_edits {
+            return Ok(vec![soi]);
+        }
+        let sampling = SamplingConfig { max_new_tokens: Self::DESCRIPTION_TOKENS, ..SamplingConfig::default() };
+        let req = UnderstandRequest {
+            prompt,
+            image: Some(image),
+            pad_to_square: self.config.pad_to_square,
+            sampling: &sampling,
+            stop: &[],
+            stop_ids: &[soi],
+        };
+        let answer = understand(&self.llava, &self.tokenizer, self.processor.as_ref(), &req, &self.device, &mut |_| true)?;
+        Ok(self.close_description(answer.ids()))
+    }
+
+    /// A generated description made an image answer's start: it ends in `[SOI]`
+    /// (added when the model stopped at its end of sequence, dropped, or ran out of tokens).
+    pub fn close_description(&self, mut ids: Vec<u32>) -> Vec<u32> {
+        let soi = self.config.task_tokens.soi;
+        if ids.last() == Some(&soi) {
+            return ids;
+        }
+        let eos = self.llava.config.text_config.eos_token_ids();
+        if ids.last().is_some_and(|id| eos.contains(id)) {
+            ids.pop();
+        }
+        ids.push(soi);
+        ids
+    }
+
+    /// The words of an edit answer (its description; empty for `[SOI]` alone).
+    pub fn answer_text(&self, answer: &[u32]) -> Result<String> {
+        let words = answer.strip_suffix(&[self.config.task_tokens.soi]).unwrap_or(answer);
+        self.tokenizer.decode(words, true)
+    }
+
+    /// An edit of `image` whose answer to `prompt` ([`Self::edit_prompt`]) is
+    /// `answer` (ending in `[SOI]`, [`Self::edit_answer`]): the model is
+    /// teacher-forced through the `[IMG]` tokens and the decoder edits `image` on the
+    /// head's `U`; step the returned run, then decode.
+    pub fn start_edit_answer(
+        &self,
+        prompt: &str,
+        answer: &[u32],
+        image: &RgbImage,
+        options: &ImageOptions,
+    ) -> Result<Denoising<'_>> {
+        if answer.last() != Some(&self.config.task_tokens.soi) {
+            return Err(Error::input("answer", "an edit's answer must end in [SOI]"));
+        }
+        let mut ids = self.prompt_ids(prompt)?;
+        ids.extend(answer);
+        ids.extend(&self.config.task_tokens.img);
         let u = self.condition(&ids, Some(self.features(image)?))?;
         self.start_draw(u, Some(image), options)
     }
@@ -266,7 +335,7 @@ impl GenLlava {
 
     /// Run the remaining steps of `run` (`on_step(done, total)` after each),
     /// decode and read the image back.
-    fn finish_drawing(&self, run: Denoising<'_>, on_step: &mut dyn FnMut(usize, usize)) -> Result<RgbImage> {
+    pub fn finish_drawing(&self, run: Denoising<'_>, on_step: &mut dyn FnMut(usize, usize)) -> Result<RgbImage> {
         let total = run.steps();
         let latents = run.run(|i, _| on_step(i + 1, total))?;
         let images = tensor_to_rgb(self.decode(latents)?)?;

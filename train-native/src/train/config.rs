@@ -307,6 +307,11 @@ pub struct DataConfig {
     /// about a lone shape need no lookup of the shape they name; heavier weights on
     /// two and three shapes ask for it more often.
     pub scenes: [u32; 3],
+    /// An edit's answer describes the edited scene in words (its caption) before
+    /// `[SOI][IMG…][EOI]`, MGIE's expressive instruction (shapes): the words are
+    /// targets of the cross-entropy like any answer, and the model's `genllava.json`
+    /// says so, so its edits describe before they draw.
+    pub describe_edits: bool,
 }
 
 impl Default for DataConfig {
@@ -319,6 +324,7 @@ impl Default for DataConfig {
             image_after_question: false,
             questions: QuestionWeights::default(),
             scenes: [1, 1, 1],
+            describe_edits: false,
         }
     }
 }

@@ -276,7 +276,16 @@ pub fn evaluate(
                     } else {
                         let (Some(source), Some(scene)) = (&s.image, &s.source_scene) else { continue };
                         let instruction = edit_instruction(user);
-                        let img = p.edit(source, instruction, &options, &mut |_, _| {})?;
+                        let prompt = p.edit_prompt(instruction);
+                        let answer = p.edit_answer(&prompt, source)?;
+                        if p.config.describe_edits {
+                            // Is the model's description the edited scene's caption?
+                            let said = p.answer_text(&answer)?;
+                            let right = Some(said.trim()) == s.target_caption.as_deref();
+                            tally(&mut pictures_by_shapes, ("edit description".into(), scene.shapes.len()), right);
+                        }
+                        let img =
+                            p.finish_drawing(p.start_edit_answer(&prompt, &answer, source, &options)?, &mut |_, _| {})?;
                         let ok = score_edit(scene, instruction, &img.data, img.width, img.height);
                         if let Some(c) = &s.category {
                             tally(&mut pictures_by_shapes, (format!("edit: {c}"), scene.shapes.len()), ok);

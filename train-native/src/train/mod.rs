@@ -251,6 +251,10 @@ pub fn run(mut args: TrainArgs) -> anyhow::Result<()> {
                         model::add_generation(&mut bundle, &cfg, &device)?;
                     }
                     model::resolve_sd_dir(&mut bundle, &cfg);
+                    if let Some(g) = &mut bundle.generation {
+                        // The run's edits decide how the tuned model answers them.
+                        g.config.describe_edits = cfg.data.describe_edits;
+                    }
                     bundle
                 }
                 None => {

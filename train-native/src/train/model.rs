@@ -206,6 +206,7 @@ pub fn fresh(
             let head_config = head_config(cfg, config.text_config.hidden_size, l, out_dim)?;
             let head = GenHead::load(&head_config, &vb.pp("gen_head"))?;
             let gen_json = serde_json::json!({"task_tokens": task_tokens, "system": null,
+                "describe_edits": cfg.data.describe_edits,
                 "diffusion": {"steps": 25, "guidance": 4.0, "scheduler": "ddim", "edit": edit_mode(&sd_dir)?}});
             let config = GenLlavaConfig::from_json("genllava.json", gen_json.to_string().as_bytes())?;
             (Some(head), Some(GenParts { config, head_config, sd_dir }))
@@ -265,7 +266,7 @@ pub fn add_generation(bundle: &mut Bundle, cfg: &TrainConfig, device: &Device) -
     let head_config = head_config(cfg, bundle.config.text_config.hidden_size, l, out_dim)?;
     device.seed(cfg.seed);
     let head = GenHead::load(&head_config, &VarBuilder::init(cfg.model.init_std, device).pp("gen_head"))?;
-    let gen_json = serde_json::json!({"task_tokens": task_tokens,
+    let gen_json = serde_json::json!({"task_tokens": task_tokens, "describe_edits": cfg.data.describe_edits,
         "diffusion": {"steps": 50, "guidance": 7.5, "scheduler": "ddim", "edit": edit_mode(&sd_dir)?}});
     let config = GenLlavaConfig::from_json("genllava.json", gen_json.to_string().as_bytes())?;
     bundle.model.head = Some(head);

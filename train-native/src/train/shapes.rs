@@ -18,6 +18,9 @@ pub struct ShapesSet {
     pub split: Split,
     pub world: DatasetConfig,
     pub len: usize,
+    /// Editing answers describe the edited scene before the image
+    /// ([`DataConfig::describe_edits`]).
+    pub describe: bool,
 }
 
 impl ShapesSet {
@@ -48,10 +51,10 @@ impl ShapesSet {
             ..world
         };
         vec![
-            ShapesSet { kind: Kind::Text, split, world, len },
-            ShapesSet { kind: Kind::Generation, split, world: plain, len },
-            ShapesSet { kind: Kind::Editing, split, world: plain, len },
-            ShapesSet { kind: Kind::Understanding, split, world: asked, len },
+            ShapesSet { kind: Kind::Text, split, world, len, describe: false },
+            ShapesSet { kind: Kind::Generation, split, world: plain, len, describe: false },
+            ShapesSet { kind: Kind::Editing, split, world: plain, len, describe: data.describe_edits },
+            ShapesSet { kind: Kind::Understanding, split, world: asked, len, describe: false },
         ]
     }
 }
@@ -129,7 +132,10 @@ impl Dataset for ShapesSet {
                 Sample {
                     kind: self.kind,
                     image: Some(rgb(&s.images[0])?),
-                    turns: vec![Turn::user(template::editing(instruction)), Turn::assistant("")],
+                    turns: vec![
+                        Turn::user(template::editing(instruction)),
+                        Turn::assistant(if self.describe { caption(target) } else { String::new() }),
+                    ],
                     target_image: Some(rgb(&s.images[1])?),
                     target_caption: Some(caption(target)),
                     source_scene: Some(s.images[0].scene.clone()),
@@ -173,6 +179,19 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn described_edits_answer_with_the_edited_scene_caption() {
+        let data = DataConfig { describe_edits: true, ..DataConfig::default() };
+        let plain = &ShapesSet::all(Split::Train, 3, 32, 50, &DataConfig::default(), 1)[2];
+        let described = &ShapesSet::all(Split::Train, 3, 32, 50, &data, 1)[2];
+        for i in 0..10 {
+            let (a, b) = (plain.get(i).expect("sample"), described.get(i).expect("sample"));
+            assert_eq!(a.turns[1].text, "");
+            assert_eq!(Some(&b.turns[1].text), b.target_caption.as_ref());
+            assert_eq!((&a.turns[0], &a.image, &a.target_image), (&b.turns[0], &b.image, &b.target_image));
         }
     }
 

@@ -125,8 +125,9 @@ pub fn task_token(sample: &Sample) -> &'static str {
 ///
 /// With `task` (a GenLLaVA model) the text is led by the sample's task token, and
 /// a sample with a target image answers, in place of its last assistant turn,
-/// with `[SOI][IMG0]…[IMG{N-1}][EOI]</s>` as ids (all targets): exactly the ids
-/// the generation pipeline appends to the prompt at inference.
+/// with that turn's words, if any (a described edit), then
+/// `[SOI][IMG0]…[IMG{N-1}][EOI]</s>` as ids (all targets): exactly the ids the
+/// generation pipeline appends to the prompt at inference.
 pub fn encode(
     tok: &TextTokenizer,
     format: ChatFormat,
@@ -144,8 +145,16 @@ pub fn encode(
     };
     let (mut text, mut spans) = render_with_spans(format, turns);
     if image_answer {
-        // The prompt as the pipeline renders it: ending in the assistant cue.
+        // The prompt as the pipeline renders it: ending in the assistant cue,
+        // then the answer's words before the image, if it has any (a described edit).
         text = template::render(format, None, turns, EOS);
+        let words = sample.turns.last().map(|t| t.text.trim()).unwrap_or_default();
+        if !words.is_empty() {
+            let start = text.len();
+            text.push(' ');
+            text.push_str(words);
+            spans.push(start..text.len());
+        }
     }
     if task.is_some() {
         let lead = task_token(sample);
@@ -256,6 +265,16 @@ mod tests {
         want.extend(&task.img);
         want.extend([task.eoi, 2]);
         assert_eq!(enc.ids, want);
+        assert!(enc.mask[..n].iter().all(|m| !m) && enc.mask[n..].iter().all(|&m| m));
+        // A described edit: its words, then the image answer, all targets; the
+        // prompt's ids are the same, so the pipeline's greedy words follow them.
+        let mut d = s.clone();
+        d.turns[1] = Turn::assistant("a red circle");
+        let enc = encode(&tok, ChatFormat::Vicuna, &d, 4, 3, 100, Some(&task)).expect("encode");
+        assert_eq!(enc.ids[..n], want[..n]);
+        let words = &enc.ids[n..enc.ids.len() - (task.img.len() + 3)];
+        assert_eq!(tok.decode(words, true).expect("decode"), "a red circle");
+        assert_eq!(enc.ids[n + words.len()..], want[n..]);
         assert!(enc.mask[..n].iter().all(|m| !m) && enc.mask[n..].iter().all(|&m| m));
         // Understanding samples are led by [I2T] and keep their text answer.
         let u = super::tests::sample();
