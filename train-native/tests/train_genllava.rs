@@ -193,6 +193,9 @@ fn a_pix2pix_decoder_trains_and_edits_from_the_source() {
         serde_json::from_slice(&std::fs::read(model.join("genllava.json")).expect("genllava.json")).expect("json");
     assert_eq!(config["diffusion"]["edit"], serde_json::json!({"pix2pix": {"image_guidance": 1.5}}));
     assert_eq!(config["describe_edits"], true);
+    // The final evaluation scores the descriptions against the edited scenes' captions.
+    let report = std::fs::read_to_string(p.join("report.md")).expect("report");
+    assert!(report.contains("edit descriptions right"), "{report}");
     let unet: serde_json::Value =
         serde_json::from_slice(&std::fs::read(model.join("sd/unet/config.json")).expect("unet")).expect("json");
     assert_eq!(unet["in_channels"], 16);

@@ -66,6 +66,10 @@ pub struct EvalResult {
     /// "add" needs the model to find the shape the instruction names, as a question about
     /// one does; every picture must draw each shape of its scene right.
     pub pictures_by_shapes: Vec<(String, usize, usize, usize)>,
+    /// A model that describes its edits: is the description the edited scene's caption,
+    /// by kind of edit and the shapes of the source scene (rows as `pictures_by_shapes`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub descriptions: Vec<(String, usize, usize, usize)>,
     /// Every understanding and text question with its answer, when asked for
     /// (`evaluate(.., keep_answers = true)`; `train-native eval --answers`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -179,6 +183,7 @@ pub fn evaluate(
     let mut categories = std::collections::BTreeMap::<String, (usize, usize)>::new();
     let mut by_shapes = std::collections::BTreeMap::<(String, usize), (usize, usize)>::new();
     let mut pictures_by_shapes = std::collections::BTreeMap::<(String, usize), (usize, usize)>::new();
+    let mut descriptions = std::collections::BTreeMap::<(String, usize), (usize, usize)>::new();
     for set in sets {
         let kind = set.kind();
         let n = match kind {
@@ -282,7 +287,8 @@ pub fn evaluate(
                             // Is the model's description the edited scene's caption?
                             let said = p.answer_text(&answer)?;
                             let right = Some(said.trim()) == s.target_caption.as_deref();
-                            tally(&mut pictures_by_shapes, ("edit description".into(), scene.shapes.len()), right);
+                            let kind = s.category.as_deref().unwrap_or("edit");
+                            tally(&mut descriptions, (format!("described: {kind}"), scene.shapes.len()), right);
                         }
                         let img =
                             p.finish_drawing(p.start_edit_answer(&prompt, &answer, source, &options)?, &mut |_, _| {})?;
@@ -314,6 +320,7 @@ pub fn evaluate(
         categories: categories.into_iter().map(|(c, (ok, n))| (c, ok, n)).collect(),
         by_shapes: by_shapes.into_iter().map(|((c, k), (ok, n))| (c, k, ok, n)).collect(),
         pictures_by_shapes: pictures_by_shapes.into_iter().map(|((c, k), (ok, n))| (c, k, ok, n)).collect(),
+        descriptions: descriptions.into_iter().map(|((c, k), (ok, n))| (c, k, ok, n)).collect(),
         answers,
     })
 }

@@ -36,6 +36,7 @@ pub fn eval_tables(e: &EvalResult, which: &str) -> anyhow::Result<String> {
     }
     md += &by_shapes_table(&e.by_shapes, &format!("by shapes in the scene ({which})"))?;
     md += &by_shapes_table(&e.pictures_by_shapes, &format!("pictures by shapes in the scene ({which})"))?;
+    md += &by_shapes_table(&e.descriptions, &format!("edit descriptions right, by shapes in the source ({which})"))?;
     writeln!(md, "\n| expected | answered |\n|---|---|")?;
     for (want, got) in &e.examples {
         writeln!(md, "| {want} | {got} |")?;
@@ -141,6 +142,7 @@ mod tests {
             categories: Vec::new(),
             by_shapes,
             pictures_by_shapes: pictures,
+            descriptions: Vec::new(),
             answers: Vec::new(),
         }
     }
