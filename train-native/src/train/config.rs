@@ -312,6 +312,10 @@ pub struct DataConfig {
     /// targets of the cross-entropy like any answer, and the model's `genllava.json`
     /// says so, so its edits describe before they draw.
     pub describe_edits: bool,
+    /// With `describe_edits`, the description first captions the source image, then
+    /// the edited scene: `<source caption> becomes <edited caption>`, so the edit is
+    /// applied to words the model has just written (a chain of thought).
+    pub describe_source: bool,
 }
 
 impl Default for DataConfig {
@@ -325,6 +329,7 @@ impl Default for DataConfig {
             questions: QuestionWeights::default(),
             scenes: [1, 1, 1],
             describe_edits: false,
+            describe_source: false,
         }
     }
 }
@@ -416,6 +421,9 @@ impl TrainConfig {
         }
         if self.data.scenes.iter().all(|&w| w == 0) {
             bail!("data.scenes: at least one of the weights of one, two and three shapes must be positive");
+        }
+        if self.data.describe_source && !self.data.describe_edits {
+            bail!("data.describe_source is part of an edit's description: set data.describe_edits too");
         }
         if !(0.0..1.0).contains(&self.warmup_ratio) {
             bail!("warmup_ratio must be in [0, 1)");

@@ -286,7 +286,7 @@ pub fn evaluate(
                         if p.config.describe_edits {
                             // Is the model's description the edited scene's caption?
                             let said = p.answer_text(&answer)?;
-                            let right = Some(said.trim()) == s.target_caption.as_deref();
+                            let right = Some(super::shapes::edited_caption(&said)) == s.target_caption.as_deref();
                             let kind = s.category.as_deref().unwrap_or("edit");
                             tally(&mut descriptions, (format!("described: {kind}"), scene.shapes.len()), right);
                         }

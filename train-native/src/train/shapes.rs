@@ -21,6 +21,16 @@ pub struct ShapesSet {
     /// Editing answers describe the edited scene before the image
     /// ([`DataConfig::describe_edits`]).
     pub describe: bool,
+    /// Described edits caption the source first ([`DataConfig::describe_source`]).
+    pub describe_source: bool,
+}
+
+/// Between the source's caption and the edited scene's in a description that has both.
+pub const BECOMES: &str = " becomes ";
+
+/// The edited scene's caption in a described edit's words (after [`BECOMES`], if there).
+pub fn edited_caption(description: &str) -> &str {
+    description.rsplit_once(BECOMES).map_or(description, |(_, edited)| edited).trim()
 }
 
 impl ShapesSet {
@@ -51,10 +61,17 @@ impl ShapesSet {
             ..world
         };
         vec![
-            ShapesSet { kind: Kind::Text, split, world, len, describe: false },
-            ShapesSet { kind: Kind::Generation, split, world: plain, len, describe: false },
-            ShapesSet { kind: Kind::Editing, split, world: plain, len, describe: data.describe_edits },
-            ShapesSet { kind: Kind::Understanding, split, world: asked, len, describe: false },
+            ShapesSet { kind: Kind::Text, split, world, len, describe: false, describe_source: false },
+            ShapesSet { kind: Kind::Generation, split, world: plain, len, describe: false, describe_source: false },
+            ShapesSet {
+                kind: Kind::Editing,
+                split,
+                world: plain,
+                len,
+                describe: data.describe_edits,
+                describe_source: data.describe_source,
+            },
+            ShapesSet { kind: Kind::Understanding, split, world: asked, len, describe: false, describe_source: false },
         ]
     }
 }
@@ -134,7 +151,11 @@ impl Dataset for ShapesSet {
                     image: Some(rgb(&s.images[0])?),
                     turns: vec![
                         Turn::user(template::editing(instruction)),
-                        Turn::assistant(if self.describe { caption(target) } else { String::new() }),
+                        Turn::assistant(match (self.describe, self.describe_source) {
+                            (false, _) => String::new(),
+                            (true, false) => caption(target),
+                            (true, true) => format!("{}{BECOMES}{}", caption(&s.images[0].scene), caption(target)),
+                        }),
                     ],
                     target_image: Some(rgb(&s.images[1])?),
                     target_caption: Some(caption(target)),
@@ -192,6 +213,17 @@ mod tests {
             assert_eq!(a.turns[1].text, "");
             assert_eq!(Some(&b.turns[1].text), b.target_caption.as_ref());
             assert_eq!((&a.turns[0], &a.image, &a.target_image), (&b.turns[0], &b.image, &b.target_image));
+        }
+        // With the source first: its caption, then the edited scene's.
+        let data = DataConfig { describe_edits: true, describe_source: true, ..DataConfig::default() };
+        let both = &ShapesSet::all(Split::Train, 3, 32, 50, &data, 1)[2];
+        for i in 0..10 {
+            let s = both.get(i).expect("sample");
+            let scene = s.source_scene.as_ref().expect("source scene");
+            let (source, edited) = s.turns[1].text.split_once(BECOMES).expect("two captions");
+            assert_eq!(source, caption(scene));
+            assert_eq!(Some(edited), s.target_caption.as_deref());
+            assert_eq!(edited_caption(&s.turns[1].text), edited);
         }
     }
 
