@@ -83,6 +83,37 @@ fn generate_edit_and_chat_run_end_to_end() {
 }
 
 #[test]
+fn a_described_edit_writes_words_up_to_soi_then_draws_from_them() {
+    let mut model = GenLlava::load(&source(), &cpu()).expect("load");
+    let image = RgbImage::decode(&memory_source("genllava-tiny").files["image.png"]).expect("png");
+    let soi = model.config.task_tokens.soi;
+    let prompt = model.edit_prompt("make the circle blue");
+    // Without descriptions the answer is [SOI] alone, and the edit is the plain one.
+    assert_eq!(model.edit_answer(&prompt, &image).expect("answer"), vec![soi]);
+    assert_eq!(model.answer_text(&[soi]).expect("text"), "");
+    let plain = model.edit(&image, "make the circle blue", &options(), &mut |_, _| {}).expect("edit");
+
+    model.config.describe_edits = true;
+    let answer = model.edit_answer(&prompt, &image).expect("answer");
+    assert_eq!(answer.last(), Some(&soi));
+    assert!(answer.len() > 1 && answer.len() <= GenLlava::DESCRIPTION_TOKENS + 1, "{answer:?}");
+    assert!(answer[..answer.len() - 1].iter().all(|&id| id != soi));
+    // The same words every time (greedy), and the edit drawn from them is the edit's.
+    assert_eq!(model.edit_answer(&prompt, &image).expect("again"), answer);
+    let run = model.start_edit_answer(&prompt, &answer, &image, &options()).expect("start");
+    let described = model.finish_drawing(run, &mut |_, _| {}).expect("draw");
+    let whole = model.edit(&image, "make the circle blue", &options(), &mut |_, _| {}).expect("edit");
+    assert_eq!(described.data, whole.data);
+    assert_ne!(described.data, plain.data, "the words reach the [IMG] states");
+    // An answer that stopped at its end of sequence is closed with [SOI] in its place.
+    let eos = model.llava.config.text_config.eos_token_ids()[0];
+    assert_eq!(model.close_description(vec![7, eos]), vec![7, soi]);
+    assert_eq!(model.close_description(vec![7]), vec![7, soi]);
+    let err = model.start_edit_answer(&prompt, &[7], &image, &options()).err().expect("no [SOI]").to_string();
+    assert!(err.contains("[SOI]"), "{err}");
+}
+
+#[test]
 fn head_that_does_not_fit_is_refused() {
     let mut src = source();
     let cfg = String::from_utf8(src.files["gen_head/config.json"].clone())

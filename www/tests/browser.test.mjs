@@ -20,6 +20,9 @@ const cases = JSON.parse(readFileSync(join(WEB_REF, 'cases.json'), 'utf8'));
 // steps from the noised source, InstructPix2Pix all of them beside the source.
 const shippedEdit = JSON.parse(readFileSync(join(ROOT, 'train-native/assets/genllava-shapes/genllava.json'), 'utf8')).diffusion.edit;
 const editSteps = (steps) => (shippedEdit.img2img ? Math.floor(steps * shippedEdit.img2img.strength) : steps);
+// Whether its edits first say what they will draw (genllava.json `describe_edits`): the page
+// shows that description under the picture; cases.json's edit then has the native CLI's.
+const shippedDescribes = JSON.parse(readFileSync(join(ROOT, 'train-native/assets/genllava-shapes/genllava.json'), 'utf8')).describe_edits === true;
 // The largest mean absolute difference (0–255 over R, G, B) allowed between the browser's picture
 // and the native CLI's for the same prompt, seed, steps and guidance. The same f32 arithmetic
 // in another order (WebGPU shaders, the wasm CPU backend vs native) moves a value by ~1e-6
@@ -794,6 +797,7 @@ export { answer, edited, engine, info, web };
     const diff = await compareWith(got.msg.locator('img'), join(WEB_REF, c.out));
     console.log(`  vs native ${c.out}: ${JSON.stringify(diff)}; evaluator reads "${got.evaluatorScene}" (wanted "${got.evaluatorWanted}": exact ${got.evaluatorExact})`);
     assert.ok(diff.mad <= MAX_MAD, `the browser's edit differs from the native one: ${JSON.stringify(diff)}`);
+    assert.equal(got.description, shippedDescribes ? c.description : undefined, 'the edit\'s description, where the model gives one');
     assert.equal(got.evaluatorWanted, c.wanted, 'the evaluator must judge the edit against the source with the instruction applied');
     assert.equal(got.evaluatorExact, 'true', `the shapes evaluator must accept the edit "${c.prompt}": it reads "${got.evaluatorScene}"`);
     await gen.context().close();
