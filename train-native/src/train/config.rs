@@ -253,7 +253,8 @@ pub struct ModelSource {
     /// Build a GenLLaVA (task tokens, `[IMG]` tokens, generation head, frozen
     /// diffusion decoder); `null`: when the data has generation or editing samples.
     pub generation: Option<bool>,
-    /// The frozen Stable Diffusion folder (`null`: the shipped `assets/sd-shapes`).
+    /// The frozen Stable Diffusion folder (`null`: the shipped `assets/sd-shapes`); looked
+    /// up like `vision` (the shipped configs name `assets/sd-p2p-shapes`).
     pub sd: Option<PathBuf>,
     /// Number N of `[IMG]` tokens.
     pub n_img: usize,
@@ -316,6 +317,10 @@ pub struct DataConfig {
     /// the edited scene: `<source caption> becomes <edited caption>`, so the edit is
     /// applied to words the model has just written (a chain of thought).
     pub describe_source: bool,
+    /// Share of generation samples asked as in chat (shapes): led by `[I2T]`, the task
+    /// token of chat prompts, with the same image answer, so that in chat the model
+    /// learns to choose `[SOI]` when asked for a picture (the paper's recipe: 0).
+    pub chat_generation: f64,
 }
 
 impl Default for DataConfig {
@@ -330,6 +335,7 @@ impl Default for DataConfig {
             scenes: [1, 1, 1],
             describe_edits: false,
             describe_source: false,
+            chat_generation: 0.0,
         }
     }
 }
@@ -421,6 +427,9 @@ impl TrainConfig {
         }
         if self.data.scenes.iter().all(|&w| w == 0) {
             bail!("data.scenes: at least one of the weights of one, two and three shapes must be positive");
+        }
+        if !(0.0..=1.0).contains(&self.data.chat_generation) {
+            bail!("data.chat_generation is a share of the generation samples: it must be in [0, 1]");
         }
         if self.data.describe_source && !self.data.describe_edits {
             bail!("data.describe_source is part of an edit's description: set data.describe_edits too");

@@ -62,6 +62,7 @@ impl Dataset for Colours {
             target_caption: None,
             source_scene: None,
             category: None,
+            chat: false,
         })
     }
     fn describe(&self) -> String {
