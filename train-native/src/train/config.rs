@@ -317,10 +317,6 @@ pub struct DataConfig {
     /// the edited scene: `<source caption> becomes <edited caption>`, so the edit is
     /// applied to words the model has just written (a chain of thought).
     pub describe_source: bool,
-    /// Share of generation samples asked as in chat (shapes): led by `[I2T]`, the task
-    /// token of chat prompts, with the same image answer, so that in chat the model
-    /// learns to choose `[SOI]` when asked for a picture (the paper's recipe: 0).
-    pub chat_generation: f64,
 }
 
 impl Default for DataConfig {
@@ -335,7 +331,6 @@ impl Default for DataConfig {
             scenes: [1, 1, 1],
             describe_edits: false,
             describe_source: false,
-            chat_generation: 0.0,
         }
     }
 }
@@ -427,9 +422,6 @@ impl TrainConfig {
         }
         if self.data.scenes.iter().all(|&w| w == 0) {
             bail!("data.scenes: at least one of the weights of one, two and three shapes must be positive");
-        }
-        if !(0.0..=1.0).contains(&self.data.chat_generation) {
-            bail!("data.chat_generation is a share of the generation samples: it must be in [0, 1]");
         }
         if self.data.describe_source && !self.data.describe_edits {
             bail!("data.describe_source is part of an edit's description: set data.describe_edits too");

@@ -63,9 +63,6 @@ pub struct Sample {
     /// The question's category when the data knows it (the shapes world: "colour",
     /// "count", "caption", …), for per-category held-out scores.
     pub category: Option<String>,
-    /// Asked in chat: led by `[I2T]`, the task token of chat prompts, even when the
-    /// answer is an image (the model itself chooses to draw).
-    pub chat: bool,
 }
 
 /// A source of samples of one kind, indexable and deterministic: `get(i)` always
@@ -94,7 +91,7 @@ pub fn splitmix64(mut x: u64) -> u64 {
 }
 
 /// A uniform number in [0, 1) from a hash.
-pub fn unit(h: u64) -> f64 {
+fn unit(h: u64) -> f64 {
     (h >> 11) as f64 / (1u64 << 53) as f64
 }
 
@@ -180,7 +177,6 @@ mod tests {
                 target_caption: None,
                 source_scene: None,
                 category: None,
-                chat: false,
             })
         }
         fn describe(&self) -> String {

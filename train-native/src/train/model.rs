@@ -109,7 +109,11 @@ fn head_config(cfg: &TrainConfig, d_llm: usize, l: usize, out_dim: usize) -> any
 /// The frozen Stable Diffusion folder of a GenLLaVA run (`cfg.model.sd`, else the
 /// shipped shapes-world stand-in).
 pub fn sd_dir(cfg: &TrainConfig) -> PathBuf {
-    cfg.model.sd.as_deref().map(asset_path).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/sd-shapes"))
+    cfg.model
+        .sd
+        .as_deref()
+        .map(asset_path)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/sd-shapes"))
 }
 
 /// Point a GenLLaVA bundle at the run's own decoder folder: `cfg.model.sd` when

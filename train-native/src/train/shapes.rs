@@ -6,7 +6,7 @@
 //! are as large as asked for and cost no memory.
 
 use super::config::DataConfig;
-use super::data::{Dataset, Kind, Sample, splitmix64, unit};
+use super::data::{Dataset, Kind, Sample};
 use genllava::image::RgbImage;
 use genllava::shapes::dataset::{self, DatasetConfig, Split};
 use genllava::shapes::{Scene, caption};
@@ -23,12 +23,7 @@ pub struct ShapesSet {
     pub describe: bool,
     /// Described edits caption the source first ([`DataConfig::describe_source`]).
     pub describe_source: bool,
-    /// Share of generation samples asked in chat form ([`DataConfig::chat_generation`]).
-    pub chat_share: f64,
 }
-
-/// Mixed into a generation sample's index to decide whether it is asked in chat form.
-const CHAT_SALT: u64 = 0x43_48_41_54;
 
 /// Between the source's caption and the edited scene's in a description that has both.
 pub const BECOMES: &str = " becomes ";
@@ -66,16 +61,8 @@ impl ShapesSet {
             ..world
         };
         vec![
-            ShapesSet { kind: Kind::Text, split, world, len, describe: false, describe_source: false, chat_share: 0.0 },
-            ShapesSet {
-                kind: Kind::Generation,
-                split,
-                world: plain,
-                len,
-                describe: false,
-                describe_source: false,
-                chat_share: data.chat_generation,
-            },
+            ShapesSet { kind: Kind::Text, split, world, len, describe: false, describe_source: false },
+            ShapesSet { kind: Kind::Generation, split, world: plain, len, describe: false, describe_source: false },
             ShapesSet {
                 kind: Kind::Editing,
                 split,
@@ -83,17 +70,8 @@ impl ShapesSet {
                 len,
                 describe: data.describe_edits,
                 describe_source: data.describe_source,
-                chat_share: 0.0,
             },
-            ShapesSet {
-                kind: Kind::Understanding,
-                split,
-                world: asked,
-                len,
-                describe: false,
-                describe_source: false,
-                chat_share: 0.0,
-            },
+            ShapesSet { kind: Kind::Understanding, split, world: asked, len, describe: false, describe_source: false },
         ]
     }
 }
@@ -137,7 +115,6 @@ impl Dataset for ShapesSet {
                     target_caption: None,
                     source_scene: Some(s.images[0].scene.clone()),
                     category: Some(s.category.clone()),
-                    chat: false,
                 }
             }
             Kind::Text => {
@@ -150,7 +127,6 @@ impl Dataset for ShapesSet {
                     target_caption: None,
                     source_scene: None,
                     category: Some(s.category.clone()),
-                    chat: false,
                 }
             }
             Kind::Generation => {
@@ -164,7 +140,6 @@ impl Dataset for ShapesSet {
                     target_caption: Some(cap),
                     source_scene: None,
                     category: Some(s.category.clone()),
-                    chat: unit(splitmix64(i as u64 ^ CHAT_SALT)) < self.chat_share,
                 }
             }
             Kind::Editing => {
@@ -186,7 +161,6 @@ impl Dataset for ShapesSet {
                     target_caption: Some(caption(target)),
                     source_scene: Some(s.images[0].scene.clone()),
                     category: Some(s.category.clone()),
-                    chat: false,
                 }
             }
         })
@@ -251,24 +225,6 @@ mod tests {
             assert_eq!(Some(edited), s.target_caption.as_deref());
             assert_eq!(edited_caption(&s.turns[1].text), edited);
         }
-    }
-
-    #[test]
-    fn a_share_of_generation_requests_is_asked_in_chat_form() {
-        let data = DataConfig { chat_generation: 0.25, ..DataConfig::default() };
-        let sets = ShapesSet::all(Split::Train, 3, 32, 400, &data, 1);
-        let chat: Vec<bool> = (0..400).map(|i| sets[1].get(i).expect("sample").chat).collect();
-        let n = chat.iter().filter(|&&c| c).count();
-        assert!((70..130).contains(&n), "{n} of 400 in chat form at a share of 0.25");
-        assert_eq!(chat, (0..400).map(|i| sets[1].get(i).expect("again").chat).collect::<Vec<_>>());
-        for (k, set) in sets.iter().enumerate().filter(|(k, _)| *k != 1) {
-            assert!(
-                (0..50).all(|i| !set.get(i).expect("sample").chat),
-                "set {k}: only generation is asked in chat form"
-            );
-        }
-        let plain = &ShapesSet::all(Split::Train, 3, 32, 50, &DataConfig::default(), 1)[1];
-        assert!((0..50).all(|i| !plain.get(i).expect("sample").chat));
     }
 
     #[test]

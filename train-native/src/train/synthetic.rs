@@ -62,7 +62,6 @@ impl Dataset for Colours {
             target_caption: None,
             source_scene: None,
             category: None,
-            chat: false,
         })
     }
     fn describe(&self) -> String {

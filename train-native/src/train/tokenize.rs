@@ -116,7 +116,7 @@ pub fn render_with_spans(format: ChatFormat, turns: &[Turn]) -> (String, Vec<std
 /// The task token that leads a sample's text in a GenLLaVA model: `[T2I]` when
 /// the answer is an image, `[I2T]` otherwise.
 pub fn task_token(sample: &Sample) -> &'static str {
-    if sample.target_image.is_some() && !sample.chat { genllava::tokenizer::T2I } else { genllava::tokenizer::I2T }
+    if sample.target_image.is_some() { genllava::tokenizer::T2I } else { genllava::tokenizer::I2T }
 }
 
 /// Tokenize `sample` and mark the assistant tokens: a token is a target when its
@@ -209,7 +209,6 @@ mod tests {
             target_caption: None,
             source_scene: None,
             category: None,
-            chat: false,
         }
     }
 
@@ -255,7 +254,6 @@ mod tests {
             target_caption: Some("a red circle".into()),
             source_scene: None,
             category: None,
-            chat: false,
         };
         let enc = encode(&tok, ChatFormat::Vicuna, &s, 4, 3, 100, Some(&task)).expect("encode");
         // The pipeline's ids: the rendered prompt led by [T2I], then [SOI][IMG…].
@@ -268,10 +266,6 @@ mod tests {
         want.extend([task.eoi, 2]);
         assert_eq!(enc.ids, want);
         assert!(enc.mask[..n].iter().all(|m| !m) && enc.mask[n..].iter().all(|&m| m));
-        // Asked in chat form: led by [I2T], the same image answer.
-        let chat = encode(&tok, ChatFormat::Vicuna, &Sample { chat: true, ..s.clone() }, 4, 3, 100, Some(&task));
-        let chat = chat.expect("encode");
-        assert_eq!((chat.ids[1], &chat.ids[2..]), (task.i2t, &enc.ids[2..]));
         // A described edit: its words, then the image answer, all targets; the
         // prompt's ids are the same, so the pipeline's greedy words follow them.
         let mut d = s.clone();
