@@ -139,14 +139,8 @@ impl GenLlava {
         image: Option<&RgbImage>,
         options: &ImageOptions,
     ) -> Result<Denoising<'_>> {
-        if answer_ids.last() != Some(&self.config.task_tokens.soi) {
-            return Err(Error::input("answer", "it does not end in [SOI]: the model did not choose to draw"));
-        }
-        let mut ids = self.prompt_ids(prompt)?;
-        ids.extend(answer_ids);
-        ids.extend(&self.config.task_tokens.img);
-        let source = image.map(|i| self.features(i)).transpose()?;
-        let u = self.condition(&ids, source)?;
+        let why = "it does not end in [SOI]: the model did not choose to draw";
+        let u = self.answer_condition(prompt, answer_ids, image, why)?;
         self.start_draw(u, None, options)
     }
 
@@ -249,14 +243,21 @@ impl GenLlava {
         image: &RgbImage,
         options: &ImageOptions,
     ) -> Result<Denoising<'_>> {
+        let u = self.answer_condition(prompt, answer, Some(image), "an edit's answer must end in [SOI]")?;
+        self.start_draw(u, Some(image), options)
+    }
+
+    /// `U` of an image answer: `prompt`'s ids (its `<image>` filled from `image`), the
+    /// `answer` (which must end in `[SOI]`, else an error saying `why`), the `[IMG]` tokens.
+    fn answer_condition(&self, prompt: &str, answer: &[u32], image: Option<&RgbImage>, why: &str) -> Result<Tensor<3>> {
         if answer.last() != Some(&self.config.task_tokens.soi) {
-            return Err(Error::input("answer", "an edit's answer must end in [SOI]"));
+            return Err(Error::input("answer", why));
         }
         let mut ids = self.prompt_ids(prompt)?;
         ids.extend(answer);
         ids.extend(&self.config.task_tokens.img);
-        let u = self.condition(&ids, Some(self.features(image)?))?;
-        self.start_draw(u, Some(image), options)
+        let features = image.map(|i| self.features(i)).transpose()?;
+        self.condition(&ids, features)
     }
 
     /// `[SOI][IMG…]` (the `[EOI]` follows the image and is not needed to draw it).
