@@ -13,9 +13,8 @@ use crate::model::Model;
 use crate::options::ImageRequest;
 use burn::tensor::Tensor;
 use genllava::image::RgbImage;
-use genllava::llama::{Generator, logits_vec};
-use genllava::pipeline::{GenLlava, Prompt, prepare};
-use genllava::sampling::SamplingConfig;
+use crate::decode::AsyncDecoder;
+use genllava::pipeline::{GenLlava, prepare};
 use genllava::sd::pixels::{encode_png, rgb_bytes, rgb_from_data};
 use js_sys::{Function, Uint8Array};
 use std::cell::Cell;
@@ -127,30 +126,21 @@ impl Drawing {
 /// step's logits read back without blocking.
 async fn edit_answer(g: &GenLlava, prompt: &str, image: &RgbImage) -> Result<Vec<u32>, JsError> {
     let soi = g.config.task_tokens.soi;
-    if !g.config.describe_edits {
+    let Some(sampling) = g.description_sampling() else {
         return Ok(vec![soi]);
-    }
-    let Prompt { embeds, text_ids } =
+    };
+    let prompt =
         prepare(&g.llava, &g.tokenizer, g.processor.as_ref(), prompt, Some(image), g.config.pad_to_square, &g.device)
             .map_err(err)?;
-    let lm = &g.llava.model.language_model;
-    let mut cache = g.llava.model.new_cache(&g.llava.config, &g.device);
-    let eos = g.llava.config.text_config.eos_token_ids();
-    let sampling = SamplingConfig { max_new_tokens: GenLlava::DESCRIPTION_TOKENS, ..SamplingConfig::default() };
-    let mut generator = Generator::new(&text_ids, &eos, &sampling);
-    let mut logits = generator.prefill(lm, &mut cache, embeds).map_err(err)?;
+    let mut decoder = AsyncDecoder::start(&g.llava, prompt, &sampling, &g.device)?;
     let mut ids = Vec::new();
     loop {
-        let data = logits
-            .into_data_async()
-            .await
-            .map_err(|e| JsError::new(&format!("reading the logits back failed: {e:?}")))?;
-        let id = generator.choose(&logits_vec(data).map_err(err)?).id;
+        let id = decoder.next().await?;
         ids.push(id);
-        if generator.done() || id == soi {
+        if decoder.done() || id == soi {
             return Ok(g.close_description(ids));
         }
-        logits = generator.step(lm, &mut cache, id).map_err(err)?;
+        decoder.feed(id)?;
     }
 }
 

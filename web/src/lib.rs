@@ -9,6 +9,7 @@
 //! back goes through `into_data_async`, because a browser cannot block on the GPU.
 
 mod backend;
+mod decode;
 mod imagine;
 mod input;
 mod js;
@@ -27,10 +28,10 @@ pub use webload::WebLoad;
 use burn::tensor::Device;
 use genllava::checkpoint::MemorySource;
 use genllava::image::RgbImage;
-use genllava::llama::{Generator, logits_vec};
 use genllava::pipeline::{Prompt, prepare};
 use genllava::template::{ChatFormat, Turn};
 use genllava::tokenizer::StreamDecoder;
+use decode::{AsyncDecoder, read_logits};
 use imagine::{Drawing, Task};
 use js_sys::{Function, Promise, Uint8Array};
 use std::cell::{Cell, RefCell};
@@ -433,12 +434,7 @@ async fn last_logits(m: &Model, prompt: &str, image: Option<&[u8]>, device: &Dev
     let lm = &ckpt.model.language_model;
     let mut cache = ckpt.model.new_cache(&ckpt.config, device);
     let hidden = lm.forward_embeds(embeds, &mut cache);
-    let data = genllava::llama::last_logits_tensor(lm, hidden)
-        .map_err(err)?
-        .into_data_async()
-        .await
-        .map_err(|e| JsError::new(&format!("reading the logits back failed: {e:?}")))?;
-    logits_vec(data).map_err(err)
+    read_logits(genllava::llama::last_logits_tensor(lm, hidden).map_err(err)?).await
 }
 
 /// One chat run, owning what it needs across `await`s.
@@ -467,28 +463,20 @@ impl Chat {
         }
         let image = image.map(RgbImage::decode).transpose().map_err(err)?;
         let (ckpt, tokenizer) = (m.ckpt(), m.tokenizer());
-        let Prompt { embeds, text_ids } =
-            prepare(ckpt, tokenizer, m.processor(), prompt, image.as_ref(), m.pad_to_square(), &self.device)
-                .map_err(err)?;
-        let lm = &ckpt.model.language_model;
-        let mut cache = ckpt.model.new_cache(&ckpt.config, &self.device);
+        let prompt = prepare(ckpt, tokenizer, m.processor(), prompt, image.as_ref(), m.pad_to_square(), &self.device)
+            .map_err(err)?;
         let eos = ckpt.config.text_config.eos_token_ids();
         // A GenLLaVA model's answer ends where it chooses to draw.
         let soi = m.genllava().map(|g| g.config.task_tokens.soi);
         let sampling = opts.sampling();
-        let mut generator = Generator::new(&text_ids, &eos, &sampling);
+        let mut decoder = AsyncDecoder::start(ckpt, prompt, &sampling, &self.device)?;
         let mut stream = StreamDecoder::default();
         let mut text = String::new();
-        let mut logits = generator.prefill(lm, &mut cache, embeds).map_err(err)?;
         if sampling.max_new_tokens == 0 {
             return Ok(text);
         }
         loop {
-            let data = logits
-                .into_data_async()
-                .await
-                .map_err(|e| JsError::new(&format!("reading the logits back failed: {e:?}")))?;
-            let id = generator.choose(&logits_vec(data).map_err(err)?).id;
+            let id = decoder.next().await?;
             let delta =
                 if eos.contains(&id) || soi == Some(id) { None } else { stream.push(tokenizer, id).map_err(err)? };
             let delta = delta.unwrap_or_default();
@@ -496,7 +484,7 @@ impl Chat {
             on_token
                 .call2(&JsValue::NULL, &JsValue::from_str(&delta), &JsValue::from(id))
                 .map_err(|e| JsError::new(&format!("on_token failed: {}", js::describe(&e))))?;
-            if generator.done() || self.abort.get() || soi == Some(id) {
+            if decoder.done() || self.abort.get() || soi == Some(id) {
                 return Ok(text);
             }
             if self.yield_each_token {
@@ -505,7 +493,7 @@ impl Chat {
                     return Ok(text);
                 }
             }
-            logits = generator.step(lm, &mut cache, id).map_err(err)?;
+            decoder.feed(id)?;
         }
     }
 }

@@ -188,17 +188,24 @@ impl GenLlava {
     }
 
     /// Most tokens an edit's description may take before `[SOI]` is forced.
-    pub const DESCRIPTION_TOKENS: usize = 64;
+    pub const DESCRIPTION_TOKENS: usize = 128;
+
+    /// How an edit's description is decoded (greedy, [`Self::DESCRIPTION_TOKENS`] at most),
+    /// or None for a model that does not describe its edits: its answer is `[SOI]` alone.
+    pub fn description_sampling(&self) -> Option<SamplingConfig> {
+        self.config
+            .describe_edits
+            .then(|| SamplingConfig { max_new_tokens: Self::DESCRIPTION_TOKENS, ..SamplingConfig::default() })
+    }
 
     /// The answer to an edit's `prompt` up to and including `[SOI]`: `[SOI]` alone,
     /// or, for a model that describes its edits ([`GenLlavaConfig::describe_edits`]),
     /// its greedy description of the edited image first (see [`Self::close_description`]).
     pub fn edit_answer(&self, prompt: &str, image: &RgbImage) -> Result<Vec<u32>> {
         let soi = self.config.task_tokens.soi;
-        if !self.config.describe_edits {
+        let Some(sampling) = self.description_sampling() else {
             return Ok(vec![soi]);
-        }
-        let sampling = SamplingConfig { max_new_tokens: Self::DESCRIPTION_TOKENS, ..SamplingConfig::default() };
+        };
         let req = UnderstandRequest {
             prompt,
             image: Some(image),

@@ -317,6 +317,12 @@ pub struct DataConfig {
     /// the edited scene: `<source caption> becomes <edited caption>`, so the edit is
     /// applied to words the model has just written (a chain of thought).
     pub describe_source: bool,
+    /// With `describe_edits`, the description goes cell by cell: the source's nine cells
+    /// in reading order ("top left empty, top center small blue circle, …"), the
+    /// instruction with its shape named by its cell ("remove top center"), then the
+    /// edited scene's nine cells, joined by "; ". Each step is a lookup: the k-th entry
+    /// names cell k, as the vision tower's k-th patch sees it.
+    pub describe_grid: bool,
 }
 
 impl Default for DataConfig {
@@ -331,6 +337,7 @@ impl Default for DataConfig {
             scenes: [1, 1, 1],
             describe_edits: false,
             describe_source: false,
+            describe_grid: false,
         }
     }
 }
@@ -426,6 +433,12 @@ impl TrainConfig {
         if self.data.describe_source && !self.data.describe_edits {
             bail!("data.describe_source is part of an edit's description: set data.describe_edits too");
         }
+        if self.data.describe_grid && !self.data.describe_edits {
+            bail!("data.describe_grid is a form of an edit's description: set data.describe_edits too");
+        }
+        if self.data.describe_grid && self.data.describe_source {
+            bail!("data.describe_grid and data.describe_source are two forms of the description: set one");
+        }
         if !(0.0..1.0).contains(&self.warmup_ratio) {
             bail!("warmup_ratio must be in [0, 1)");
         }
@@ -511,6 +524,14 @@ mod tests {
         let err = TrainConfig::load(None, &["head_lr_scale=0".into()]).unwrap_err();
         assert!(format!("{err:#}").contains("head_lr_scale"), "{err:#}");
         assert_eq!(TrainConfig::load(None, &["out_dir=/tmp/x".into()]).expect("cfg").out_dir, PathBuf::from("/tmp/x"));
+        // The description's forms: one at a time, and only for described edits.
+        let grid = |o: &[&str]| TrainConfig::load(None, &o.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert!(grid(&["data.describe_grid=true", "data.describe_source=false"]).expect("cfg").data.describe_grid);
+        let err = grid(&["data.describe_grid=true", "data.describe_source=true"]).unwrap_err();
+        assert!(format!("{err:#}").contains("set one"), "{err:#}");
+        let err =
+            grid(&["data.describe_grid=true", "data.describe_source=false", "data.describe_edits=false"]).unwrap_err();
+        assert!(format!("{err:#}").contains("data.describe_edits"), "{err:#}");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use genllava::pipeline::{GenLlava, ImageOptions, UnderstandRequest, understand};
 use genllava::sampling::SamplingConfig;
 use genllava::scheduler::SchedulerKind;
 use genllava::sd::pipeline::StableDiffusion;
-use genllava::shapes::{parse_caption, score_answer, score_edit, score_generation};
+use genllava::shapes::{caption, parse_caption, score_answer, score_edit, score_generation};
 use genllava::template::{self, ChatFormat};
 
 /// The score of one held-out set.
@@ -286,9 +286,22 @@ pub fn evaluate(
                         if p.config.describe_edits {
                             // Is the model's description the edited scene's caption?
                             let said = p.answer_text(&answer)?;
-                            let right = Some(super::shapes::edited_caption(&said)) == s.target_caption.as_deref();
+                            let right = super::shapes::described_scene(&said).map(|d| caption(&d)).as_deref()
+                                == s.target_caption.as_deref();
                             let kind = s.category.as_deref().unwrap_or("edit");
                             tally(&mut descriptions, (format!("described: {kind}"), scene.shapes.len()), right);
+                            if keep_answers {
+                                let expected = s.turns.get(1).map_or("", |t| t.text.as_str());
+                                answers.push(Answered {
+                                    set: set.describe(),
+                                    category: s.category.clone(),
+                                    shapes: Some(scene.shapes.len()),
+                                    question: instruction.to_string(),
+                                    expected: expected.to_string(),
+                                    answered: said.clone(),
+                                    correct: right,
+                                });
+                            }
                         }
                         let img =
                             p.finish_drawing(p.start_edit_answer(&prompt, &answer, source, &options)?, &mut |_, _| {})?;

@@ -9,7 +9,7 @@ use super::config::DataConfig;
 use super::data::{Dataset, Kind, Sample};
 use genllava::image::RgbImage;
 use genllava::shapes::dataset::{self, DatasetConfig, Split};
-use genllava::shapes::{Scene, caption};
+use genllava::shapes::{Cell, Colour, Edit, Kind as ShapeKind, Scene, Shape, Size, caption, parse_caption};
 use genllava::template::{self, Turn};
 
 /// One task of the shapes world over one split.
@@ -18,19 +18,117 @@ pub struct ShapesSet {
     pub split: Split,
     pub world: DatasetConfig,
     pub len: usize,
-    /// Editing answers describe the edited scene before the image
-    /// ([`DataConfig::describe_edits`]).
-    pub describe: bool,
-    /// Described edits caption the source first ([`DataConfig::describe_source`]).
-    pub describe_source: bool,
+    /// How editing answers describe the edit before the image.
+    pub describe: Describe,
+}
+
+/// The words an edit's answer writes before `[SOI]` ([`DataConfig::describe_edits`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Describe {
+    /// None: the answer is the image alone.
+    Nothing,
+    /// The edited scene's caption.
+    Edited,
+    /// `<source caption> becomes <edited caption>` ([`DataConfig::describe_source`]).
+    SourceThenEdited,
+    /// Cell by cell ([`DataConfig::describe_grid`]): the source's [`grid`], the instruction
+    /// with its shape named by cell ([`resolved`]), then the edited scene's grid, joined by
+    /// [`GRID_STEP`].
+    Grid,
+}
+
+impl Describe {
+    /// The description `data` asks for.
+    pub fn of(data: &DataConfig) -> Describe {
+        match (data.describe_edits, data.describe_source, data.describe_grid) {
+            (false, ..) => Describe::Nothing,
+            (true, _, true) => Describe::Grid,
+            (true, true, false) => Describe::SourceThenEdited,
+            (true, false, false) => Describe::Edited,
+        }
+    }
+
+    /// The answer's words for the edit of `source` into `target` by `instruction`.
+    pub fn words(self, source: &Scene, instruction: &str, target: &Scene) -> anyhow::Result<String> {
+        Ok(match self {
+            Describe::Nothing => String::new(),
+            Describe::Edited => caption(target),
+            Describe::SourceThenEdited => format!("{}{BECOMES}{}", caption(source), caption(target)),
+            Describe::Grid => {
+                let edit = Edit::parse(source, instruction)?;
+                format!("{}{GRID_STEP}{}{GRID_STEP}{}", grid(source), resolved(&edit), grid(target))
+            }
+        })
+    }
 }
 
 /// Between the source's caption and the edited scene's in a description that has both.
 pub const BECOMES: &str = " becomes ";
 
+/// Between the steps of a [`Describe::Grid`] description.
+pub const GRID_STEP: &str = "; ";
+
 /// The edited scene's caption in a described edit's words (after [`BECOMES`], if there).
 pub fn edited_caption(description: &str) -> &str {
     description.rsplit_once(BECOMES).map_or(description, |(_, edited)| edited).trim()
+}
+
+/// The edited scene a description of any [`Describe`] form names, if its words parse.
+pub fn described_scene(description: &str) -> Option<Scene> {
+    match description.rsplit_once(GRID_STEP.trim_end()) {
+        Some((_, last)) => parse_grid(last.trim()),
+        None => parse_caption(edited_caption(description)).ok(),
+    }
+}
+
+/// The scene cell by cell in reading order: "top left empty, top center small blue
+/// circle, …, bottom right empty" (always nine entries, so the k-th names cell k).
+pub fn grid(scene: &Scene) -> String {
+    Cell::all()
+        .map(|cell| match scene.at(cell) {
+            Some(s) => format!("{} {}", cell.name(), s.noun_phrase()),
+            None => format!("{} empty", cell.name()),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Parses [`grid`]'s words back into a scene (None unless all nine cells are named in order).
+pub fn parse_grid(text: &str) -> Option<Scene> {
+    let entries: Vec<&str> = text.split(',').map(str::trim).collect();
+    if entries.len() != 9 {
+        return None;
+    }
+    let mut scene = Scene::default();
+    for (cell, entry) in Cell::all().zip(entries) {
+        let rest = entry.strip_prefix(cell.name())?.trim();
+        if rest == "empty" {
+            continue;
+        }
+        let words: Vec<&str> = rest.split(' ').collect();
+        let [size, colour, kind] = words[..] else { return None };
+        let shape = Shape {
+            cell,
+            size: Size::from_name(size)?,
+            colour: Colour::from_name(colour)?,
+            kind: ShapeKind::from_name(kind)?,
+        };
+        scene.put(shape);
+    }
+    Some(scene)
+}
+
+/// The edit with its shape named by the cell it occupies: "make top center blue",
+/// "make top center large", "remove top center", "add bottom right small green
+/// triangle", "move top center to bottom right".
+pub fn resolved(edit: &Edit) -> String {
+    match *edit {
+        Edit::Recolour { cell, colour } => format!("make {} {}", cell.name(), colour.name()),
+        Edit::Resize { cell, size } => format!("make {} {}", cell.name(), size.name()),
+        Edit::Remove { cell } => format!("remove {}", cell.name()),
+        Edit::Add { shape } => format!("add {} {}", shape.cell.name(), shape.noun_phrase()),
+        Edit::Move { cell, to } => format!("move {} to {}", cell.name(), to.name()),
+    }
 }
 
 impl ShapesSet {
@@ -61,17 +159,10 @@ impl ShapesSet {
             ..world
         };
         vec![
-            ShapesSet { kind: Kind::Text, split, world, len, describe: false, describe_source: false },
-            ShapesSet { kind: Kind::Generation, split, world: plain, len, describe: false, describe_source: false },
-            ShapesSet {
-                kind: Kind::Editing,
-                split,
-                world: plain,
-                len,
-                describe: data.describe_edits,
-                describe_source: data.describe_source,
-            },
-            ShapesSet { kind: Kind::Understanding, split, world: asked, len, describe: false, describe_source: false },
+            ShapesSet { kind: Kind::Text, split, world, len, describe: Describe::Nothing },
+            ShapesSet { kind: Kind::Generation, split, world: plain, len, describe: Describe::Nothing },
+            ShapesSet { kind: Kind::Editing, split, world: plain, len, describe: Describe::of(data) },
+            ShapesSet { kind: Kind::Understanding, split, world: asked, len, describe: Describe::Nothing },
         ]
     }
 }
@@ -151,11 +242,7 @@ impl Dataset for ShapesSet {
                     image: Some(rgb(&s.images[0])?),
                     turns: vec![
                         Turn::user(template::editing(instruction)),
-                        Turn::assistant(match (self.describe, self.describe_source) {
-                            (false, _) => String::new(),
-                            (true, false) => caption(target),
-                            (true, true) => format!("{}{BECOMES}{}", caption(&s.images[0].scene), caption(target)),
-                        }),
+                        Turn::assistant(self.describe.words(&s.images[0].scene, instruction, target)?),
                     ],
                     target_image: Some(rgb(&s.images[1])?),
                     target_caption: Some(caption(target)),
@@ -224,6 +311,50 @@ mod tests {
             assert_eq!(source, caption(scene));
             assert_eq!(Some(edited), s.target_caption.as_deref());
             assert_eq!(edited_caption(&s.turns[1].text), edited);
+        }
+    }
+
+    #[test]
+    fn grid_descriptions_name_every_cell_then_the_resolved_edit_then_the_result() {
+        let data = DataConfig { describe_edits: true, describe_grid: true, ..DataConfig::default() };
+        let set = &ShapesSet::all(Split::Train, 3, 32, 200, &data, 1)[2];
+        let mut kinds = std::collections::BTreeSet::new();
+        for i in 0..200 {
+            let s = set.get(i).expect("sample");
+            let source = s.source_scene.as_ref().expect("source scene");
+            let steps: Vec<&str> = s.turns[1].text.split(GRID_STEP).collect();
+            assert_eq!(steps.len(), 3, "{}", s.turns[1].text);
+            assert_eq!(parse_grid(steps[0]).as_ref(), Some(source));
+            let edited = described_scene(&s.turns[1].text).expect("edited grid parses");
+            assert_eq!(Some(caption(&edited)), s.target_caption);
+            // The resolved step names the edit's cell, not its words.
+            let edit = Edit::parse(source, s.turns[0].text.rsplit_once(". ").expect("instruction").1).expect("edit");
+            assert_eq!(steps[1], resolved(&edit));
+            kinds.insert(steps[1].split(' ').next().expect("verb").to_string());
+        }
+        assert_eq!(kinds.into_iter().collect::<Vec<_>>(), ["add", "make", "move", "remove"]);
+    }
+
+    #[test]
+    fn grids_round_trip_and_refuse_what_is_not_one() {
+        let scene = parse_caption("a small blue circle at the top center and a large red square in the center")
+            .expect("caption");
+        let g = grid(&scene);
+        assert_eq!(
+            g,
+            "top left empty, top center small blue circle, top right empty, center left empty, \
+             center large red square, center right empty, bottom left empty, bottom center empty, bottom right empty"
+        );
+        assert_eq!(parse_grid(&g), Some(scene.clone()));
+        assert_eq!(described_scene(&format!("x; remove center; {g}")), Some(scene.clone()));
+        // Old forms still read: the edited caption after "becomes", or the caption alone.
+        assert_eq!(described_scene(&format!("an empty image becomes {}", caption(&scene))), Some(scene));
+        for bad in [
+            "top left empty",
+            &g.replacen("top left", "top right", 1),
+            &g.replacen("small blue circle", "small blue", 1),
+        ] {
+            assert_eq!(parse_grid(bad), None, "{bad}");
         }
     }
 
