@@ -229,21 +229,30 @@ fn eval_scores_the_shipped_model_on_the_held_out_sets() {
     assert!(pictures.iter().all(|c| rows.contains(&c[0].as_str().unwrap())), "{pictures:?}");
     assert_eq!(pictures.iter().filter(|c| c[0] == "generation").map(|c| c[3].as_u64().unwrap()).sum::<u64>(), 2);
     assert!(stdout.contains("| pictures by shapes in the scene"), "{stdout}");
-    // --answers: one line per question asked (understanding and text), agreeing with the counts.
+    // --answers: one line per question asked (understanding and text) and per edit described
+    // (the shipped model describes its edits), agreeing with the counts.
     let lines: Vec<serde_json::Value> = std::fs::read_to_string(&answers)
         .expect("answers written")
         .lines()
         .map(|l| serde_json::from_str(l).expect("json line"))
         .collect();
     let questioned: Vec<&serde_json::Value> =
-        sets.iter().filter(|s| s["kind"] == "understanding" || s["kind"] == "text").collect();
+        sets.iter().filter(|s| ["understanding", "text", "editing"].contains(&s["kind"].as_str().unwrap())).collect();
     assert_eq!(lines.len() as u64, questioned.iter().map(|s| s["total"].as_u64().expect("n")).sum::<u64>());
+    let described = r["descriptions"].as_array().expect("descriptions");
+    let edits_right = lines.iter().filter(|l| l["set"].as_str().unwrap().contains("editing") && l["correct"] == true);
+    assert_eq!(edits_right.count() as u64, described.iter().map(|c| c[2].as_u64().unwrap()).sum::<u64>());
     for s in questioned {
         let mine: Vec<&serde_json::Value> = lines.iter().filter(|l| l["set"] == s["set"]).collect();
         assert_eq!(mine.len() as u64, s["total"].as_u64().expect("n"), "{s}");
+        assert!(mine.iter().all(|l| l["question"].as_str().is_some_and(|q| !q.is_empty())));
+        if s["kind"] == "editing" {
+            // The instruction, the description the data writes (cell by cell) and the model's.
+            assert!(mine.iter().all(|l| l["expected"].as_str().unwrap().contains("; ")), "{mine:?}");
+            continue;
+        }
         let ok = mine.iter().filter(|l| l["correct"] == true).count() as u64;
         assert_eq!(ok, s["correct"].as_u64().expect("n"), "{s}");
-        assert!(mine.iter().all(|l| l["question"].as_str().is_some_and(|q| !q.is_empty())));
         // Understanding answers name their scene's size; text answers have no scene.
         let sized = s["kind"] == "understanding";
         assert!(mine.iter().all(|l| l["shapes"].as_u64().is_some() == sized), "{s}");

@@ -102,7 +102,8 @@ pub struct EvalArgs {
     #[arg(long)]
     pub json: Option<PathBuf>,
     /// Also write every question asked with the model's answer here, one JSON object per
-    /// line (set, category, question, expected, answered, correct).
+    /// line (set, category, question, expected, answered, correct); for a model that describes
+    /// its edits, every edit too (the instruction, the data's description and the model's).
     #[arg(long)]
     pub answers: Option<PathBuf>,
     /// Compute device.
