@@ -2,16 +2,13 @@
 //! without blocking (a browser cannot wait on the GPU): the loop shared by a chat
 //! answer and a described edit's words. The awaits are also where an abort gets in.
 
+use crate::js::err;
 use burn::tensor::{Device, Tensor};
 use genllava::llama::{Generator, KvCache, Llama, logits_vec};
 use genllava::llava::LlavaCheckpoint;
 use genllava::pipeline::Prompt;
 use genllava::sampling::SamplingConfig;
 use wasm_bindgen::JsError;
-
-fn err(e: genllava::Error) -> JsError {
-    JsError::new(&e.to_string())
-}
 
 /// Read `logits` (any shape, the last position's row last) back to the CPU.
 pub async fn read_logits<const D: usize>(logits: Tensor<D>) -> Result<Vec<f32>, JsError> {

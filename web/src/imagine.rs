@@ -8,7 +8,7 @@
 //! shipped model's 32×32 pixels it costs a fraction of a UNet step.
 
 use crate::input::check_image;
-use crate::js;
+use crate::js::{self, err};
 use crate::model::Model;
 use crate::options::ImageRequest;
 use burn::tensor::Tensor;
@@ -39,10 +39,6 @@ pub struct Drawing {
     /// turn after each step so an abort message can arrive.
     pub yield_each_step: bool,
     pub abort: Rc<Cell<bool>>,
-}
-
-fn err(e: genllava::Error) -> JsError {
-    JsError::new(&e.to_string())
 }
 
 impl Drawing {

@@ -123,3 +123,8 @@ pub fn image_options(options: &JsValue) -> Result<ImageRequest, JsError> {
     )
     .map_err(|e| JsError::new(&e))
 }
+
+/// A core error as a JavaScript error, its message unchanged.
+pub fn err(e: genllava::Error) -> JsError {
+    JsError::new(&e.to_string())
+}

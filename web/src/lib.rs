@@ -32,6 +32,7 @@ use genllava::pipeline::{Prompt, prepare};
 use genllava::template::{ChatFormat, Turn};
 use genllava::tokenizer::StreamDecoder;
 use decode::{AsyncDecoder, read_logits};
+use js::err;
 use imagine::{Drawing, Task};
 use js_sys::{Function, Promise, Uint8Array};
 use std::cell::{Cell, RefCell};
@@ -423,7 +424,6 @@ fn summary(loaded: &Model, label: &str) -> Result<serde_json::Value, JsError> {
 
 /// The last position's logits after `prompt` (about `image`), read back asynchronously.
 async fn last_logits(m: &Model, prompt: &str, image: Option<&[u8]>, device: &Device) -> Result<Vec<f32>, JsError> {
-    let err = |e: genllava::Error| JsError::new(&e.to_string());
     if let Some(bytes) = image {
         check_image(bytes).map_err(|e| JsError::new(&format!("image: {e}")))?;
     }
@@ -456,8 +456,7 @@ impl Chat {
         opts: &ChatOptions,
         on_token: &Function,
     ) -> Result<String, JsError> {
-        let err = |e: genllava::Error| JsError::new(&e.to_string());
-        let m = &*self.model;
+            let m = &*self.model;
         if let Some(bytes) = image {
             check_image(bytes).map_err(|e| JsError::new(&format!("image: {e}")))?;
         }
