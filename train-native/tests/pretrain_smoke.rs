@@ -226,6 +226,37 @@ fn pretrain_sd_writes_a_folder_core_loads() {
     let again = scratch("sd-p2p-again");
     continue_sd(&p2p, &again, &["--pix2pix"]);
     let _ = std::fs::remove_dir_all(&again);
+
+    // `--edit-text instruction`: edits conditioned on the instruction (as InstructPix2Pix);
+    // its words join the vocabulary with as many new embedding rows (the old rows kept,
+    // the encoder frozen), the folder says so, and `eval-sd --edits` conditions on them.
+    let ins = scratch("sd-p2p-instruction");
+    continue_sd(&p2p, &ins, &["--pix2pix", "--edit-text", "instruction"]);
+    let index = config(&ins.join("model_index.json"));
+    assert!(index.contains("\"_genllava_edit_text\": \"instruction\""), "{index}");
+    let (old_tok, new_tok) =
+        (config(&p2p.join("tokenizer/tokenizer.json")), config(&ins.join("tokenizer/tokenizer.json")));
+    assert!(!old_tok.contains("\"remove\"") && new_tok.contains("\"remove\"") && new_tok.contains("\"move\""));
+    let (old_emb, new_emb) =
+        (weights(&p2p.join("text_encoder/model.safetensors")), weights(&ins.join("text_encoder/model.safetensors")));
+    let key = "text_model.embeddings.token_embedding.weight";
+    let (a, b) = (old_emb.raw(key).expect(key), new_emb.raw(key).expect(key));
+    let added = b.shape[0] - a.shape[0];
+    assert!(added >= 5 && b.shape[1] == a.shape[1], "{:?} → {:?}", a.shape, b.shape);
+    assert_eq!(a.to_f32(), b.to_f32()[..a.numel()], "the old rows changed");
+    let text_cfg: serde_json::Value =
+        serde_json::from_str(&config(&ins.join("text_encoder/config.json"))).expect("text config");
+    assert_eq!(text_cfg["vocab_size"].as_u64(), Some(b.shape[0] as u64));
+    let eval = run(bin().args(["eval-sd", "--edits", "--n", "2", "--steps", "2", "--sd"]).arg(&ins));
+    assert!(eval.contains("2 Test edits"), "{eval}");
+    let _ = std::fs::remove_dir_all(&ins);
+    let out = bin()
+        .args(["pretrain-sd", "--preset", "tiny", "--steps", "2", "--edit-text", "instruction", "--out"])
+        .arg(scratch("sd-instruction-alone"))
+        .output()
+        .expect("pretrain-sd");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("--pix2pix"), "{err}");
     let eval = run(bin().args(["eval-sd", "--edits", "--n", "3", "--steps", "2", "--sd"]).arg(&p2p));
     let line = eval.lines().find(|l| l.starts_with("exact by kind and by shapes in the source: ")).expect(&eval);
     assert!(eval.contains("3 Test edits") && line.contains("shapes:"), "{eval}");

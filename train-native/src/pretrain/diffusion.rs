@@ -127,6 +127,8 @@ pub struct DiffusionData<'a> {
     /// under its caption, the source image's latents beside the noisy ones); the
     /// others get a zero source.
     pub edits: bool,
+    /// What the editing triples are conditioned on.
+    pub edit_text: super::folder::EditText,
 }
 
 /// Share of editing triples whose source image is dropped to zeros during training
@@ -161,19 +163,39 @@ fn pool_draw(
     }
 }
 
-/// Pool entry `i`: (caption, image drawn, source image). With `edits`, odd entries are
-/// editing triples (caption of the edited scene), even ones captioned images.
+/// Pool entry `i`: (text, image drawn, source image). With `edits`, odd entries are
+/// editing triples (under the caption of the edited scene, or the instruction, as
+/// `edit_text` says), even ones captioned images.
 fn pool_entry(world: &DatasetConfig, data: &DiffusionData, i: usize) -> (String, Vec<u8>, Option<Vec<u8>>) {
     if data.edits && i % 2 == 1 {
         let mut s = pool_draw(world, data.held_out_pairs, i / 2, dataset::editing);
         let target = s.images.remove(1);
         let source = s.images.remove(0);
-        (genllava::shapes::caption(&target.scene), target.rgb, Some(source.rgb))
+        let instruction = s.record["edit_prompt"].as_str().unwrap_or_default();
+        let text = data.edit_text.text(instruction, &genllava::shapes::caption(&target.scene));
+        (text, target.rgb, Some(source.rgb))
     } else {
         let i = if data.edits { i / 2 } else { i };
         let mut s = pool_sample(world, data.held_out_pairs, i);
         (caption_of(&s), s.images.remove(0).rgb, None)
     }
+}
+
+/// Every word of the first `pool` editing instructions of the world (`seed`) in order of
+/// first use, each once: what a vocabulary learnt from captions must add to read them.
+pub fn instruction_words(seed: u64, pool: usize, held_out_pairs: bool) -> Vec<String> {
+    let world = DatasetConfig { seed, image_size: 32, textured: false, ..DatasetConfig::default() };
+    let mut words: Vec<String> = Vec::new();
+    for i in 0..pool {
+        let s = pool_draw(&world, held_out_pairs, i, dataset::editing);
+        for w in s.record["edit_prompt"].as_str().unwrap_or_default().split_whitespace() {
+            let w = w.to_lowercase();
+            if !words.contains(&w) {
+                words.push(w);
+            }
+        }
+    }
+    words
 }
 
 /// Where the text encoder of a UNet run starts, and whether it learns.

@@ -120,7 +120,13 @@ fn run_edits(
     let (mut exact, mut misses) = (0usize, 0usize);
     let mut by = std::collections::BTreeMap::<String, (usize, usize)>::new();
     for (chunk_index, chunk) in samples.chunks(BATCH).enumerate() {
-        let captions: Vec<String> = chunk.iter().map(|s| genllava::shapes::caption(&s.images[1].scene)).collect();
+        let captions: Vec<String> = chunk
+            .iter()
+            .map(|s| {
+                let instruction = s.record["edit_prompt"].as_str().unwrap_or_default();
+                sd.edit_text.text(instruction, &genllava::shapes::caption(&s.images[1].scene))
+            })
+            .collect();
         let sources = Images { rgb: chunk.iter().map(|s| s.images[0].rgb.clone()).collect(), side };
         let images = edit(sd, &captions, &sources, (args.steps, args.guidance, args.image_guidance), &mut rng, device)?;
         for (j, (s, rgb)) in chunk.iter().zip(&images.rgb).enumerate() {

@@ -46,9 +46,23 @@ pub fn run_pretrain(args: PretrainArgs) -> anyhow::Result<()> {
     let (text_size, vae_size, unet_size, tokenizer_captions) = sizes(args.preset);
     let start = Instant::now();
 
+    anyhow::ensure!(
+        args.edit_text == EditText::Caption || args.pix2pix,
+        "--edit-text {} conditions editing triples: it needs --pix2pix",
+        args.edit_text.name()
+    );
+    // Words of the instructions the vocabulary must hold ("make", "remove", …).
+    let words = if args.edit_text == EditText::Instruction {
+        diffusion::instruction_words(args.seed, args.pool, args.held_out_pairs)
+    } else {
+        Vec::new()
+    };
     let (tok, text_json, start_text) = match &args.text_from {
         Some(dir) => {
-            let (tok, text, json) = load_text(dir, &device)?;
+            let (tok, text, json, added) = load_text_with_words(dir, &words, args.seed, &device)?;
+            if !added.is_empty() {
+                eprintln!("tokenizer: {} words added for the instructions: {}", added.len(), added.join(" "));
+            }
             let (how, start) = if args.tune_text {
                 ("trained on", TextStart::Tuned(text))
             } else {
@@ -58,7 +72,8 @@ pub fn run_pretrain(args: PretrainArgs) -> anyhow::Result<()> {
             (tok, json, start)
         }
         None => {
-            let tok = CaptionTokenizer::train(args.seed, tokenizer_captions, MAX_LEN)?;
+            let (tok, _) = CaptionTokenizer::train(args.seed, tokenizer_captions, MAX_LEN)?
+                .with_words(words.iter().map(String::as_str))?;
             eprintln!("tokenizer: {} words", tok.vocab_size());
             let json = text_config_json(text_size, &tok);
             (tok, json, TextStart::Fresh)
@@ -123,13 +138,15 @@ pub fn run_pretrain(args: PretrainArgs) -> anyhow::Result<()> {
         pool: args.pool,
         held_out_pairs: args.held_out_pairs,
         edits: args.pix2pix,
+        edit_text: args.edit_text,
     };
     let t = Instant::now();
     let model =
         diffusion::train(&text_cfg, start_text, &unet_cfg, init_unet, &data, args.steps, args.batch, args.lr, &device)?;
     let unet_ms = t.elapsed().as_secs_f64() * 1000.0 / args.steps.max(1) as f64;
 
-    let parts = Parts { tok: &tok, text_json, vae_json, unet_json, vae: &vae_model, model: &model };
+    let parts =
+        Parts { tok: &tok, text_json, vae_json, unet_json, vae: &vae_model, model: &model, edit_text: args.edit_text };
     write(&args.out, &parts, args.f16)?;
     println!(
         "wrote {} ({} VAE steps at {vae_ms:.0} ms, {} UNet steps at {unet_ms:.0} ms; {:.0} s in all; VAE reconstruction exact {:.1} %)",
@@ -150,6 +167,8 @@ pub struct Parts<'a> {
     pub unet_json: Value,
     pub vae: &'a AutoencoderKL,
     pub model: &'a TextUnet,
+    /// What its editing triples were conditioned on.
+    pub edit_text: EditText,
 }
 
 fn put_json(path: &Path, v: &Value) -> anyhow::Result<()> {
@@ -175,6 +194,7 @@ pub fn write(out: &Path, p: &Parts, f16: bool) -> anyhow::Result<()> {
             "tokenizer": ["transformers", "PreTrainedTokenizerFast"],
             "unet": ["diffusers", "UNet2DConditionModel"],
             "vae": ["diffusers", "AutoencoderKL"],
+            "_genllava_edit_text": p.edit_text.name(),
         }),
     )?;
     put_json(&out.join("scheduler/scheduler_config.json"), &diffusion::scheduler_config_json())?;
@@ -204,20 +224,109 @@ pub fn write_text(
 /// A tokenizer and text encoder read back from `tokenizer/` and `text_encoder/` of `dir`,
 /// with the encoder's `config.json`.
 pub fn load_text(dir: &Path, device: &Device) -> anyhow::Result<(CaptionTokenizer, ClipTextModel, Value)> {
+    let (tok, text, config, _) = load_text_with_words(dir, &[], 0, device)?;
+    Ok((tok, text, config))
+}
+
+/// [`load_text`], with the `words` its tokenizer lacks appended to the vocabulary (in the
+/// order given) and as many new rows of the token embedding (normal, std 0.02, drawn from
+/// `seed`), `vocab_size` raised to match; also returns the words added.
+pub fn load_text_with_words(
+    dir: &Path,
+    words: &[String],
+    seed: u64,
+    device: &Device,
+) -> anyhow::Result<(CaptionTokenizer, ClipTextModel, Value, Vec<String>)> {
     let root = DirSource::open(dir)?;
     let sub = |d: &str| SubSource::new(&root, d);
     let config_text = text_of(&sub("text_encoder"), "config.json")?;
-    let config: Value = serde_json::from_str(&config_text)
+    let mut config: Value = serde_json::from_str(&config_text)
         .with_context(|| format!("{}: not JSON", sub("text_encoder").describe("config.json")))?;
     let text_config = ClipTextConfig::from_json(&config_text)?;
-    let mut weights = load_weights(&sub("text_encoder"), "model")?;
-    ClipTextModel::normalize_keys(&mut weights);
-    let text = checked(weights, |vb| ClipTextModel::load(&text_config, &vb.pp("text_model")), device)?;
     let json = read_required(&sub("tokenizer"), "tokenizer.json")?;
     let inner = tokenizers::Tokenizer::from_bytes(&json)
         .map_err(|e| anyhow::anyhow!("{}: {e}", sub("tokenizer").describe("tokenizer.json")))?;
     let tok = CaptionTokenizer::from_tokenizer(inner, text_config.max_position_embeddings)?;
-    Ok((tok, text, config))
+    let (tok, added) = tok.with_words(words.iter().map(String::as_str))?;
+    let mut weights = load_weights(&sub("text_encoder"), "model")?;
+    ClipTextModel::normalize_keys(&mut weights);
+    let text_config = if added.is_empty() {
+        text_config
+    } else {
+        let name = "text_model.embeddings.token_embedding.weight";
+        let raw = weights.raw(name).with_context(|| format!("{}: no {name}", sub("text_encoder").describe("model")))?;
+        let [rows, width] = raw.shape[..] else {
+            anyhow::bail!(
+                "{}: {name} has shape {:?}, not [vocab, hidden]",
+                sub("text_encoder").describe("model"),
+                raw.shape
+            )
+        };
+        anyhow::ensure!(
+            rows + added.len() == tok.vocab_size(),
+            "{}: {rows} embedding rows for a tokenizer of {} words",
+            sub("text_encoder").describe("model"),
+            tok.vocab_size() - added.len()
+        );
+        let mut values = raw.to_f32();
+        let mut rng = genllava::shapes::SplitMix64::derive(seed, &[0x70CE]);
+        values.extend(super::normal_vec(&mut rng, added.len() * width).into_iter().map(|v| 0.02 * v));
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let grown = genllava::safetensors::RawTensor::owned(
+            genllava::safetensors::Dtype::F32,
+            vec![tok.vocab_size(), width],
+            bytes,
+        );
+        weights.insert_raw(name, grown);
+        config["vocab_size"] = json!(tok.vocab_size());
+        ClipTextConfig::from_json(&config.to_string())?
+    };
+    let text = checked(weights, |vb| ClipTextModel::load(&text_config, &vb.pp("text_model")), device)?;
+    Ok((tok, text, config, added))
+}
+
+/// What the editing triples of an InstructPix2Pix folder are conditioned on
+/// (`model_index.json`'s `_genllava_edit_text`; diffusers skips keys starting with `_`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum EditText {
+    /// The caption of the edited scene (the UNet redraws the scene described).
+    #[default]
+    Caption,
+    /// The edit instruction itself, as InstructPix2Pix trains on it (the UNet finds in
+    /// the source image what the instruction names).
+    Instruction,
+}
+
+impl EditText {
+    pub fn name(self) -> &'static str {
+        match self {
+            EditText::Caption => "caption",
+            EditText::Instruction => "instruction",
+        }
+    }
+
+    /// The conditioning text of an edit.
+    pub fn text(self, instruction: &str, edited_caption: &str) -> String {
+        match self {
+            EditText::Caption => edited_caption.to_string(),
+            EditText::Instruction => instruction.to_string(),
+        }
+    }
+
+    /// What the folder `dir` was trained with (`caption` when it does not say).
+    pub fn of_folder(dir: &Path) -> anyhow::Result<Self> {
+        let path = dir.join("model_index.json");
+        let Ok(bytes) = std::fs::read(&path) else { return Ok(EditText::Caption) };
+        let v: Value = serde_json::from_slice(&bytes).with_context(|| format!("{}: not JSON", path.display()))?;
+        match v.get("_genllava_edit_text").and_then(Value::as_str) {
+            None | Some("caption") => Ok(EditText::Caption),
+            Some("instruction") => Ok(EditText::Instruction),
+            Some(other) => anyhow::bail!(
+                "{}: _genllava_edit_text is {other:?}; expected \"caption\" or \"instruction\"",
+                path.display()
+            ),
+        }
+    }
 }
 
 /// A folder loaded back through core's loaders.
@@ -228,6 +337,8 @@ pub struct LoadedSd {
     pub vae_config: AutoencoderKLConfig,
     pub unet: UNet2DConditionModel,
     pub scheduler: SchedulerConfig,
+    /// What its editing triples were conditioned on.
+    pub edit_text: EditText,
 }
 
 fn text_of(src: &dyn FileSource, name: &str) -> anyhow::Result<String> {
@@ -308,5 +419,6 @@ pub fn load(dir: &Path, device: &Device) -> anyhow::Result<LoadedSd> {
     )?;
     let scheduler = SchedulerConfig::from_json(&text_of(&sub("scheduler"), "scheduler_config.json")?)?;
     let (tok, text, _) = load_text(dir, device)?;
-    Ok(LoadedSd { tok, text, vae, vae_config, unet, scheduler })
+    let edit_text = EditText::of_folder(dir)?;
+    Ok(LoadedSd { tok, text, vae, vae_config, unet, scheduler, edit_text })
 }

@@ -97,6 +97,12 @@ pub struct PretrainArgs {
     /// source, as InstructPix2Pix starts from Stable Diffusion.
     #[arg(long)]
     pub pix2pix: bool,
+    /// With `--pix2pix`: what the editing triples are conditioned on: the edited scene's
+    /// caption, or the edit instruction itself as InstructPix2Pix does (its words join the
+    /// vocabulary, with new embedding rows when `--text-from` brings one). The choice is
+    /// written to `model_index.json`, where `eval-sd --edits` and training read it.
+    #[arg(long, value_enum, default_value_t = folder::EditText::Caption)]
+    pub edit_text: folder::EditText,
 }
 
 #[derive(clap::Args)]
@@ -123,7 +129,8 @@ pub struct EvalArgs {
     #[arg(long)]
     pub images: Option<PathBuf>,
     /// Score edits instead (an InstructPix2Pix UNet, `pretrain-sd --pix2pix`): each held-out
-    /// editing triple's source image with the caption of its edited scene; exact when the
+    /// editing triple's source image with the caption of its edited scene (or with its
+    /// instruction, for a UNet trained with `--edit-text instruction`); exact when the
     /// asked change is there and the rest kept.
     #[arg(long)]
     pub edits: bool,

@@ -63,6 +63,26 @@ impl CaptionTokenizer {
         Ok(Self { bos, eos, max_len, inner, rows })
     }
 
+    /// This tokenizer with `words` (lower-cased) appended to its vocabulary, those it lacks
+    /// taking the next ids in the order given; returns the words added. A text encoder
+    /// for it needs as many more embedding rows ([`grow_embedding`]).
+    pub fn with_words<'w>(&self, words: impl IntoIterator<Item = &'w str>) -> anyhow::Result<(Self, Vec<String>)> {
+        let mut json: Value = serde_json::from_str(&self.json()?)?;
+        let vocab = json["model"]["vocab"].as_object_mut().context("tokenizer.json: the model has no vocab")?;
+        let mut next = vocab.len() as u64;
+        let mut added = Vec::new();
+        for w in words {
+            let w = w.to_lowercase();
+            if !vocab.contains_key(&w) {
+                vocab.insert(w.clone(), json!(next));
+                next += 1;
+                added.push(w);
+            }
+        }
+        let inner: Tokenizer = json.to_string().parse().map_err(anyhow::Error::msg)?;
+        Ok((Self::from_tokenizer(inner, self.max_len)?, added))
+    }
+
     /// Vocabulary size, specials included.
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)

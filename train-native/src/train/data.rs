@@ -58,6 +58,9 @@ pub struct Sample {
     pub target_image: Option<RgbImage>,
     /// The target image's caption (the alignment loss' CLIP text input).
     pub target_caption: Option<String>,
+    /// The edit instruction (editing): the alignment target instead of `target_caption`
+    /// when the frozen decoder edits from instructions (`pretrain-sd --edit-text instruction`).
+    pub instruction: Option<String>,
     /// The scene of the input image, when the data knows it (the edit evaluator needs it).
     pub source_scene: Option<genllava::shapes::Scene>,
     /// The question's category when the data knows it (the shapes world: "colour",
@@ -175,6 +178,7 @@ mod tests {
                 turns: vec![Turn::user(i.to_string())],
                 target_image: None,
                 target_caption: None,
+                instruction: None,
                 source_scene: None,
                 category: None,
             })

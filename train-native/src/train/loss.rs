@@ -115,6 +115,9 @@ pub struct Frozen {
     pub alphas: Vec<f64>,
     /// Pixel side of the decoder's images.
     pub pixels: usize,
+    /// What the decoder's edits are conditioned on, hence the alignment target of an edit:
+    /// the edited scene's caption, or the instruction.
+    pub edit_text: crate::pretrain::folder::EditText,
 }
 
 impl Frozen {
@@ -127,7 +130,8 @@ impl Frozen {
         let null = genllava::genllava::fit_rows(sd.null_embedding()?, l);
         let alphas = sd.scheduler_config.alphas_cumprod()?;
         let pixels = sd.unet_config.sample_size.unwrap_or(8) * sd.vae_scale();
-        Ok(Self { sd, null, alphas, pixels })
+        let edit_text = crate::pretrain::folder::EditText::of_folder(dir)?;
+        Ok(Self { sd, null, alphas, pixels, edit_text })
     }
 
     /// The caption's text states fitted to `l` rows: the alignment target.
@@ -222,14 +226,20 @@ pub fn scale_gradient<const D: usize>(x: Tensor<D>, share: f64) -> Tensor<D> {
     }
 }
 
-/// Summed per-sample MSE between `U` and the caption states of the targets.
+/// Summed per-sample MSE between `U` and the caption states of the targets (of the
+/// instructions, for edits, where the decoder edits from instructions).
 fn alignment(batch: &MicroBatch, rows: &[usize], u: &Tensor<3>, f: &Frozen) -> anyhow::Result<Tensor<1>> {
     let [_, l, d] = u.dims();
     let captions = rows
         .iter()
         .map(|&i| {
+            let s = &batch.samples[i];
+            let instruction = match f.edit_text {
+                crate::pretrain::folder::EditText::Instruction => s.instruction.as_deref(),
+                crate::pretrain::folder::EditText::Caption => None,
+            };
             let caption =
-                batch.samples[i].target_caption.as_deref().context("an image sample has no target caption")?;
+                instruction.or(s.target_caption.as_deref()).context("an image sample has no target caption")?;
             f.caption_states(caption, l)
         })
         .collect::<anyhow::Result<Vec<_>>>()?;

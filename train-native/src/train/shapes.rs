@@ -204,6 +204,7 @@ impl Dataset for ShapesSet {
                     turns: turns(&s.record)?,
                     target_image: None,
                     target_caption: None,
+                    instruction: None,
                     source_scene: Some(s.images[0].scene.clone()),
                     category: Some(s.category.clone()),
                 }
@@ -216,6 +217,7 @@ impl Dataset for ShapesSet {
                     turns: turns(&s.record)?,
                     target_image: None,
                     target_caption: None,
+                    instruction: None,
                     source_scene: None,
                     category: Some(s.category.clone()),
                 }
@@ -229,6 +231,7 @@ impl Dataset for ShapesSet {
                     turns: vec![Turn::user(template::generation(&cap)), Turn::assistant("")],
                     target_image: Some(rgb(&s.images[0])?),
                     target_caption: Some(cap),
+                    instruction: None,
                     source_scene: None,
                     category: Some(s.category.clone()),
                 }
@@ -246,6 +249,7 @@ impl Dataset for ShapesSet {
                     ],
                     target_image: Some(rgb(&s.images[1])?),
                     target_caption: Some(caption(target)),
+                    instruction: Some(instruction.to_string()),
                     source_scene: Some(s.images[0].scene.clone()),
                     category: Some(s.category.clone()),
                 }

@@ -60,6 +60,7 @@ impl Dataset for Colours {
             turns: vec![Turn::user(format!("<image>\n{}", QUESTIONS[q])), Turn::assistant(answer(COLOURS[c].0))],
             target_image: None,
             target_caption: None,
+            instruction: None,
             source_scene: None,
             category: None,
         })

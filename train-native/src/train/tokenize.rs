@@ -207,6 +207,7 @@ mod tests {
             turns: vec![Turn::user("<image>\nWhat colour is it?"), Turn::assistant("The colour is red.")],
             target_image: None,
             target_caption: None,
+            instruction: None,
             source_scene: None,
             category: None,
         }
@@ -252,6 +253,7 @@ mod tests {
             turns: vec![Turn::user(template::generation("a red circle")), Turn::assistant("")],
             target_image: Some(genllava::image::RgbImage::filled(4, 4, [255, 0, 0])),
             target_caption: Some("a red circle".into()),
+            instruction: None,
             source_scene: None,
             category: None,
         };
