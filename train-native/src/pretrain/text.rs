@@ -65,11 +65,11 @@ impl CaptionTokenizer {
 
     /// This tokenizer with `words` (lower-cased) appended to its vocabulary, those it lacks
     /// taking the next ids in the order given; returns the words added. A text encoder
-    /// for it needs as many more embedding rows ([`grow_embedding`]).
+    /// for it needs as many more embedding rows (`folder::load_text_with_words` adds them).
     pub fn with_words<'w>(&self, words: impl IntoIterator<Item = &'w str>) -> anyhow::Result<(Self, Vec<String>)> {
         let mut json: Value = serde_json::from_str(&self.json()?)?;
         let vocab = json["model"]["vocab"].as_object_mut().context("tokenizer.json: the model has no vocab")?;
-        let mut next = vocab.len() as u64;
+        let mut next = vocab.values().filter_map(Value::as_u64).max().map_or(0, |m| m + 1);
         let mut added = Vec::new();
         for w in words {
             let w = w.to_lowercase();
@@ -149,4 +149,23 @@ pub fn text_config_json(size: TextSize, tok: &CaptionTokenizer) -> Value {
 /// The parsed text-encoder config (through core's parser, so the file is known good).
 pub fn text_config(json: &Value) -> anyhow::Result<ClipTextConfig> {
     Ok(ClipTextConfig::from_json(&json.to_string())?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Words the vocabulary lacks get the next ids, in order, once; known words keep theirs.
+    #[test]
+    fn with_words_appends_only_the_missing_words() {
+        let tok = CaptionTokenizer::train(0, 50, 16).unwrap();
+        let n = tok.vocab_size();
+        let circle = tok.inner.token_to_id("circle").unwrap();
+        let (grown, added) = tok.with_words(["remove", "the", "Move", "remove"]).unwrap();
+        assert_eq!(added, ["remove", "move"]);
+        assert_eq!(grown.vocab_size(), n + 2);
+        let ids = grown.encode("remove the circle").unwrap();
+        assert_eq!(ids[1..4], [n as u32, grown.inner.token_to_id("the").unwrap(), circle]);
+        assert_eq!(grown.inner.token_to_id("move"), Some(n as u32 + 1));
+    }
 }
