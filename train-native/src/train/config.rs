@@ -323,6 +323,10 @@ pub struct DataConfig {
     /// edited scene's nine cells, joined by "; ". Each step is a lookup: the k-th entry
     /// names cell k, as the vision tower's k-th patch sees it.
     pub describe_grid: bool,
+    /// With `describe_grid`, leave out the source's cells: the instruction resolved by
+    /// cell, then the edited scene's cells, each read from the picture (the vision tower's
+    /// patch of that cell) rather than copied from written words.
+    pub describe_unwritten_source: bool,
 }
 
 impl Default for DataConfig {
@@ -338,6 +342,7 @@ impl Default for DataConfig {
             describe_edits: false,
             describe_source: false,
             describe_grid: false,
+            describe_unwritten_source: false,
         }
     }
 }
@@ -436,6 +441,9 @@ impl TrainConfig {
         if self.data.describe_grid && !self.data.describe_edits {
             bail!("data.describe_grid is a form of an edit's description: set data.describe_edits too");
         }
+        if self.data.describe_unwritten_source && !self.data.describe_grid {
+            bail!("data.describe_unwritten_source shortens the cell-by-cell description: set data.describe_grid too");
+        }
         if self.data.describe_grid && self.data.describe_source {
             bail!("data.describe_grid and data.describe_source are two forms of the description: set one");
         }
@@ -532,6 +540,8 @@ mod tests {
         let err =
             grid(&["data.describe_grid=true", "data.describe_source=false", "data.describe_edits=false"]).unwrap_err();
         assert!(format!("{err:#}").contains("data.describe_edits"), "{err:#}");
+        let err = grid(&["data.describe_unwritten_source=true"]).unwrap_err();
+        assert!(format!("{err:#}").contains("data.describe_grid"), "{err:#}");
     }
 
     #[test]

@@ -35,6 +35,9 @@ pub enum Describe {
     /// with its shape named by cell ([`resolved`]), then the edited scene's grid, joined by
     /// [`GRID_STEP`].
     Grid,
+    /// [`Describe::Grid`] without the source's cells ([`DataConfig::describe_unwritten_source`]):
+    /// the instruction resolved by cell, then the edited scene's grid.
+    ResolvedGrid,
 }
 
 impl Describe {
@@ -42,6 +45,7 @@ impl Describe {
     pub fn of(data: &DataConfig) -> Describe {
         match (data.describe_edits, data.describe_source, data.describe_grid) {
             (false, ..) => Describe::Nothing,
+            (true, _, true) if data.describe_unwritten_source => Describe::ResolvedGrid,
             (true, _, true) => Describe::Grid,
             (true, true, false) => Describe::SourceThenEdited,
             (true, false, false) => Describe::Edited,
@@ -57,6 +61,10 @@ impl Describe {
             Describe::Grid => {
                 let edit = Edit::parse(source, instruction)?;
                 format!("{}{GRID_STEP}{}{GRID_STEP}{}", grid(source), resolved(&edit), grid(target))
+            }
+            Describe::ResolvedGrid => {
+                let edit = Edit::parse(source, instruction)?;
+                format!("{}{GRID_STEP}{}", resolved(&edit), grid(target))
             }
         })
     }
@@ -337,6 +345,22 @@ mod tests {
             kinds.insert(steps[1].split(' ').next().expect("verb").to_string());
         }
         assert_eq!(kinds.into_iter().collect::<Vec<_>>(), ["add", "make", "move", "remove"]);
+    }
+
+    #[test]
+    fn unwritten_source_descriptions_resolve_then_draw_the_edited_cells() {
+        let grid_data = DataConfig { describe_edits: true, describe_grid: true, ..DataConfig::default() };
+        let data = DataConfig { describe_unwritten_source: true, ..grid_data.clone() };
+        let full = &ShapesSet::all(Split::Train, 3, 32, 50, &grid_data, 1)[2];
+        let short = &ShapesSet::all(Split::Train, 3, 32, 50, &data, 1)[2];
+        for i in 0..50 {
+            let (f, s) = (full.get(i).expect("sample"), short.get(i).expect("sample"));
+            // The same edit, its description without the source's cells.
+            let steps: Vec<&str> = f.turns[1].text.split(GRID_STEP).collect();
+            assert_eq!(s.turns[1].text, format!("{}{GRID_STEP}{}", steps[1], steps[2]));
+            let edited = described_scene(&s.turns[1].text).expect("edited grid parses");
+            assert_eq!(Some(caption(&edited)), s.target_caption);
+        }
     }
 
     #[test]
