@@ -540,7 +540,8 @@ mod tests {
         let err =
             grid(&["data.describe_grid=true", "data.describe_source=false", "data.describe_edits=false"]).unwrap_err();
         assert!(format!("{err:#}").contains("data.describe_edits"), "{err:#}");
-        let err = grid(&["data.describe_unwritten_source=true"]).unwrap_err();
+        assert!(grid(&["data.describe_unwritten_source=true"]).expect("cfg").data.describe_unwritten_source);
+        let err = grid(&["data.describe_grid=false", "data.describe_unwritten_source=true"]).unwrap_err();
         assert!(format!("{err:#}").contains("data.describe_grid"), "{err:#}");
     }
 
